@@ -1,0 +1,1 @@
+"""Certificates: compressed-certificate format, templates, and rebuilding X.509 DER from the chip."""

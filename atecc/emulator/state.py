@@ -1,0 +1,229 @@
+"""The emulated chip's EEPROM, persisted in one JSON file per chip, shared safely between processes.
+
+Owns: the on-disk format, atomic writes, and the inter-process lock. It holds only what the real
+chip keeps without power (config, OTP, data slots, private-key validity, counters); volatile state
+(TempKey, message digest buffer, SHA context, RNG seed flags) lives in ``chip.py`` and is never
+written here.
+
+Concurrency: :meth:`StateFile.transaction` takes an exclusive ``flock`` on ``<state>.lock`` for the
+duration of one chip command, re-reads the file if another process replaced it since we last
+looked, and, if the command changed anything, writes a temp file, fsyncs it, renames it over the
+state file and fsyncs the directory. A process killed at any point leaves either the old or the
+new file, never a mixture. Mode is 0600: the file holds private keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atecc.constants import CONFIG_ZONE_SIZE, OTP_ZONE_SIZE, SLOT_COUNT, slot_size
+
+FORMAT_VERSION = 1
+
+
+class StateFileError(Exception):
+    """The state file is missing, unreadable or not a chip state of a version we understand."""
+
+
+@dataclass
+class ChipState:
+    """Non-volatile contents of one chip.
+
+    ``slots[n]`` has exactly ``slot_size(n)`` bytes. Private keys are stored in slots 0-7 as the
+    chip does (4 zero pad bytes followed by the 32-byte big-endian scalar); ``key_valid[n]`` says
+    whether slot ``n`` holds a valid private key (for P-256 private slots) or a validated public
+    key (public slots with PubInfo = 1). ``counters`` are the two monotonic counters as integers.
+    """
+
+    profile: str
+    config: bytearray
+    otp: bytearray = field(default_factory=lambda: bytearray(OTP_ZONE_SIZE))
+    slots: list[bytearray] = field(
+        default_factory=lambda: [bytearray(slot_size(n)) for n in range(SLOT_COUNT)]
+    )
+    key_valid: list[bool] = field(default_factory=lambda: [False] * SLOT_COUNT)
+    counters: list[int] = field(default_factory=lambda: [0, 0])
+
+    def __post_init__(self) -> None:
+        if len(self.config) != CONFIG_ZONE_SIZE or len(self.otp) != OTP_ZONE_SIZE:
+            raise StateFileError("config zone must be 128 bytes and OTP zone 64 bytes")
+        if len(self.slots) != SLOT_COUNT or any(
+            len(s) != slot_size(n) for n, s in enumerate(self.slots)
+        ):
+            raise StateFileError("data zone slots have the wrong sizes")
+        if len(self.key_valid) != SLOT_COUNT or len(self.counters) != 2:
+            raise StateFileError("key_valid needs 16 entries and counters 2")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "format": "atecc608-emulator-state",
+            "version": FORMAT_VERSION,
+            "profile": self.profile,
+            "config": self.config.hex(),
+            "otp": self.otp.hex(),
+            "slots": [s.hex() for s in self.slots],
+            "key_valid": list(self.key_valid),
+            "counters": list(self.counters),
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> ChipState:
+        if not isinstance(doc, dict) or doc.get("format") != "atecc608-emulator-state":
+            raise StateFileError("not an ATECC608 emulator state file")
+        if doc.get("version") != FORMAT_VERSION:
+            raise StateFileError(f"unsupported state file version {doc.get('version')!r}")
+        try:
+            return cls(
+                profile=str(doc["profile"]),
+                config=bytearray.fromhex(doc["config"]),
+                otp=bytearray.fromhex(doc["otp"]),
+                slots=[bytearray.fromhex(s) for s in doc["slots"]],
+                key_valid=[bool(v) for v in doc["key_valid"]],
+                counters=[int(c) for c in doc["counters"]],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateFileError(f"corrupt state file: {exc}") from exc
+
+    def copy(self) -> ChipState:
+        return ChipState.from_json(self.to_json())
+
+
+def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
+    # Every save renames a new file into place, so the inode changes on every commit; mtime and
+    # size are belt and braces for filesystems that recycle inode numbers quickly.
+    return (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
+
+
+class StateFile:
+    """One chip's state file plus its lock file ``<path>.lock``.
+
+    Use :meth:`transaction` around every command: it yields the current :class:`ChipState`,
+    and writes it back if the caller marks it dirty via the yielded handle's ``dirty`` flag.
+    Thread-safe within a process; exclusive across processes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._state: ChipState | None = None
+        self._seen: tuple[int, int, int, int] | None = None
+        self._mutex = threading.RLock()
+        self._lock_fd: int | None = None
+        self._lock_pid: int | None = None
+        self._depth = 0
+
+    # -- creation -----------------------------------------------------------------------------
+    @staticmethod
+    def create(path: str | os.PathLike[str], state: ChipState, *, overwrite: bool = False) -> None:
+        """Write a new state file (used by the factory). Refuses to replace one unless asked."""
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise StateFileError(f"{target} already exists")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(target, state)
+
+    # -- access -------------------------------------------------------------------------------
+    def load(self) -> ChipState:
+        """Read the file now (no lock); for tools that only look."""
+        return _read(self.path)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Hold the chip for one command: lock, refresh, yield, save if dirty, unlock."""
+        with self._mutex:
+            outermost = self._depth == 0
+            if outermost:
+                self._acquire()
+            self._depth += 1
+            try:
+                state = self._refresh()
+                txn = Transaction(state)
+                try:
+                    yield txn
+                except BaseException:
+                    # A failed command must not leave half-applied changes behind in memory.
+                    self._state = None
+                    self._seen = None
+                    raise
+                if txn.dirty:
+                    _atomic_write(self.path, state)
+                    self._seen = _fingerprint(self.path.stat())
+            finally:
+                self._depth -= 1
+                if outermost:
+                    self._release()
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._lock_fd is not None and self._lock_pid == os.getpid():
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- internals ----------------------------------------------------------------------------
+    def _acquire(self) -> None:
+        if self._lock_fd is None or self._lock_pid != os.getpid():
+            # After fork() the inherited descriptor shares its lock with the parent: open our own.
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._lock_pid = os.getpid()
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _refresh(self) -> ChipState:
+        try:
+            seen = _fingerprint(self.path.stat())
+        except OSError as exc:
+            raise StateFileError(f"cannot read chip state {self.path}: {exc.strerror}") from exc
+        if self._state is None or seen != self._seen:
+            self._state = _read(self.path)
+            self._seen = seen
+        return self._state
+
+
+@dataclass
+class Transaction:
+    """What :meth:`StateFile.transaction` yields: the state and a flag to request a save."""
+
+    state: ChipState
+    dirty: bool = False
+
+
+def _read(path: Path) -> ChipState:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError as exc:
+        raise StateFileError(f"no chip state at {path}") from exc
+    except PermissionError as exc:
+        raise StateFileError(f"cannot read chip state {path}: permission denied") from exc
+    except (OSError, ValueError) as exc:
+        raise StateFileError(f"cannot read chip state {path}: {exc}") from exc
+    return ChipState.from_json(doc)
+
+
+def _atomic_write(path: Path, state: ChipState) -> None:
+    data = json.dumps(state.to_json(), indent=1).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,1 @@
+"""Token backends; backends/atecc.py is the only cryptoki module that imports atecc."""

@@ -1,0 +1,1 @@
+"""Mechanism implementations, one module per family."""
