@@ -1,0 +1,69 @@
+"""The real I2C bus: the only module of the project that imports ``smbus2``.
+
+Owns: opening ``/dev/i2c-N`` through ``smbus2.SMBus``, building ``i2c_msg`` read/write messages
+for the transport, and the default path of the inter-process bus lock file.
+
+Must not: know anything about the chip's protocol (that is ``transport.py``), or import
+``smbus2`` at module level -- the emulator path (CI, development) must work without it being
+importable, so every import of it happens lazily inside a function (ARCHITECTURE.md §1,
+house style B2 rule 4).
+
+The emulator's ``EmulatedBus`` reads the same message objects (``.addr .flags .len .buf``), so the
+transport builds messages here for both kinds of bus.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Directory where system-wide lock files normally live; not writable by every user.
+RUN_LOCK_DIR = Path("/run/lock")
+
+
+def open_bus(bus_number: int) -> Any:
+    """Open ``/dev/i2c-<bus_number>`` and return the ``smbus2.SMBus``.
+
+    :param bus_number: Linux I2C adapter number (``/dev/i2c-1`` on a Raspberry Pi).
+    :raises OSError: the device node is missing or not accessible (errno from ``open(2)``).
+    """
+    import smbus2  # lazy: see module docstring
+
+    if bus_number < 0:
+        raise ValueError(f"I2C bus number must be >= 0, got {bus_number}")
+    return smbus2.SMBus(bus_number)
+
+
+def write_msg(addr7: int, data: bytes) -> Any:
+    """An ``i2c_msg`` write of ``data`` to the 7-bit address ``addr7`` (one Stop-terminated write)."""
+    from smbus2 import i2c_msg
+
+    return i2c_msg.write(addr7, bytes(data))
+
+
+def read_msg(addr7: int, n: int) -> Any:
+    """An ``i2c_msg`` read of ``n`` bytes from the 7-bit address ``addr7``."""
+    from smbus2 import i2c_msg
+
+    return i2c_msg.read(addr7, n)
+
+
+def msg_bytes(msg: Any) -> bytes:
+    """The bytes a read message received (``smbus2.i2c_msg`` implements ``__bytes__``)."""
+    return bytes(msg)
+
+
+def default_lock_path(bus_number: int, address7: int) -> Path:
+    """Lock file serialising chip transactions between processes on a real bus.
+
+    ``/run/lock/atecc-i2c-<bus>-0x<addr>.lock`` when ``/run/lock`` is writable (it is the
+    FHS place for such files and is a tmpfs, so stale files vanish at reboot); otherwise the same
+    name in :func:`tempfile.gettempdir`. Every process talking to the same chip must agree on the
+    path, which is why it depends only on the bus number and the 7-bit address.
+    """
+    name = f"atecc-i2c-{bus_number}-0x{address7:02x}.lock"
+    if RUN_LOCK_DIR.is_dir() and os.access(RUN_LOCK_DIR, os.W_OK | os.X_OK):
+        return RUN_LOCK_DIR / name
+    return Path(tempfile.gettempdir()) / name

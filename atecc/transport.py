@@ -1,0 +1,402 @@
+"""Byte transport to one ATECC608 on an I2C bus: wake, idle, sleep, command execution, locking.
+
+Owns: the host side of spec §1 -- the wake sequence (§1.3), the word-address bytes (§1.4),
+writing a command packet as one Stop-terminated write, polling for the reply while the chip is
+busy (§1.8), reading and CRC-checking the reply group (§1.6, §1.7), bounded retries, and the
+inter-process bus lock (ARCHITECTURE.md §1, §6).
+
+Must not: know what a command means (``commands.py`` builds packets, ``device.py`` sequences them)
+or import ``smbus2`` at module level (``i2c.py`` builds the messages, lazily).
+
+The bus is anything with ``i2c_rdwr(*msgs)`` and ``close()``: ``smbus2.SMBus`` on hardware or
+``atecc.emulator.bus.EmulatedBus``. Optional ``bus.clock`` (``monotonic()``/``sleep()``) replaces
+the real clock, so waits cost nothing on the emulator's virtual clock; optional ``bus.lock_path``
+names the lock file when the caller gives none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from atecc import i2c
+from atecc.constants import (
+    MAX_GROUP_COUNT,
+    MIN_GROUP_COUNT,
+    STATUS_GROUP_COUNT,
+    WAKE_HIGH_S,
+    WATCHDOG_MIN_S,
+    Status,
+    WordAddress,
+    exec_time_max_s,
+)
+from atecc.errors import (
+    BusTimeout,
+    ChipCrcError,
+    NoDevice,
+    ResponseCrcError,
+    ResponseFormatError,
+    SelfTestError,
+    TransportError,
+)
+from atecc.packet import Command, check_group, parse_response
+
+#: errno values an adapter uses for "no ACK" (spec §1.10): busy, asleep, idle or absent chip.
+NACK_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO, errno.EIO})
+
+#: General-call address the wake pulse is sent to (spec §1.3 step 2).
+WAKE_ADDRESS = 0x00
+#: Read polls while the chip is busy: cryptoauthlib polls every 2 ms; 1.5 ms halves its latency
+#: cost while keeping bus traffic trivial (a NACKed read is one address byte).
+POLL_INTERVAL_S = 0.0015
+#: First poll after this fraction of the command's worst-case time. The 608's typical times are
+#: not public (spec §8, [U]); the 508A's typical/max ratios are 0.1-0.8, so 0.25 is a point where
+#: most commands are not yet done but polling has not wasted much.
+FIRST_POLL_FRACTION = 0.25
+#: Slack past the worst-case execution time before declaring the chip stuck.
+EXEC_MARGIN_S = 0.05
+#: Budget per wake period (spec §1.8: "budget <= ~0.7 s"); past it we refresh the watchdog with
+#: idle + wake, which keeps TempKey, the RNG seed and the SHA context (spec §1.9).
+WATCHDOG_BUDGET_S = WATCHDOG_MIN_S
+#: After this long from the wake pulse the chip has certainly slept (tWATCHDOG max 1.7 s).
+WATCHDOG_MAX_S = 1.7
+#: Wake attempts while the read after the pulse is NACKed (cryptoauthlib: rx_retries = 20).
+WAKE_ATTEMPTS = 20
+
+
+class Clock(Protocol):
+    """Time source; the emulator supplies a virtual one in ``fast`` timing."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class _RealClock:
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+
+class Transport(Protocol):
+    """What :class:`atecc.device.Device` needs from a transport (ARCHITECTURE.md §3)."""
+
+    def wake(self) -> None: ...
+
+    def idle(self) -> None: ...
+
+    def sleep(self) -> None: ...
+
+    def execute(self, command: Command, *, expected_len: int | None) -> bytes: ...
+
+    def transfer_raw(self, packet: bytes) -> bytes: ...
+
+    def lock(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...
+
+
+def _is_nack(exc: OSError) -> bool:
+    return exc.errno in NACK_ERRNOS
+
+
+class I2CTransport:
+    """Talks the ATECC608 I2C protocol over ``bus`` to the chip at ``address7``.
+
+    :param bus: object with ``i2c_rdwr(*msgs)`` and ``close()``.
+    :param address7: the chip's 7-bit I2C address (0x60 generic, 0x35 Trust&GO TLS).
+    :param lock_path: file to ``flock`` around each :meth:`lock` block; default ``bus.lock_path``
+        if the bus has one, else no inter-process lock (only the in-process one).
+    :param retries: bound for each kind of retry (NACKed command write, reply re-read after a CRC
+        error, command resend after a CRC error on either side).
+    """
+
+    def __init__(
+        self,
+        bus: Any,
+        address7: int,
+        *,
+        lock_path: str | os.PathLike[str] | None = None,
+        retries: int = 3,
+    ) -> None:
+        if not 0x08 <= address7 <= 0x77:
+            raise ValueError(f"7-bit I2C address 0x{address7:02X} outside 0x08..0x77")
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self.bus = bus
+        self.address7 = address7
+        self.retries = retries
+        self.clock: Clock = getattr(bus, "clock", None) or _RealClock()
+        if lock_path is None:
+            lock_path = getattr(bus, "lock_path", None)
+        self.lock_path: Path | None = Path(lock_path) if lock_path is not None else None
+        self.awake = False
+        #: Clock time of the last successful wake pulse; the watchdog counts from it.
+        self.wake_time = 0.0
+        self._pid = os.getpid()
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._lock_fd: int | None = None
+
+    # -- raw bus helpers ---------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        self.bus.i2c_rdwr(i2c.write_msg(self.address7, data))
+
+    def _read(self, n: int) -> bytes:
+        msg = i2c.read_msg(self.address7, n)
+        self.bus.i2c_rdwr(msg)
+        return i2c.msg_bytes(msg)
+
+    def _write_word(self, word: int) -> bool:
+        """Send a lone word-address byte; False when NACKed (e.g. the chip already sleeps)."""
+        try:
+            self._write(bytes((word,)))
+        except OSError as exc:
+            if not _is_nack(exc):
+                raise TransportError(f"I2C write failed: {exc}") from exc
+            return False
+        return True
+
+    # -- power states (spec §1.2-§1.4) -----------------------------------------------------------
+    def wake(self) -> None:
+        """Wake the chip and check its wake reply ``[04 11 CRC]`` by CRC and status byte.
+
+        :raises SelfTestError: the wake reply carries status 0x07 (power-on self test failed).
+        :raises NoDevice: nothing answered after :data:`WAKE_ATTEMPTS` pulses.
+        """
+        stale_replies = 0
+        for _ in range(WAKE_ATTEMPTS):
+            try:
+                # The 0x00 address byte holds SDA low for 8+ bit times (>= 60 us at 100 kHz);
+                # nobody ACKs it, so the OSError is the expected outcome (spec §1.3 step 2).
+                self.bus.i2c_rdwr(i2c.write_msg(WAKE_ADDRESS, b"\x00"))
+            except OSError:
+                pass
+            pulse = self.clock.monotonic()
+            self.clock.sleep(WAKE_HIGH_S)
+            try:
+                reply = self._read(STATUS_GROUP_COUNT)
+            except OSError as exc:
+                if not _is_nack(exc):
+                    raise TransportError(f"I2C read failed during wake: {exc}") from exc
+                continue  # not awake yet: pulse again (spec §1.3 step 5)
+            ok = reply[0] == STATUS_GROUP_COUNT and check_crc(reply)
+            if ok and reply[1] == Status.WAKE_OK:
+                self.awake = True
+                self.wake_time = pulse
+                return
+            if ok and reply[1] == Status.SELFTEST_ERROR:
+                self.awake = True
+                self.wake_time = pulse
+                raise SelfTestError()
+            # The chip was already awake and we read whatever its output buffer held (a stale
+            # reply, or 0xFF past its end): idle it, then wake again (spec §1.3 step 7).
+            stale_replies += 1
+            if stale_replies > self.retries + 1:
+                raise ResponseFormatError(f"chip does not give a wake reply: {reply.hex()}")
+            self._write_word(WordAddress.IDLE)
+        self.awake = False
+        raise NoDevice(f"no ATECC608 answers at I2C address 0x{self.address7:02X}")
+
+    def idle(self) -> None:
+        """Word address 0x02: idle; TempKey, RNG seed and SHA context survive (spec §1.9)."""
+        self.awake = False
+        self._write_word(WordAddress.IDLE)
+
+    def sleep(self) -> None:
+        """Word address 0x01: sleep; every volatile register is cleared (spec §1.4)."""
+        self.awake = False
+        self._write_word(WordAddress.SLEEP)
+
+    def _refresh_watchdog(self, opcode: int) -> None:
+        # A sequence must finish inside one watchdog period; rather than making every caller
+        # count time, restart the watchdog when the next command might not fit. Idle + wake keeps
+        # the state the sequence depends on (TempKey, message digest buffer, SHA context).
+        if not self.awake:
+            return
+        elapsed = self.clock.monotonic() - self.wake_time
+        if elapsed + exec_time_max_s(opcode) + EXEC_MARGIN_S > WATCHDOG_BUDGET_S:
+            self.idle()
+            self.wake()
+
+    # -- commands --------------------------------------------------------------------------------
+    def execute(self, command: Command, *, expected_len: int | None) -> bytes:
+        """Send ``command``, wait for and return its output payload (no COUNT, no CRC).
+
+        ``expected_len`` is the output length on success (0 for status-only commands, ``None``
+        for "any"), passed to :func:`atecc.packet.parse_response`.
+
+        :raises StatusError: subclass for the chip's status byte (after resending on 0xFF).
+        :raises BusTimeout: the chip never acknowledged (busy past its limit, or asleep).
+        :raises ResponseCrcError: every re-read and resend came back corrupted.
+        """
+        packet = command.encode()
+        for attempt in range(self.retries + 1):
+            try:
+                group = self._transfer(packet)
+            except ResponseCrcError:
+                if attempt == self.retries:
+                    raise
+                continue  # resend the whole command (spec §2: ATCA_RX_CRC_ERROR → resend)
+            try:
+                return parse_response(group, expected_len)
+            except ChipCrcError:
+                # The chip saw a corrupted command and executed nothing: resending is safe.
+                if attempt == self.retries:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def transfer_raw(self, packet: bytes) -> bytes:
+        """Send an already encoded packet (COUNT..CRC) and return the whole reply group.
+
+        The group is CRC-checked (re-read on a mismatch) but its status is not interpreted.
+        For ``atecc raw``; no resend, since a hand-made command may not be idempotent.
+        """
+        if len(packet) < 7 or len(packet) > MAX_GROUP_COUNT or packet[0] != len(packet):
+            raise ValueError("raw packet needs COUNT == its length, 7..155 bytes")
+        return self._transfer(bytes(packet))
+
+    def _transfer(self, packet: bytes) -> bytes:
+        """Write one packet, poll, read the reply group and CRC-check it (re-reading if needed)."""
+        opcode = packet[1]
+        self._refresh_watchdog(opcode)
+        self._send(packet)
+        sent = self.clock.monotonic()
+        max_s = exec_time_max_s(opcode)
+        deadline = sent + max_s + EXEC_MARGIN_S
+        if self.awake:
+            deadline = min(deadline, max(self.wake_time + WATCHDOG_MAX_S, sent + POLL_INTERVAL_S))
+        self.clock.sleep(max_s * FIRST_POLL_FRACTION)
+        group = self._poll_group(deadline, _reply_hint(packet))
+        for _ in range(self.retries):
+            if check_crc(group):
+                return group
+            # A corrupted reply: rewind the output buffer with word address 0x00 and read the
+            # same bytes again (spec §1.4); the chip does not recompute anything.
+            self._send_word_checked(WordAddress.RESET)
+            group = self._read_group(len(group) if MIN_GROUP_COUNT <= len(group) else 4)
+        if check_crc(group):
+            return group
+        raise ResponseCrcError("reply CRC mismatch after re-reading")
+
+    def _send(self, packet: bytes) -> None:
+        data = bytes((WordAddress.COMMAND,)) + packet
+        for attempt in range(self.retries + 1):
+            try:
+                self._write(data)  # ONE message: the Stop starts execution (spec §1.10)
+                return
+            except OSError as exc:
+                if not _is_nack(exc):
+                    raise TransportError(f"I2C write failed: {exc}") from exc
+                if attempt == self.retries:
+                    self.awake = False
+                    raise BusTimeout("chip did not acknowledge the command write") from exc
+                self.clock.sleep(POLL_INTERVAL_S)
+
+    def _send_word_checked(self, word: int) -> None:
+        if not self._write_word(word):
+            raise BusTimeout(f"chip did not acknowledge word address 0x{word:02X}")
+
+    def _poll_group(self, deadline: float, hint: int) -> bytes:
+        while True:
+            try:
+                return self._read_group(hint)
+            except OSError as exc:
+                if not _is_nack(exc):
+                    raise TransportError(f"I2C read failed: {exc}") from exc
+                now = self.clock.monotonic()
+                if now >= deadline:
+                    # Either stuck busy or asleep (watchdog); either way volatile state is
+                    # unknown and the caller must start over from a wake.
+                    self.awake = False
+                    raise BusTimeout("chip stayed busy past the command's time limit") from exc
+                self.clock.sleep(min(POLL_INTERVAL_S, max(deadline - now, 0.0)))
+
+    def _read_group(self, hint: int) -> bytes:
+        """Read one reply group: ``hint`` bytes at once, then the rest if COUNT says more.
+
+        Reading the expected length in one transfer saves a bus round trip over cryptoauthlib's
+        COUNT-then-rest; a shorter (status) group is simply cut at COUNT -- bytes past the end
+        of the output buffer read as 0xFF and are discarded (spec §1.6).
+        """
+        data = self._read(hint)
+        count = data[0]
+        if not MIN_GROUP_COUNT <= count <= MAX_GROUP_COUNT:
+            # Not a group at all; return it so the CRC path re-reads (count is garbage).
+            return data
+        if count <= len(data):
+            return data[:count]
+        return data + self._read(count - len(data))
+
+    # -- locking (ARCHITECTURE.md §6) --------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the chip for one Device transaction: thread RLock, then ``flock(lock_path)``.
+
+        Re-entrant within a thread; the ``flock`` is taken only by the outermost holder. After a
+        ``fork()`` the child opens its own descriptor (an inherited one shares the parent's lock).
+        """
+        if self._pid != os.getpid():
+            # Forked child: the parent's lock objects are meaningless here.
+            self._pid = os.getpid()
+            self._rlock = threading.RLock()
+            self._depth = 0
+            self._lock_fd = None
+        with self._rlock:
+            if self._depth == 0 and self.lock_path is not None:
+                if self._lock_fd is None:
+                    self._lock_fd = os.open(
+                        self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+                    )
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the lock descriptor and the bus."""
+        with self._rlock:
+            if self._lock_fd is not None and self._pid == os.getpid():
+                os.close(self._lock_fd)
+            self._lock_fd = None
+        self.bus.close()
+
+
+def check_crc(group: bytes) -> bool:
+    """True when ``group`` is a well-formed reply group (COUNT matches, CRC matches)."""
+    try:
+        check_group(group)
+    except (ResponseCrcError, ResponseFormatError):
+        return False
+    return True
+
+
+def _reply_hint(packet: bytes) -> int:
+    """How many bytes to read first for the reply to ``packet`` (its likely full length)."""
+    return _REPLY_HINT.get(packet[1], STATUS_GROUP_COUNT)
+
+
+# Likely reply group length per opcode (output + COUNT + CRC); a status reply is shorter and is
+# cut at its COUNT, a longer one is completed by a second read.
+_REPLY_HINT: dict[int, int] = {
+    0x02: 35,  # Read (32-byte reads are the common case)
+    0x1B: 35,  # Random
+    0x16: 35,  # Nonce (random mode; pass-through answers a 4-byte status)
+    0x40: 67,  # GenKey
+    0x41: 67,  # Sign
+    0x43: 35,  # ECDH
+    0x47: 35,  # SHA end (start/update answer a status)
+    0x51: 19,  # AES
+    0x30: 7,  # Info
+    0x24: 7,  # Counter
+}

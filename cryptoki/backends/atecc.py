@@ -1,0 +1,220 @@
+"""TokenBackend over ``atecc.device.Device``: the only cryptoki module that drives the chip.
+
+Owns: opening the device lazily from a slot file's interface, decoding the slot permissions the
+token needs from the config zone, and the one table that turns driver errors (``AteccError``
+subclasses) into PKCS#11 errors. Must not: keep private key bytes (there are none to keep), log
+data that passes through (digests are harmless, but the rule is simpler without exceptions), or
+retry commands the driver already retried.
+
+Presence: a device that cannot be opened, or that never answers the wake sequence, makes the
+token *not present* (CKR_TOKEN_NOT_PRESENT); any later failure is a device error. Opening happens
+on first use, never in C_Initialize.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from atecc import errors as ae
+from cryptoki import errors
+from cryptoki.backend import ChipIdentity, SlotCaps
+
+log = logging.getLogger("cryptoki.backend")
+
+#: Driver error → PKCS#11 error. Lookup walks the exception's MRO, so a subclass added to the
+#: driver later falls back to its parent's entry; tests/unit/cryptoki/test_backend_atecc.py
+#: still demands an explicit row for every subclass so the choice is made deliberately.
+ERROR_MAP: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
+    ae.AteccError: errors.DeviceError,
+    # The bus or the chip's link failed: nothing the caller did wrong, the device is unwell.
+    ae.TransportError: errors.DeviceError,
+    ae.NoDevice: errors.DeviceError,
+    ae.BusTimeout: errors.DeviceError,
+    ae.ResponseCrcError: errors.DeviceError,
+    ae.ResponseFormatError: errors.DeviceError,
+    ae.ChipCrcError: errors.DeviceError,
+    # The chip ran the command and refused or failed it.
+    ae.StatusError: errors.DeviceError,
+    ae.VerifyMiscompare: errors.SignatureInvalid,
+    ae.ParseError: errors.FunctionFailed,
+    ae.EccFault: errors.FunctionFailed,
+    ae.ExecutionError: errors.FunctionFailed,
+    ae.WatchdogAboutToExpire: errors.FunctionFailed,
+    # A chip in the self-test failure state, or with a failing RNG, is a broken device.
+    ae.SelfTestError: errors.DeviceError,
+    ae.HealthTestError: errors.DeviceError,
+}
+
+
+def map_error(exc: ae.AteccError) -> errors.Pkcs11Error:
+    """The Pkcs11Error instance for a driver exception (nearest mapped ancestor wins)."""
+    for cls in type(exc).__mro__:
+        target = ERROR_MAP.get(cls)  # type: ignore[arg-type]
+        if target is not None:
+            return target(f"chip: {exc}")
+    return errors.DeviceError(f"chip: {exc}")
+
+
+@contextlib.contextmanager
+def chip_errors(what: str, **overrides: type[errors.Pkcs11Error]) -> Iterator[None]:
+    """Run a chip transaction and re-raise driver errors as Pkcs11Error.
+
+    :param what: short description for the log line ("sign with slot 0").
+    :param overrides: context-specific codes, by driver class name, e.g.
+        ``ExecutionError=errors.KeyFunctionNotPermitted`` where the context makes the refusal
+        precise.
+    """
+    try:
+        yield
+    except ae.AteccError as exc:
+        mapped = None
+        for cls in type(exc).__mro__:
+            if cls.__name__ in overrides:
+                mapped = overrides[cls.__name__](f"chip: {exc}")
+                break
+        if mapped is None:
+            mapped = map_error(exc)
+        log.warning("%s failed: %s -> %s", what, exc, type(mapped).__name__)
+        raise mapped from exc
+
+
+# ConfigZone byte offsets (ATECC608 datasheet §2.2, Table 2-4); the driver's constants name them.
+_SLOT_CONFIG = 20
+_SLOT_LOCKED = 88
+_KEY_CONFIG = 96
+_KEYTYPE_P256 = 4
+_KEYTYPE_AES = 6
+
+
+def decode_slot_caps(config: bytes, slot: int) -> SlotCaps:
+    """Slot permissions from the 128-byte config zone.
+
+    KeyConfig bit 0 = Private, bits 2-4 = KeyType. For ECC private keys, SlotConfig ReadKey
+    bits: 0 = external signatures, 2 = ECDH allowed; WriteConfig (bits 12-15) bit 1 = GenKey may
+    write a random key. SlotLocked bit ``slot`` clear means the slot is locked for good.
+    """
+    (slot_config,) = struct.unpack_from("<H", config, _SLOT_CONFIG + 2 * slot)
+    (key_config,) = struct.unpack_from("<H", config, _KEY_CONFIG + 2 * slot)
+    (slot_locked_bits,) = struct.unpack_from("<H", config, _SLOT_LOCKED)
+    key_type = (key_config >> 2) & 0x7
+    private = bool(key_config & 0x1) and key_type == _KEYTYPE_P256
+    read_key = slot_config & 0xF
+    write_config = (slot_config >> 12) & 0xF
+    unlocked = bool(slot_locked_bits & (1 << slot))
+    return SlotCaps(
+        slot=slot,
+        p256_private=private,
+        gen_key=private and slot < 8 and bool(write_config & 0x2) and unlocked,
+        ecdh=private and bool(read_key & 0x4),
+        external_sign=private and bool(read_key & 0x1),
+        aes=key_type == _KEYTYPE_AES,
+    )
+
+
+class AteccBackend:
+    """One chip reached through a slot file's ``interface`` line.
+
+    :param interface: the parsed interface object from ``atecc.slotfile`` (I2C or emulator).
+    :param name: slot file name, for log lines.
+    """
+
+    def __init__(self, interface: Any, name: str) -> None:
+        self._interface = interface
+        self._name = name
+        self._device: Any = None
+        self._config: bytes | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+    def _open(self) -> Any:
+        if self._device is None:
+            from atecc.slotfile import open_device  # lazy: keeps C_Initialize cheap
+
+            try:
+                self._device = open_device(self._interface)
+            except Exception as exc:  # no bus, no state file, bad permissions: all "absent"
+                log.info("%s: device cannot be opened: %s", self._name, exc)
+                raise errors.TokenNotPresent(f"{self._name}: {exc}") from exc
+        return self._device
+
+    def identity(self) -> ChipIdentity:
+        dev = self._open()
+        try:
+            serial = bytes(dev.serial_number())
+            revision = bytes(dev.revision())
+        except (ae.NoDevice, ae.TransportError) as exc:
+            # Nothing answers the wake: the token is absent rather than broken. Drop the
+            # device so that the next probe starts from scratch.
+            self.close()
+            log.info("%s: chip does not answer: %s", self._name, exc)
+            raise errors.TokenNotPresent(f"{self._name}: {exc}") from exc
+        except ae.AteccError as exc:
+            raise map_error(exc) from exc
+        return ChipIdentity(serial=serial, revision=revision)
+
+    def _config_zone(self) -> bytes:
+        if self._config is None:
+            dev = self._open()
+            with chip_errors("read config zone"):
+                raw = dev.read_config_zone()
+            self._config = bytes(getattr(raw, "raw", raw))
+        return self._config
+
+    # -- TokenBackend ----------------------------------------------------------------------
+    def slot_caps(self, slot: int) -> SlotCaps:
+        return decode_slot_caps(self._config_zone(), slot)
+
+    def random(self, length: int) -> bytes:
+        dev = self._open()
+        out = bytearray()
+        with chip_errors("random"):
+            while len(out) < length:
+                out += dev.random()
+        return bytes(out[:length])
+
+    def public_key(self, slot: int) -> bytes:
+        dev = self._open()
+        with chip_errors(f"public key of slot {slot}"):
+            return bytes(dev.get_public_key(slot))
+
+    def stored_public_key(self, slot: int) -> bytes:
+        dev = self._open()
+        with chip_errors(f"read public key slot {slot}"):
+            return bytes(dev.read_public_key(slot))
+
+    def generate_key(self, slot: int) -> bytes:
+        dev = self._open()
+        # The config says GenKey is allowed before we get here; an execution error now means
+        # the chip disagrees (slot locked since), which the caller sees as no room left.
+        with chip_errors(f"GenKey slot {slot}", ExecutionError=errors.DeviceMemory):
+            return bytes(dev.gen_key(slot))
+
+    def sign_digest(self, slot: int, digest: bytes) -> bytes:
+        dev = self._open()
+        with chip_errors(f"sign with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+            return bytes(dev.sign_digest(slot, digest))
+
+    def read_slot(self, slot: int) -> bytes:
+        from atecc.constants import Zone, slot_size
+
+        dev = self._open()
+        with chip_errors(f"read slot {slot}"):
+            return bytes(dev.read_bytes(Zone.DATA, slot, 0, slot_size(slot)))
+
+    def certificate_chain(self) -> tuple[bytes, bytes]:
+        from atecc.certs.rebuild import read_chain
+
+        dev = self._open()
+        with chip_errors("rebuild certificate chain"):
+            device_der, signer_der = read_chain(dev)
+        return bytes(device_der), bytes(signer_der)
+
+    def close(self) -> None:
+        dev, self._device = self._device, None
+        self._config = None
+        if dev is not None:
+            with contextlib.suppress(Exception):  # at process exit the bus may already be gone
+                dev.close()

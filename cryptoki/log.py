@@ -1,0 +1,98 @@
+"""Logging for the Cryptoki core: one logger named ``cryptoki``, configured once per process.
+
+Owns: reading ``ATECC_PKCS11_LOG`` and attaching exactly one handler to the ``cryptoki`` logger.
+Must not: write to stdout (a PKCS#11 module lives inside someone else's program, whose stdout may
+be a protocol stream), log PINs or key bytes (callers pass lengths, never values), or touch the
+root logger (the host application owns that).
+
+``ATECC_PKCS11_LOG`` forms::
+
+    stderr              WARNING and above to stderr (the default when unset)
+    stderr:DEBUG        any level name logging knows
+    /var/log/p11.log    append to a file, WARNING
+    /tmp/p11.log:INFO   append to a file at INFO
+
+A file that cannot be opened falls back to stderr, with one warning saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+LOGGER_NAME = "cryptoki"
+ENV_VAR = "ATECC_PKCS11_LOG"
+
+_configured = False
+_config_lock = threading.Lock()
+
+
+class _FlushingFileHandler(logging.FileHandler):
+    """A FileHandler that flushes after every record: the host may exit without our help."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        self.flush()
+
+
+def _parse(spec: str) -> tuple[str, int]:
+    """Split ``target[:LEVEL]`` into (target, level); an unknown level name keeps the target whole.
+
+    A Windows-style drive letter cannot occur on the platforms we support, so the last colon is the
+    only candidate separator; ``/tmp/a:b`` with ``b`` not a level name is taken as a file name.
+    """
+    target, sep, level_name = spec.rpartition(":")
+    if sep:
+        level = logging.getLevelName(level_name.strip().upper())
+        if isinstance(level, int):
+            return target.strip() or "stderr", level
+    return spec.strip() or "stderr", logging.WARNING
+
+
+def configure(force: bool = False) -> logging.Logger:
+    """Attach the handler named by ``ATECC_PKCS11_LOG`` to the ``cryptoki`` logger, once.
+
+    :param force: re-read the environment and replace our handler (tests use this).
+    :returns: the ``cryptoki`` logger.
+    """
+    global _configured
+    logger = logging.getLogger(LOGGER_NAME)
+    with _config_lock:
+        if _configured and not force:
+            return logger
+        for handler in list(logger.handlers):
+            if getattr(handler, "_cryptoki_owned", False):
+                logger.removeHandler(handler)
+                handler.close()
+        target, level = _parse(os.environ.get(ENV_VAR, "stderr"))
+        handler: logging.Handler
+        problem = None
+        if target.lower() == "stderr":
+            handler = logging.StreamHandler(sys.stderr)
+        else:
+            try:
+                handler = _FlushingFileHandler(target, mode="a", encoding="utf-8")
+            except OSError as exc:
+                handler = logging.StreamHandler(sys.stderr)
+                problem = f"cannot open log file {target!r} ({exc.strerror}); logging to stderr"
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s atecc-pkcs11[%(process)d] %(levelname)s %(message)s")
+        )
+        handler._cryptoki_owned = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        # Records stop here: a host that configured the root logger would otherwise print them
+        # twice, and one that did not would get Python's last-resort handler.
+        logger.propagate = False
+        _configured = True
+    if problem:
+        logger.warning("%s", problem)
+    return logger
+
+
+def get_logger(name: str = "") -> logging.Logger:
+    """The ``cryptoki`` logger (or a child such as ``cryptoki.token``), configured on first use."""
+    configure()
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a Debian/Ubuntu machine; safe to run again.
+#   - system packages: the PKCS#11 peers the tests and the demo drive (GnuTLS p11tool, OpenSC
+#     pkcs11-tool, libp11's OpenSSL engine), SoftHSM2 for comparison, a C compiler, curl
+#   - a virtual environment in .venv with the project installed editable (this builds the
+#     cffi-embedded Cryptoki library cryptoki/libatecc_pkcs11.so)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(gnutls-bin opensc libengine-pkcs11-openssl softhsm2 p11-kit gcc libc6-dev curl openssl)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($python --version)"
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+echo "setup: installing the project (builds the Cryptoki library)"
+.venv/bin/python -m pip install -q -e '.[test]'
+echo "setup: module at $(.venv/bin/atecc module-path)"
