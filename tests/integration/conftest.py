@@ -1,0 +1,69 @@
+"""Fixtures for tests that drive real PKCS#11 consumers against the built library.
+
+Every test gets its own filestore with a freshly made emulated Trust&GO chip, created through the
+`atecc` CLI exactly as a user would. The peers run as separate processes with
+ATECC_PKCS11_FILESTORE pointing at that filestore.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, *, env=None, timeout=60, check=True, input=None):
+    """Run a command, return CompletedProcess; on failure show its output in the assertion."""
+    proc = subprocess.run(
+        cmd, env=env, timeout=timeout, capture_output=True, input=input,
+        text=not isinstance(input, bytes),
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed (scripts/setup.sh installs it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def module_path() -> str:
+    from cryptoki._paths import module_path as find
+
+    path = find()
+    assert os.path.isfile(path), path
+    return path
+
+
+@pytest.fixture
+def token_env(tmp_path) -> dict[str, str]:
+    """Environment for a peer process: a new emulated TNGTLS chip in its own filestore."""
+    filestore = tmp_path / "filestore"
+    run([BIN / "atecc", "emulator", "init", "--device", "ATECC608-TNGTLS",
+         "--filestore", str(filestore)])
+    env = dict(os.environ)
+    env["ATECC_PKCS11_FILESTORE"] = str(filestore)
+    env.pop("ATECC_PKCS11_LOG", None)
+    return env
+
+
+@pytest.fixture
+def chip_serial(token_env) -> str:
+    out = run([BIN / "atecc", "info", "--json"], env=token_env).stdout
+    import json
+
+    return json.loads(out)["serial"].upper()
