@@ -1,1 +1,1 @@
-"""Certificates: compressed-certificate format, templates, and rebuilding X.509 DER from the chip."""
+"""Certificates: compressed format, templates, and rebuilding X.509 DER from the chip."""

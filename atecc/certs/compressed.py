@@ -95,9 +95,7 @@ def encode_dates(issue: datetime, expire_years: int, version: int = FORMAT_V0) -
     return packed.to_bytes(3, "big"), high
 
 
-def decode_dates(
-    encoded: bytes, byte71: int = 0, version: int = FORMAT_V0
-) -> tuple[datetime, int]:
+def decode_dates(encoded: bytes, byte71: int = 0, version: int = FORMAT_V0) -> tuple[datetime, int]:
     """Inverse of :func:`encode_dates`: ``(issue date, expire years)``.
 
     :raises CertificateError: the fields do not form a valid date.

@@ -29,10 +29,12 @@ from atecc.certs.compressed import (
     CertificateError,
     CompressedCert,
 )
-from atecc.certs.rebuild import build_certificate, tbs_certificate
+from atecc.certs.rebuild import build_certificate, public_key_object, tbs_certificate
 from atecc.certs.templates import (
+    ORGANIZATION,
     OTP_CODE_TEMPLATE_2,
     OTP_CODE_TEMPLATE_3,
+    ROOT_CN,
     SIGNER_TEMPLATE,
     TEMPLATES,
     CertTemplate,
@@ -40,6 +42,27 @@ from atecc.certs.templates import (
 
 ROOT_ORGANIZATION = "Emulated Trust&GO Root"
 ROOT_COMMON_NAME = "ATECC608 Emulator Root CA (EMULATED, not Microchip)"
+
+#: A subject impossible to mistake for Microchip's; with it only the signatures and key
+#: identifiers link signer and root, so name-based path building (OpenSSL) cannot use it.
+ROOT_NAME_EMULATED = x509.Name(
+    [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ROOT_ORGANIZATION),
+        x509.NameAttribute(NameOID.COMMON_NAME, ROOT_COMMON_NAME),
+    ]
+)
+#: The issuer name template 1 carries (fixed in its skeleton). A root with this subject lets
+#: name-based path building (OpenSSL, ``cryptography.x509.verification``) link the signer to the
+#: root; with :data:`ROOT_NAME_EMULATED` only the signatures and key identifiers link them.
+#: This is the default, so `openssl verify` and TLS stacks can check the chain of an emulated
+#: chip. The root's key is the emulator's own, never Microchip's; the certificate says so in a
+#: comment extension (:data:`EMULATED_COMMENT`) and its file is named ``<chip>.root-ca.pem``.
+ROOT_NAME_AS_TEMPLATE = x509.Name(
+    [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+        x509.NameAttribute(NameOID.COMMON_NAME, ROOT_CN),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -113,9 +136,7 @@ def _sign_into(
         "eui48": eui48,
     }
     draft = build_certificate(tmpl, unsigned, subject_public_key, **options)
-    r, s = decode_dss_signature(
-        issuer_key.sign(tbs_certificate(draft), ec.ECDSA(hashes.SHA256()))
-    )
+    r, s = decode_dss_signature(issuer_key.sign(tbs_certificate(draft), ec.ECDSA(hashes.SHA256())))
     signed = CompressedCert(
         signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
         issue_date=unsigned.issue_date,
@@ -129,16 +150,14 @@ def _sign_into(
     return signed, build_certificate(tmpl, signed, subject_public_key, **options)
 
 
+#: Netscape-comment extension (OID 2.16.840.1.113730.1.13, IA5String) on every emulated root.
+EMULATED_COMMENT = "EMULATED ATECC608 root CA made by the atecc emulator; not a Microchip key"
+
+
 def make_root_ca(
-    key: ec.EllipticCurvePrivateKey, issue: datetime
+    key: ec.EllipticCurvePrivateKey, issue: datetime, name: x509.Name = ROOT_NAME_AS_TEMPLATE
 ) -> x509.Certificate:
-    """A self-signed, clearly EMULATED root CA certificate for ``key``."""
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ROOT_ORGANIZATION),
-            x509.NameAttribute(NameOID.COMMON_NAME, ROOT_COMMON_NAME),
-        ]
-    )
+    """A self-signed root CA certificate for ``key``, marked as emulated by a comment."""
     public_key = key.public_key()
     return (
         x509.CertificateBuilder()
@@ -150,6 +169,13 @@ def make_root_ca(
         # No well-defined expiry (RFC 5280 §4.1.2.5), so the root outlives every signer it issues.
         .not_valid_after(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("2.16.840.1.113730.1.13"),
+                b"\x16" + bytes([len(EMULATED_COMMENT)]) + EMULATED_COMMENT.encode("ascii"),
+            ),
+            critical=False,
+        )
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -181,6 +207,7 @@ def make_tng_chain(
     device_issue: datetime | None = None,
     device_template: int = 2,
     eui48: bytes | None = None,
+    root_name: x509.Name | None = None,
 ) -> FactoryCerts:
     """Provision the Trust&GO certificate chain for a chip (spec §6.8).
 
@@ -194,6 +221,8 @@ def make_tng_chain(
     :param device_issue: device issue date, overriding ``now``.
     :param device_template: 2 (legacy, the default) or 3 (needs ``eui48``: 12 ASCII characters
         the emulator also stores in slot 5).
+    :param root_name: subject of the root certificate (default :data:`ROOT_NAME_AS_TEMPLATE`,
+        so the chain is buildable by issuer name; :data:`ROOT_NAME_EMULATED` is the alternative).
     :raises CertificateError: bad sizes or an unknown template.
     """
     if len(device_public_key) != 64:
@@ -208,8 +237,12 @@ def make_tng_chain(
     signer_id = signer_id if signer_id is not None else os.urandom(2)
     if len(signer_id) != 2:
         raise CertificateError("signer ID is 2 bytes")
+    try:
+        public_key_object(bytes(device_public_key))
+    except ValueError as exc:
+        raise CertificateError("device public key is not a point on P-256") from exc
 
-    root_cert = make_root_ca(root_key, issue - timedelta(days=1))
+    root_cert = make_root_ca(root_key, issue - timedelta(days=1), root_name or ROOT_NAME_AS_TEMPLATE)
     signer_public_key = public_key_bytes(signer_key.public_key())
     signer_compressed, signer_der = _sign_into(
         SIGNER_TEMPLATE,

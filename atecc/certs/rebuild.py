@@ -50,7 +50,7 @@ PADDED_PUBLIC_KEY_SIZE = 72
 class ChipReader(Protocol):
     """The part of :class:`atecc.device.Device` that :func:`read_chain` uses."""
 
-    def read_bytes(self, zone: int, slot: int, offset: int, length: int) -> bytes: ...
+    def read_bytes(self, zone: Zone, slot: int, offset: int, length: int) -> bytes: ...
 
     def get_public_key(self, slot: int) -> bytes: ...
 
@@ -193,9 +193,7 @@ def verify_signature(der: bytes, issuer_public_key: bytes) -> bool:
 
 def read_compressed(device: ChipReader, slot: int) -> CompressedCert:
     """Read and decode the compressed certificate stored in ``slot``."""
-    return CompressedCert.from_bytes(
-        device.read_bytes(Zone.DATA, slot, 0, COMPRESSED_CERT_SIZE)
-    )
+    return CompressedCert.from_bytes(device.read_bytes(Zone.DATA, slot, 0, COMPRESSED_CERT_SIZE))
 
 
 def read_signer_public_key(device: ChipReader) -> bytes:

@@ -192,7 +192,7 @@ def _certificate(tbs_items: list[bytes], signature: bytes) -> bytes:
     return tlv_long(0x30, tbs + _algorithm_ecdsa_sha256() + signature)
 
 
-# --- Placeholders ----------------------------------------------------------------------------------
+# --- Placeholders --------------------------------------------------------------------------------
 # Distinct, well-formed values, each unique in its template, so that a search finds the field.
 
 
@@ -226,7 +226,8 @@ _S_LOW = int.from_bytes(b"\x7f" + _placeholder("signature s", 31), "big")
 
 
 def _sha1(data: bytes) -> bytes:
-    return hashlib.sha1(data).digest()  # noqa: S324 -- X.509 key identifiers are SHA-1 (RFC 5280)
+    # X.509 key identifiers are SHA-1 by definition (RFC 5280 §4.2.1.2); not a security use.
+    return hashlib.sha1(data).digest()
 
 
 def key_id(public_key: bytes) -> bytes:
@@ -236,7 +237,7 @@ def key_id(public_key: bytes) -> bytes:
     return _sha1(b"\x04" + public_key)
 
 
-# --- Template description --------------------------------------------------------------------------
+# --- Template description ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -303,9 +304,7 @@ def _make_template(
     expected_signature_offset: int,
 ) -> CertTemplate:
     der = _certificate(tbs_items, signature)
-    fields = {
-        key: Field(_locate(der, value), len(value)) for key, value in placeholders.items()
-    }
+    fields = {key: Field(_locate(der, value), len(value)) for key, value in placeholders.items()}
     template = CertTemplate(
         name=name,
         template_id=template_id,
@@ -401,9 +400,9 @@ def _device_fields(sn03: str, sn48: str, serial: bytes, signer_id: str) -> dict[
     }
 
 
-def _device_tbs(serial: bytes, signer_id: str, subject_cn: str, extensions: list[bytes]) -> list[
-    bytes
-]:
+def _device_tbs(
+    serial: bytes, signer_id: str, subject_cn: str, extensions: list[bytes]
+) -> list[bytes]:
     return [
         tlv(0xA0, der_integer(2)),
         tlv(0x02, serial),
