@@ -315,7 +315,11 @@ class I2CTransport:
                     # Either stuck busy or asleep (watchdog); either way volatile state is
                     # unknown and the caller must start over from a wake.
                     self.awake = False
-                    raise BusTimeout("chip stayed busy past the command's time limit") from exc
+                    timeout = BusTimeout("chip stayed busy past the command's time limit")
+                    # The command was written, so it may have run: Device redoes a sequence
+                    # after this only when the sequence is idempotent.
+                    timeout.after_send = True  # type: ignore[attr-defined]
+                    raise timeout from exc
                 self.clock.sleep(min(POLL_INTERVAL_S, max(deadline - now, 0.0)))
 
     def _read_group(self, hint: int) -> bytes:
