@@ -59,6 +59,13 @@ def key_id(pub64: bytes) -> bytes:
     return hashlib.sha1(uncompressed_point(pub64)).digest()
 
 
+def spki_id(spki_der: bytes) -> bytes:
+    """CKA_ID for a certificate's key: :func:`key_id` for P-256, SHA-1 of the SPKI otherwise."""
+    if len(spki_der) == len(_SPKI_P256_PREFIX) + 65 and spki_der.startswith(_SPKI_P256_PREFIX):
+        return key_id(spki_der[-64:])
+    return hashlib.sha1(spki_der).digest()
+
+
 # --------------------------------------------------------------------------------------------
 # Minimal DER reader
 

@@ -26,6 +26,7 @@ LOGGER_NAME = "cryptoki"
 ENV_VAR = "ATECC_PKCS11_LOG"
 
 _configured = False
+_handler: logging.Handler | None = None  #: the one handler this module attached
 _config_lock = threading.Lock()
 
 
@@ -57,30 +58,27 @@ def configure(force: bool = False) -> logging.Logger:
     :param force: re-read the environment and replace our handler (tests use this).
     :returns: the ``cryptoki`` logger.
     """
-    global _configured
+    global _configured, _handler
     logger = logging.getLogger(LOGGER_NAME)
     with _config_lock:
         if _configured and not force:
             return logger
-        for handler in list(logger.handlers):
-            if getattr(handler, "_cryptoki_owned", False):
-                logger.removeHandler(handler)
-                handler.close()
+        if _handler is not None:  # only ever remove our own handler, never the host's
+            logger.removeHandler(_handler)
+            _handler.close()
+            _handler = None
         target, level = _parse(os.environ.get(ENV_VAR, "stderr"))
-        handler: logging.Handler
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
         problem = None
-        if target.lower() == "stderr":
-            handler = logging.StreamHandler(sys.stderr)
-        else:
+        if target.lower() != "stderr":
             try:
                 handler = _FlushingFileHandler(target, mode="a", encoding="utf-8")
             except OSError as exc:
-                handler = logging.StreamHandler(sys.stderr)
                 problem = f"cannot open log file {target!r} ({exc.strerror}); logging to stderr"
         handler.setFormatter(
             logging.Formatter("%(asctime)s atecc-pkcs11[%(process)d] %(levelname)s %(message)s")
         )
-        handler._cryptoki_owned = True  # type: ignore[attr-defined]
+        _handler = handler
         logger.addHandler(handler)
         logger.setLevel(level)
         # Records stop here: a host that configured the root logger would otherwise print them

@@ -136,7 +136,12 @@ def _storage(label: str, *, private: bool, destroyable: bool, token: bool) -> di
 
 
 def _key(
-    *, key_id: bytes, local: bool, derive: bool, subject: bytes = b""
+    *,
+    key_id: bytes,
+    local: bool,
+    derive: bool,
+    subject: bytes = b"",
+    mechanisms: tuple[int, ...] = EC_SIGN_MECHANISMS,
 ) -> dict[int, Any]:
     """Common key attributes (spec §4.7)."""
     return {
@@ -147,7 +152,7 @@ def _key(
         CKA.DERIVE: derive,
         CKA.LOCAL: local,
         CKA.KEY_GEN_MECHANISM: CKM.EC_KEY_PAIR_GEN if local else CK_UNAVAILABLE_INFORMATION,
-        CKA.ALLOWED_MECHANISMS: EC_SIGN_MECHANISMS,
+        CKA.ALLOWED_MECHANISMS: tuple(mechanisms),
         CKA.SUBJECT: subject,
     }
 
@@ -165,14 +170,17 @@ class KeySpec:
     destroyable: bool = False
     token: bool = True
     subject: bytes = b""  #: the matching certificate's subject, when known
+    mechanisms: tuple[int, ...] = EC_SIGN_MECHANISMS  #: CKA_ALLOWED_MECHANISMS
 
 
 def ec_private_key(handle: int, spec: KeySpec, owner: int | None = None) -> Pkcs11Object:
     """A private key that lives in chip slot ``spec.chip_slot`` (spec §4.9, §6.3.4)."""
     attrs = _storage(spec.label, private=False, destroyable=spec.destroyable, token=spec.token)
     attrs[CKA.CLASS] = CKO.PRIVATE_KEY
-    attrs.update(_key(key_id=spec.key_id, local=spec.local, derive=spec.derive,
-                      subject=spec.subject))
+    attrs.update(
+        _key(key_id=spec.key_id, local=spec.local, derive=spec.derive, subject=spec.subject,
+             mechanisms=spec.mechanisms)
+    )
     attrs.update(
         {
             CKA.SENSITIVE: True,
@@ -205,7 +213,10 @@ def ec_public_key(handle: int, spec: KeySpec, owner: int | None = None) -> Pkcs1
     """The public half of a chip key pair (spec §4.8, §6.3.3)."""
     attrs = _storage(spec.label, private=False, destroyable=spec.destroyable, token=spec.token)
     attrs[CKA.CLASS] = CKO.PUBLIC_KEY
-    attrs.update(_key(key_id=spec.key_id, local=spec.local, derive=False, subject=spec.subject))
+    attrs.update(
+        _key(key_id=spec.key_id, local=spec.local, derive=False, subject=spec.subject,
+             mechanisms=spec.mechanisms)
+    )
     attrs.update(
         {
             CKA.ENCRYPT: False,

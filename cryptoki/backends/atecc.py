@@ -53,7 +53,7 @@ ERROR_MAP: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
 def map_error(exc: ae.AteccError) -> errors.Pkcs11Error:
     """The Pkcs11Error instance for a driver exception (nearest mapped ancestor wins)."""
     for cls in type(exc).__mro__:
-        target = ERROR_MAP.get(cls)  # type: ignore[arg-type]
+        target = ERROR_MAP.get(cls)
         if target is not None:
             return target(f"chip: {exc}")
     return errors.DeviceError(f"chip: {exc}")
@@ -204,12 +204,38 @@ class AteccBackend:
         with chip_errors(f"read slot {slot}"):
             return bytes(dev.read_bytes(Zone.DATA, slot, 0, slot_size(slot)))
 
+    def _emulator_root_key(self) -> bytes | None:
+        """X||Y of the emulated root CA saved beside an emulator state file, if any.
+
+        The signer certificate's authority key identifier is rebuilt from the root's key; real
+        Trust&GO parts use Microchip's root (the template default), an emulated chip its own.
+        """
+        from pathlib import Path
+
+        from atecc.slotfile import EmulatorInterface
+
+        if not isinstance(self._interface, EmulatorInterface):
+            return None
+        from atecc.emulator.profiles import root_ca_path
+
+        path = Path(root_ca_path(self._interface.state_path))
+        if not path.is_file():
+            return None
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from atecc.certs.factory import public_key_bytes
+
+        key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+        return public_key_bytes(key) if isinstance(key, ec.EllipticCurvePublicKey) else None
+
     def certificate_chain(self) -> tuple[bytes, bytes]:
         from atecc.certs.rebuild import read_chain
 
         dev = self._open()
+        root_key = self._emulator_root_key()
         with chip_errors("rebuild certificate chain"):
-            device_der, signer_der = read_chain(dev)
+            device_der, signer_der = read_chain(dev, root_public_key=root_key)
         return bytes(device_der), bytes(signer_der)
 
     def close(self) -> None:

@@ -37,7 +37,7 @@ CLIENT = textwrap.dedent(
         sig2 = priv.sign(b"whole message", mechanism=Mechanism.ECDSA_SHA256)
         result["sha256_verifies"] = pub.verify(b"whole message", sig2,
                                                mechanism=Mechanism.ECDSA_SHA256)
-        result["random_len"] = len(session.generate_random(256))
+        result["random_len"] = len(session.generate_random(2048))  # python-pkcs11 counts bits
         certs = list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}))
         result["cert_labels"] = sorted(c[Attribute.LABEL] for c in certs)
     print(json.dumps(result))

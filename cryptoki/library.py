@@ -1,0 +1,586 @@
+"""LIBRARY: the process-wide Cryptoki state and every method ``cryptoki._abi`` calls.
+
+Owns: the initialised flag and the pid it belongs to, the slot table (one per slot file), the
+session table, the handle counters, and the order of checks in each function: initialised →
+arguments → session handle → access (read-only session, login) → template/mechanism → data, as
+the spec's error precedence asks. Must not: touch cffi objects (``_abi`` decodes them), talk to
+the chip except through a Token, or let a non-Pkcs11Error escape on purpose.
+
+Concurrency: one RLock guards the tables; chip calls run under the token's own lock, outside the
+library lock, so one slow chip does not stall the others (CKF_OS_LOCKING_OK is all we need:
+application mutex callbacks without that flag get CKR_CANT_LOCK).
+
+Processes: state is stamped with ``os.getpid()`` at C_Initialize. In a forked child every call
+answers CKR_CRYPTOKI_NOT_INITIALIZED until the child calls C_Initialize, which starts afresh
+without closing the parent's devices (their descriptors and locks are shared with the parent).
+Handles count up from 1 and are never reused in a process, across C_Finalize/C_Initialize too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptoki import config, errors, mechanisms, policy, templates
+from cryptoki.backend import TokenBackend
+from cryptoki.constants import CKA, CKF, CKK, CKO, CKU
+from cryptoki.log import configure as configure_logging
+from cryptoki.mechanisms.ecdsa import SignOperation, VerifyOperation
+from cryptoki.objects import Pkcs11Object
+from cryptoki.session import FIND, SIGN, VERIFY, FindCursor, Session
+from cryptoki.slot import Slot
+from cryptoki.token import MANUFACTURER, MAX_RW_SESSIONS, MAX_SESSIONS, Token
+from cryptoki.types import (
+    AttributeError_,
+    InitArgs,
+    LibraryInfo,
+    Mechanism,
+    MechanismInfo,
+    Output,
+    SessionInfo,
+    SlotInfo,
+    Template,
+    TokenInfo,
+    Version,
+)
+
+log = logging.getLogger("cryptoki.library")
+
+CRYPTOKI_VERSION = Version(3, 0)
+LIBRARY_VERSION = Version(0, 1)
+CKF_DONT_BLOCK = 1  #: C_WaitForSlotEvent flag
+
+
+def atecc_backend(cfg: config.TokenConfig) -> TokenBackend:
+    """The production backend factory: the chip named by the slot file's interface line."""
+    from cryptoki.backends.atecc import AteccBackend
+
+    return AteccBackend(cfg.interface, cfg.path.name)
+
+
+class Library:
+    """The ``Core`` of :mod:`cryptoki.types`; the process has one, :data:`LIBRARY`.
+
+    :param backend_factory: builds a TokenBackend per slot file (tests may substitute).
+    :param filestore: directory of slot files; default from the environment at C_Initialize.
+    """
+
+    def __init__(
+        self,
+        backend_factory: Callable[[config.TokenConfig], TokenBackend] = atecc_backend,
+        filestore: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._backend_factory = backend_factory
+        self._filestore = filestore
+        self._lock = threading.RLock()
+        self._pid: int | None = None
+        self._slots: dict[int, Slot] = {}
+        self._sessions: dict[int, Session] = {}
+        self._session_handles = itertools.count(1)
+        self._object_handles = itertools.count(1)
+        # A weak reference: fork hooks cannot be unregistered, and must not keep every
+        # Library ever made (tests make many) alive.
+        ref = weakref.ref(self)
+
+        def after_fork_in_child() -> None:
+            lib = ref()
+            if lib is not None:
+                lib._after_fork_in_child()
+
+        os.register_at_fork(after_in_child=after_fork_in_child)
+
+    # -- process state ------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        # A lock held by another parent thread at fork time would stay held forever in the
+        # child; the child gets fresh ones. Tables are left for initialize() to discard.
+        self._lock = threading.RLock()
+
+    def _check(self) -> None:
+        if self._pid is None or self._pid != os.getpid():
+            raise errors.CryptokiNotInitialized("C_Initialize has not been called")
+
+    def _new_object_handle(self) -> int:
+        with self._lock:
+            return next(self._object_handles)
+
+    def _slot(self, slot_id: int) -> Slot:
+        slot = self._slots.get(slot_id)
+        if slot is None:
+            raise errors.SlotIdInvalid(f"no slot {slot_id}")
+        return slot
+
+    def _session(self, handle: int) -> tuple[Session, Token]:
+        """Initialised check, then the session and its token."""
+        with self._lock:
+            self._check()
+            session = self._sessions.get(handle)
+            if session is None:
+                raise errors.SessionHandleInvalid(f"no session {handle}")
+            return session, self._slots[session.slot_id].token
+
+    def _visible(self, token: Token, obj: Pkcs11Object) -> bool:
+        # Private objects are seen only by a logged-in user (spec §4.4, Table 7).
+        return not obj.is_private or token.logged_in == CKU.USER
+
+    def _object(self, token: Token, handle: int, *, key: bool = False) -> Pkcs11Object:
+        obj = token.object(handle)
+        if obj is None or not self._visible(token, obj):
+            if key:
+                raise errors.KeyHandleInvalid(f"no key {handle}")
+            raise errors.ObjectHandleInvalid(f"no object {handle}")
+        return obj
+
+    # -- general purpose (§5.4) ----------------------------------------------------------------
+    def initialize(self, args: InitArgs | None) -> None:
+        """C_Initialize (§5.4.1): read slot files; no chip is contacted here."""
+        if args is not None:
+            if not args.reserved_is_null:
+                raise errors.ArgumentsBad("pReserved must be NULL")
+            if args.has_mutex_functions and not args.flags & CKF.OS_LOCKING_OK:
+                raise errors.CantLock("only OS locking is supported; set CKF_OS_LOCKING_OK")
+        with self._lock:
+            pid = os.getpid()
+            if self._pid == pid:
+                raise errors.CryptokiAlreadyInitialized("C_Initialize was already called")
+            if self._pid is not None:
+                # Inherited from the parent across fork(): forget without closing anything.
+                log.debug("fresh C_Initialize in forked child %d", pid)
+            self._sessions = {}
+            self._slots = {}
+            configure_logging()
+            # Configuration is read here, once; tokens only touch their chip on first use.
+            directory = None if self._filestore is None else Path(self._filestore)
+            configs = config.load(directory)
+            for cfg in configs:
+                token = Token(cfg, self._backend_factory(cfg), self._new_object_handle)
+                self._slots[cfg.slot_id] = Slot(cfg, token)
+            self._pid = pid
+            log.info("initialised with %d slot(s): %s", len(self._slots),
+                     ", ".join(str(s) for s in self._slots) or "none")
+
+    def finalize(self) -> None:
+        """C_Finalize (§5.4.2): close every session and device. Survives interpreter exit."""
+        with self._lock:
+            self._check()
+            slots = list(self._slots.values())
+            self._sessions = {}
+            self._slots = {}
+            self._pid = None
+        for slot in slots:
+            try:
+                slot.token.close()
+            except Exception as exc:  # at exit modules and files may be half gone
+                try:
+                    log.warning("slot %d: close failed: %s", slot.slot_id, exc)
+                except Exception:
+                    pass
+
+    def get_info(self) -> LibraryInfo:
+        """C_GetInfo (§5.4.3)."""
+        self._check()
+        return LibraryInfo(
+            cryptoki_version=CRYPTOKI_VERSION,
+            manufacturer_id=MANUFACTURER,
+            flags=0,
+            library_description="ATECC608 PKCS#11 module",
+            library_version=LIBRARY_VERSION,
+        )
+
+    # -- slots and tokens (§5.5) --------------------------------------------------------------
+    def get_slot_list(self, token_present: bool) -> list[int]:
+        """C_GetSlotList (§5.5.2): every slot file; with tokenPresent, only answering chips."""
+        with self._lock:
+            self._check()
+            slots = sorted(self._slots.values(), key=lambda s: s.slot_id)
+        return [s.slot_id for s in slots if not token_present or s.token.probe()]
+
+    def get_slot_info(self, slot_id: int) -> SlotInfo:
+        """C_GetSlotInfo (§5.5.3)."""
+        with self._lock:
+            self._check()
+            slot = self._slot(slot_id)
+        return slot.info()
+
+    def _session_counts(self, slot_id: int) -> tuple[int, int]:
+        with self._lock:
+            mine = [s for s in self._sessions.values() if s.slot_id == slot_id]
+        return len(mine), sum(1 for s in mine if s.rw)
+
+    def get_token_info(self, slot_id: int) -> TokenInfo:
+        """C_GetTokenInfo (§5.5.4); CKR_TOKEN_NOT_PRESENT when the chip does not answer."""
+        with self._lock:
+            self._check()
+            slot = self._slot(slot_id)
+        return slot.token.info(*self._session_counts(slot_id))
+
+    def wait_for_slot_event(self, flags: int) -> int:
+        """C_WaitForSlotEvent (§5.5.5): slots never change while initialised."""
+        self._check()
+        if flags & CKF_DONT_BLOCK:
+            raise errors.NoEvent("no slot event")
+        raise errors.FunctionNotSupported("blocking slot events are not supported")
+
+    def _present_token(self, slot_id: int) -> Token:
+        with self._lock:
+            self._check()
+            slot = self._slot(slot_id)
+        if not slot.token.probe():
+            raise errors.TokenNotPresent(f"slot {slot_id}: chip does not answer")
+        return slot.token
+
+    def get_mechanism_list(self, slot_id: int) -> list[int]:
+        """C_GetMechanismList (§5.5.6)."""
+        self._present_token(slot_id)
+        return mechanisms.mechanism_list()
+
+    def get_mechanism_info(self, slot_id: int, mechanism_type: int) -> MechanismInfo:
+        """C_GetMechanismInfo (§5.5.7)."""
+        self._present_token(slot_id)
+        return mechanisms.info(mechanism_type)
+
+    def init_token(self, slot_id: int, so_pin: bytes | None, label: bytes) -> None:
+        """C_InitToken (§5.5.8): the chip is provisioned at the factory, not from here."""
+        with self._lock:
+            self._check()
+            self._slot(slot_id)
+        raise errors.FunctionNotSupported("tokens are initialised at provisioning time")
+
+    def init_pin(self, session: int, pin: bytes | None) -> None:
+        """C_InitPIN (§5.5.9): no PIN support yet."""
+        self._session(session)
+        raise errors.FunctionNotSupported("no PIN can be configured on this token")
+
+    def set_pin(self, session: int, old_pin: bytes | None, new_pin: bytes | None) -> None:
+        """C_SetPIN (§5.5.10): no PIN support yet."""
+        self._session(session)
+        raise errors.FunctionNotSupported("no PIN can be configured on this token")
+
+    # -- sessions (§5.6) ---------------------------------------------------------------------
+    def open_session(self, slot_id: int, flags: int) -> int:
+        """C_OpenSession (§5.6.1)."""
+        with self._lock:
+            self._check()
+            slot = self._slot(slot_id)
+        if not flags & CKF.SERIAL_SESSION:
+            raise errors.SessionParallelNotSupported("CKF_SERIAL_SESSION must be set")
+        token = slot.token
+        if not token.probe():
+            raise errors.TokenNotPresent(f"slot {slot_id}: chip does not answer")
+        with self._lock:
+            self._check()
+            count, rw_count = self._session_counts(slot_id)
+            rw = bool(flags & CKF.RW_SESSION)
+            if count >= MAX_SESSIONS or (rw and rw_count >= MAX_RW_SESSIONS):
+                raise errors.SessionCount("too many sessions")
+            if not rw and token.logged_in == CKU.SO:
+                raise errors.SessionReadWriteSoExists("the SO is logged in")
+            handle = next(self._session_handles)
+            self._sessions[handle] = Session(
+                handle, slot_id, CKF.SERIAL_SESSION | (CKF.RW_SESSION if rw else 0)
+            )
+        return handle
+
+    def close_session(self, session: int) -> None:
+        """C_CloseSession (§5.6.2): its session objects go; the last one logs the user out."""
+        sess, token = self._session(session)
+        with self._lock:
+            self._sessions.pop(session, None)
+            sess.end_all()
+            last = not any(s.slot_id == sess.slot_id for s in self._sessions.values())
+        token.drop_session_objects(session)
+        if last:
+            token.logged_in = None
+
+    def close_all_sessions(self, slot_id: int) -> None:
+        """C_CloseAllSessions (§5.6.3)."""
+        with self._lock:
+            self._check()
+            self._slot(slot_id)
+            handles = [h for h, s in self._sessions.items() if s.slot_id == slot_id]
+        for handle in handles:
+            self.close_session(handle)
+
+    def get_session_info(self, session: int) -> SessionInfo:
+        """C_GetSessionInfo (§5.6.4)."""
+        sess, token = self._session(session)
+        return SessionInfo(
+            slot_id=sess.slot_id, state=sess.state(token.logged_in), flags=sess.flags,
+            device_error=0,
+        )
+
+    def session_cancel(self, session: int, flags: int) -> None:
+        """C_SessionCancel (3.0 §5.6.5): not supported."""
+        self._session(session)
+        raise errors.FunctionNotSupported("C_SessionCancel is not supported")
+
+    def get_operation_state(self, session: int, out_len: int | None) -> Output:
+        """C_GetOperationState (§5.6.6): chip-backed operations cannot be saved."""
+        self._session(session)
+        raise errors.FunctionNotSupported("operation state cannot be saved")
+
+    def set_operation_state(
+        self, session: int, state: bytes, encryption_key: int, authentication_key: int
+    ) -> None:
+        """C_SetOperationState (§5.6.7)."""
+        self._session(session)
+        raise errors.FunctionNotSupported("operation state cannot be restored")
+
+    def login(self, session: int, user_type: int, pin: bytes | None) -> None:
+        """C_Login (§5.6.8). See Token.login for why any PIN is accepted."""
+        sess, token = self._session(session)
+        with self._lock:
+            ro_exists = any(
+                not s.rw for s in self._sessions.values() if s.slot_id == sess.slot_id
+            )
+            token.login(user_type, pin, ro_exists)
+
+    def login_user(
+        self, session: int, user_type: int, pin: bytes | None, username: bytes | None
+    ) -> None:
+        """C_LoginUser (3.0 §5.6.9): there are no named users; same as C_Login."""
+        self.login(session, user_type, pin)
+
+    def logout(self, session: int) -> None:
+        """C_Logout (§5.6.10)."""
+        _, token = self._session(session)
+        with self._lock:
+            token.logout()
+
+    # -- objects (§5.7) -----------------------------------------------------------------------
+    def create_object(self, session: int, template: Template) -> int:
+        """C_CreateObject (§5.7.1): importing objects is not supported yet."""
+        self._session(session)
+        raise errors.FunctionNotSupported("objects cannot be created on this token")
+
+    def copy_object(self, session: int, obj: int, template: Template) -> int:
+        """C_CopyObject (§5.7.2): chip objects are CKA_COPYABLE false."""
+        _, token = self._session(session)
+        found = self._object(token, obj)
+        if not found.flag(CKA.COPYABLE):
+            raise errors.ActionProhibited("object is not copyable")
+        raise errors.FunctionNotSupported("copying is not supported")  # pragma: no cover
+
+    def destroy_object(self, session: int, obj: int) -> None:
+        """C_DestroyObject (§5.7.3): only generated key pairs can go (both halves at once)."""
+        sess, token = self._session(session)
+        found = self._object(token, obj)
+        if found.is_token_object and not sess.rw:
+            raise errors.SessionReadOnly("token objects need a read/write session")
+        if not found.flag(CKA.DESTROYABLE):
+            raise errors.ActionProhibited("object is not destroyable")
+        token.destroy(found)
+
+    def get_object_size(self, session: int, obj: int) -> int:
+        """C_GetObjectSize (§5.7.4)."""
+        _, token = self._session(session)
+        return self._object(token, obj).size()
+
+    def get_attribute_value(
+        self, session: int, obj: int, types: list[int]
+    ) -> list[bytes | AttributeError_]:
+        """C_GetAttributeValue (§5.7.5): per-attribute answers; the ABI sets the return code."""
+        _, token = self._session(session)
+        return self._object(token, obj).get_attribute_values(types)
+
+    def set_attribute_value(self, session: int, obj: int, template: Template) -> None:
+        """C_SetAttributeValue (§5.7.6): every chip object is CKA_MODIFIABLE false."""
+        sess, token = self._session(session)
+        found = self._object(token, obj)
+        if found.is_token_object and not sess.rw:
+            raise errors.SessionReadOnly("token objects need a read/write session")
+        raise errors.ActionProhibited("object is not modifiable")
+
+    def find_objects_init(self, session: int, template: Template) -> None:
+        """C_FindObjectsInit (§5.7.7): snapshot the matching handles now."""
+        sess, token = self._session(session)
+        sess.check_idle(FIND)
+        criteria = [(t, bytes(v)) for t, v in template]
+        handles = [
+            o.handle
+            for o in token.objects()
+            if self._visible(token, o) and o.matches(criteria)
+        ]
+        sess.begin(FIND, FindCursor(handles))
+
+    def find_objects(self, session: int, max_count: int) -> list[int]:
+        """C_FindObjects (§5.7.8)."""
+        sess, _ = self._session(session)
+        cursor: FindCursor = sess.active(FIND)
+        return cursor.next(max_count)
+
+    def find_objects_final(self, session: int) -> None:
+        """C_FindObjectsFinal (§5.7.9)."""
+        sess, _ = self._session(session)
+        sess.active(FIND)
+        sess.end(FIND)
+
+    # -- encryption, decryption, digests (§5.8-§5.10): none offered -------------------------
+    def _not_supported(self, session: int, what: str) -> None:
+        self._session(session)
+        raise errors.FunctionNotSupported(f"{what} is not supported by this token")
+
+    def encrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
+        self._not_supported(session, "encryption")
+
+    def encrypt(self, session: int, data: bytes, out_len: int | None) -> Output:
+        self._not_supported(session, "encryption")
+        raise AssertionError  # pragma: no cover
+
+    def encrypt_update(self, session: int, data: bytes, out_len: int | None) -> Output:
+        self._not_supported(session, "encryption")
+        raise AssertionError  # pragma: no cover
+
+    def encrypt_final(self, session: int, out_len: int | None) -> Output:
+        self._not_supported(session, "encryption")
+        raise AssertionError  # pragma: no cover
+
+    def decrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
+        self._not_supported(session, "decryption")
+
+    def decrypt(self, session: int, data: bytes, out_len: int | None) -> Output:
+        self._not_supported(session, "decryption")
+        raise AssertionError  # pragma: no cover
+
+    def decrypt_update(self, session: int, data: bytes, out_len: int | None) -> Output:
+        self._not_supported(session, "decryption")
+        raise AssertionError  # pragma: no cover
+
+    def decrypt_final(self, session: int, out_len: int | None) -> Output:
+        self._not_supported(session, "decryption")
+        raise AssertionError  # pragma: no cover
+
+    def digest_init(self, session: int, mechanism: Mechanism) -> None:
+        self._not_supported(session, "digesting")
+
+    def digest(self, session: int, data: bytes, out_len: int | None) -> Output:
+        self._not_supported(session, "digesting")
+        raise AssertionError  # pragma: no cover
+
+    def digest_update(self, session: int, data: bytes) -> None:
+        self._not_supported(session, "digesting")
+
+    def digest_key(self, session: int, key: int) -> None:
+        self._not_supported(session, "digesting")
+
+    def digest_final(self, session: int, out_len: int | None) -> Output:
+        self._not_supported(session, "digesting")
+        raise AssertionError  # pragma: no cover
+
+    # -- signing (§5.11) and verifying (§5.12) --------------------------------------------------
+    def sign_init(self, session: int, mechanism: Mechanism, key: int) -> None:
+        """C_SignInit (§5.11.1): an EC private key with CKA_SIGN, ECDSA or ECDSA_SHA256."""
+        sess, token = self._session(session)
+        sess.check_idle(SIGN)
+        entry = mechanisms.lookup(mechanism, CKF.SIGN)
+        obj = self._object(token, key, key=True)
+        if obj.object_class != CKO.PRIVATE_KEY or obj.attrs.get(CKA.KEY_TYPE) != CKK.EC:
+            raise errors.KeyTypeInconsistent("ECDSA needs an EC private key")
+        if not obj.flag(CKA.SIGN):
+            raise errors.KeyFunctionNotPermitted("key has CKA_SIGN false")
+        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
+            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
+        assert obj.chip_slot is not None
+        sess.begin(SIGN, SignOperation(entry, token.signer(obj.chip_slot)))
+
+    def sign(self, session: int, data: bytes, out_len: int | None) -> Output:
+        """C_Sign (§5.11.2)."""
+        sess, _ = self._session(session)
+        return sess.run(SIGN, lambda op: op.sign(data, out_len))
+
+    def sign_update(self, session: int, data: bytes) -> None:
+        """C_SignUpdate (§5.11.3)."""
+        sess, _ = self._session(session)
+        sess.run(SIGN, lambda op: op.update(data), final=False)
+
+    def sign_final(self, session: int, out_len: int | None) -> Output:
+        """C_SignFinal (§5.11.4)."""
+        sess, _ = self._session(session)
+        return sess.run(SIGN, lambda op: op.final(out_len))
+
+    def verify_init(self, session: int, mechanism: Mechanism, key: int) -> None:
+        """C_VerifyInit (§5.12.1): an EC public key with CKA_VERIFY; verified on the host."""
+        sess, token = self._session(session)
+        sess.check_idle(VERIFY)
+        entry = mechanisms.lookup(mechanism, CKF.VERIFY)
+        obj = self._object(token, key, key=True)
+        if obj.attrs.get(CKA.KEY_TYPE) != CKK.EC or obj.public_key is None:
+            raise errors.KeyTypeInconsistent("ECDSA needs an EC key")
+        if obj.object_class != CKO.PUBLIC_KEY or not obj.flag(CKA.VERIFY):
+            raise errors.KeyFunctionNotPermitted("key cannot verify (use the public key)")
+        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
+            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
+        sess.begin(VERIFY, VerifyOperation(entry, obj.public_key))
+
+    def verify(self, session: int, data: bytes, signature: bytes) -> None:
+        """C_Verify (§5.12.2)."""
+        sess, _ = self._session(session)
+        sess.run(VERIFY, lambda op: op.verify(data, signature))
+
+    def verify_update(self, session: int, data: bytes) -> None:
+        """C_VerifyUpdate (§5.12.3)."""
+        sess, _ = self._session(session)
+        sess.run(VERIFY, lambda op: op.update(data), final=False)
+
+    def verify_final(self, session: int, signature: bytes) -> None:
+        """C_VerifyFinal (§5.12.4)."""
+        sess, _ = self._session(session)
+        sess.run(VERIFY, lambda op: op.final(signature))
+
+    # -- key management (§5.14) -------------------------------------------------------------
+    def generate_key(self, session: int, mechanism: Mechanism, template: Template) -> int:
+        """C_GenerateKey (§5.14.1): no secret-key generation mechanism is offered."""
+        self._session(session)
+        raise errors.MechanismInvalid("no secret-key generation mechanism is supported")
+
+    def generate_key_pair(
+        self,
+        session: int,
+        mechanism: Mechanism,
+        public_template: Template,
+        private_template: Template,
+    ) -> tuple[int, int]:
+        """C_GenerateKeyPair (§5.14.2): P-256 into a free chip slot; returns (public, private)."""
+        sess, token = self._session(session)
+        # Access first: a token object from a read-only session is refused before the
+        # templates are judged (CKR_SESSION_READ_ONLY outranks template errors).
+        wants_token = any(
+            t == CKA.TOKEN and v[:1] not in (b"", b"\x00")
+            for t, v in list(public_template) + list(private_template)
+        )
+        if wants_token and not sess.rw:
+            raise errors.SessionReadOnly("token keys need a read/write session")
+        mechanisms.lookup(mechanism, CKF.GENERATE_KEY_PAIR)
+        public = templates.validate(templates.EC_PUBLIC_GENERATE, public_template)
+        private = templates.validate(templates.EC_PRIVATE_GENERATE, private_template)
+        request = policy.key_pair_request(public, private, pin_configured=token.pin_configured)
+        pub, priv = token.generate_key_pair(request, sess.handle)
+        return pub.handle, priv.handle
+
+    def derive_key(
+        self, session: int, mechanism: Mechanism, base_key: int, template: Template
+    ) -> int:
+        """C_DeriveKey (§5.14.5): ECDH is not offered yet."""
+        self._session(session)
+        raise errors.MechanismInvalid("no key derivation mechanism is supported")
+
+    # -- random numbers (§5.15) ---------------------------------------------------------------
+    def seed_random(self, session: int, seed: bytes) -> None:
+        """C_SeedRandom (§5.15.1): the chip's DRBG takes no outside seed."""
+        self._session(session)
+        raise errors.RandomSeedNotSupported("the chip's RNG cannot be seeded")
+
+    def generate_random(self, session: int, length: int) -> bytes:
+        """C_GenerateRandom (§5.15.2): from the chip, 32 bytes per Random command."""
+        _, token = self._session(session)
+        if length <= 0:
+            return b""
+        return token.random(length)
+
+
+#: The one instance ``cryptoki._abi`` calls.
+LIBRARY = Library()

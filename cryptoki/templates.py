@@ -1,0 +1,132 @@
+"""Template schemas: which attributes a caller may put in a template for an operation, and values.
+
+Owns: the generic, spec-level validation of C_GenerateKeyPair templates (class by class), as data.
+Each schema maps an attribute to a :class:`Rule`: ANY value, a fixed set of values, or READ_ONLY
+(the spec's "must not be specified when the object is generated", Table 10 footnote 4, e.g.
+CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_EC_POINT). An attribute outside the schema is not an
+attribute of the class: CKR_ATTRIBUTE_TYPE_INVALID. Must not: know about the chip; the chip's
+narrower rules (P-256 only, keys always sensitive) are layered on afterwards by ``policy.py``.
+
+Precedence inside one template, as SoftHSM/kryoptic do: unknown type (TYPE_INVALID) is reported
+first, then read-only attributes (ATTRIBUTE_READ_ONLY), then values outside the allowed set
+(TEMPLATE_INCONSISTENT, the spec's code when a value cannot be honoured for this token).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from cryptoki import attributes, errors
+from cryptoki.constants import CKA, CKK, CKO
+from cryptoki.types import Template
+
+
+class Kind(enum.Enum):
+    ANY = "any value"
+    ONE_OF = "one of a fixed set"
+    READ_ONLY = "set by the token only"
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: Kind
+    allowed: frozenset[Any] = frozenset()
+
+    def check(self, attr_type: int, value: Any) -> None:
+        name = attributes.names([attr_type])
+        if self.kind is Kind.READ_ONLY:
+            raise errors.AttributeReadOnly(f"{name} is set by the token")
+        if self.kind is Kind.ONE_OF and value not in self.allowed:
+            raise errors.TemplateInconsistent(f"{name} = {value!r} cannot be honoured")
+
+
+ANY = Rule(Kind.ANY)
+READ_ONLY = Rule(Kind.READ_ONLY)
+
+
+def one_of(*values: Any) -> Rule:
+    return Rule(Kind.ONE_OF, frozenset(values))
+
+
+FALSE_ONLY = one_of(False)
+
+#: Attributes of every storage object (spec §4.4) as they may appear in a generate template.
+#: Chip objects are never modifiable or copyable: the chip cannot rewrite a key's metadata
+#: atomically with the key, and a copy would need a second slot.
+_STORAGE: dict[int, Rule] = {
+    CKA.TOKEN: ANY,
+    CKA.PRIVATE: ANY,
+    CKA.LABEL: ANY,
+    CKA.MODIFIABLE: FALSE_ONLY,
+    CKA.COPYABLE: FALSE_ONLY,
+    CKA.DESTROYABLE: ANY,
+    CKA.UNIQUE_ID: READ_ONLY,
+}
+
+#: Common key attributes (spec §4.7).
+_KEY: dict[int, Rule] = {
+    **_STORAGE,
+    CKA.KEY_TYPE: one_of(CKK.EC),
+    CKA.ID: ANY,
+    CKA.START_DATE: ANY,
+    CKA.END_DATE: ANY,
+    CKA.DERIVE: ANY,
+    CKA.LOCAL: READ_ONLY,
+    CKA.KEY_GEN_MECHANISM: READ_ONLY,
+    CKA.ALLOWED_MECHANISMS: ANY,
+    CKA.SUBJECT: ANY,
+}
+
+#: EC public key, generate (spec §4.8, §6.3.3).
+EC_PUBLIC_GENERATE: dict[int, Rule] = {
+    **_KEY,
+    CKA.CLASS: one_of(CKO.PUBLIC_KEY),
+    CKA.ENCRYPT: FALSE_ONLY,
+    CKA.VERIFY: ANY,
+    CKA.VERIFY_RECOVER: FALSE_ONLY,
+    CKA.WRAP: FALSE_ONLY,
+    CKA.TRUSTED: FALSE_ONLY,  # only the SO may set it, and there is no SO here
+    CKA.EC_PARAMS: ANY,  # required; checked by policy.py
+    CKA.EC_POINT: READ_ONLY,
+    CKA.PUBLIC_KEY_INFO: READ_ONLY,
+}
+
+#: EC private key, generate (spec §4.9, §6.3.4).
+EC_PRIVATE_GENERATE: dict[int, Rule] = {
+    **_KEY,
+    CKA.CLASS: one_of(CKO.PRIVATE_KEY),
+    CKA.SENSITIVE: ANY,  # policy.py: must be true
+    CKA.DECRYPT: FALSE_ONLY,
+    CKA.SIGN: ANY,
+    CKA.SIGN_RECOVER: FALSE_ONLY,
+    CKA.UNWRAP: FALSE_ONLY,
+    CKA.EXTRACTABLE: ANY,  # policy.py: must be false
+    CKA.ALWAYS_SENSITIVE: READ_ONLY,
+    CKA.NEVER_EXTRACTABLE: READ_ONLY,
+    CKA.WRAP_WITH_TRUSTED: FALSE_ONLY,
+    CKA.ALWAYS_AUTHENTICATE: FALSE_ONLY,
+    CKA.EC_PARAMS: ANY,  # optional on the private side; must agree if given
+    CKA.VALUE: READ_ONLY,
+    CKA.PUBLIC_KEY_INFO: READ_ONLY,
+}
+
+
+def validate(schema: dict[int, Rule], template: Template) -> dict[int, Any]:
+    """Decode ``template`` and check it against ``schema``; returns ``{CKA: value}``.
+
+    :raises errors.AttributeTypeInvalid: a type the class does not have.
+    :raises errors.AttributeValueInvalid: a value of the wrong length/encoding.
+    :raises errors.AttributeReadOnly: a type only the token sets.
+    :raises errors.TemplateInconsistent: a value the token cannot honour.
+    """
+    for attr_type, _ in template:
+        if attr_type not in schema:
+            raise errors.AttributeTypeInvalid(
+                f"{attributes.names([attr_type])} is not an attribute of this object class"
+            )
+    values = attributes.decode_template(template)
+    for attr_type in sorted(values, key=lambda t: schema[t].kind is not Kind.READ_ONLY):
+        schema[attr_type].check(attr_type, values[attr_type])
+    return values

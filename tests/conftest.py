@@ -1,0 +1,60 @@
+"""Shared fixtures: emulated chips and filestores for tests that run the Cryptoki core in-process.
+
+Every fixture builds its chip with ``atecc.emulator.profiles.create_chip`` under ``tmp_path``, so
+tests never share state and can run in parallel; chip behaviour comes from the emulator, never
+from canned bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def write_slot_file(
+    filestore: Path, slot_id: int, state_name: str, *, device: str = "ATECC608-TNGTLS",
+    label: str = "00ABC", extra: str = "",
+) -> Path:
+    """Write ``<slot_id>.conf`` naming an emulated chip state file in the same directory."""
+    path = filestore / f"{slot_id}.conf"
+    path.write_text(
+        f"interface = emulator,{state_name}\n"
+        f"device = {device}\n"
+        f"label = {label}\n"
+        f"{extra}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def make_chip(filestore: Path, state_name: str, device: str = "ATECC608-TNGTLS", **kw) -> Path:
+    from atecc.emulator.profiles import create_chip
+
+    filestore.mkdir(parents=True, exist_ok=True)
+    state = filestore / state_name
+    create_chip(state, device, **kw)
+    return state
+
+
+@pytest.fixture
+def tngtls_filestore(tmp_path, monkeypatch) -> Path:
+    """A filestore with one emulated Trust&GO chip as slot 0 (label 00ABC); env var set."""
+    filestore = tmp_path / "filestore"
+    make_chip(filestore, "chip0.json")
+    write_slot_file(filestore, 0, "chip0.json")
+    monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
+    return filestore
+
+
+@pytest.fixture
+def chip_factory():
+    """``make_chip(filestore, state_name, device=..., serial=..., revision=...)`` for tests that
+    need several chips or non-default ones."""
+    return make_chip
+
+
+@pytest.fixture
+def slot_file_writer():
+    """``write_slot_file(filestore, slot_id, state_name, device=..., label=..., extra=...)``."""
+    return write_slot_file

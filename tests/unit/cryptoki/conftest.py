@@ -1,0 +1,49 @@
+"""Fixtures for the Cryptoki core tests: an initialised Library on an emulated Trust&GO chip.
+
+Tests call the core's methods directly (the same calls ``cryptoki._abi`` makes), with a fresh
+``Library`` per test so that no state leaks between tests; the process-wide ``LIBRARY`` is left
+alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from p11util import find_one
+
+from cryptoki.constants import CKF, CKO
+from cryptoki.library import Library
+
+
+@pytest.fixture
+def lib(tngtls_filestore) -> Iterator[Library]:
+    """An initialised Library over the Trust&GO filestore; finalised afterwards."""
+    library = Library()
+    library.initialize(None)
+    yield library
+    try:
+        library.finalize()
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def session(lib: Library) -> int:
+    """A read-only session on slot 0."""
+    return lib.open_session(0, CKF.SERIAL_SESSION)
+
+
+@pytest.fixture
+def rw_session(lib: Library) -> int:
+    return lib.open_session(0, CKF.SERIAL_SESSION | CKF.RW_SESSION)
+
+
+@pytest.fixture
+def device_key(lib: Library, session: int) -> int:
+    return find_one(lib, session, CKO.PRIVATE_KEY, "device")
+
+
+@pytest.fixture
+def device_pub(lib: Library, session: int) -> int:
+    return find_one(lib, session, CKO.PUBLIC_KEY, "device")

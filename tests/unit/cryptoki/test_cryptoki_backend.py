@@ -1,0 +1,100 @@
+"""The atecc backend: every driver error is mapped deliberately, slot permissions decode from
+the real config zone, and chip failures surface as PKCS#11 errors through the Library."""
+
+from __future__ import annotations
+
+import pytest
+
+import atecc.errors as ae
+from cryptoki import errors
+from cryptoki.backends.atecc import ERROR_MAP, AteccBackend, chip_errors, map_error
+
+
+def all_subclasses(cls: type) -> set[type]:
+    out = set()
+    for sub in cls.__subclasses__():
+        out.add(sub)
+        out |= all_subclasses(sub)
+    return out
+
+
+def test_every_atecc_error_has_an_explicit_mapping():
+    missing = {c.__name__ for c in all_subclasses(ae.AteccError) | {ae.AteccError}} - {
+        c.__name__ for c in ERROR_MAP
+    }
+    assert not missing, f"AteccError subclasses without a row in ERROR_MAP: {sorted(missing)}"
+    for cls, target in ERROR_MAP.items():
+        assert issubclass(target, errors.Pkcs11Error)
+        assert issubclass(cls, ae.AteccError)
+
+
+@pytest.mark.parametrize(
+    "exc, rv_cls",
+    [
+        (ae.NoDevice(), errors.DeviceError),
+        (ae.BusTimeout(), errors.DeviceError),
+        (ae.ResponseCrcError(), errors.DeviceError),
+        (ae.EccFault(), errors.FunctionFailed),
+        (ae.ExecutionError(), errors.FunctionFailed),
+        (ae.StatusError(0x42, "odd"), errors.DeviceError),
+    ],
+)
+def test_map_error(exc, rv_cls):
+    assert type(map_error(exc)) is rv_cls
+
+
+def test_chip_errors_context_overrides():
+    with pytest.raises(errors.KeyFunctionNotPermitted):
+        with chip_errors("sign", ExecutionError=errors.KeyFunctionNotPermitted):
+            raise ae.ExecutionError()
+    with pytest.raises(errors.FunctionFailed):
+        with chip_errors("sign", ExecutionError=errors.KeyFunctionNotPermitted):
+            raise ae.EccFault()
+
+
+def test_slot_caps_of_trust_and_go(tngtls_filestore):
+    from atecc.slotfile import parse_slot_file
+
+    backend = AteccBackend(parse_slot_file(tngtls_filestore / "0.conf").interface, "0.conf")
+    try:
+        caps = {n: backend.slot_caps(n) for n in range(16)}
+    finally:
+        backend.close()
+    assert caps[0].p256_private and not caps[0].gen_key  # factory key, never replaced
+    assert all(caps[n].gen_key for n in (2, 3, 4))
+    assert not any(caps[n].gen_key for n in range(8, 16))
+
+
+def test_missing_state_file_is_not_present(tmp_path):
+    from atecc.slotfile import EmulatorInterface
+
+    backend = AteccBackend(EmulatorInterface(tmp_path / "none.json"), "x.conf")
+    with pytest.raises(errors.TokenNotPresent):
+        backend.identity()
+    backend.close()
+    backend.close()  # twice is fine
+
+
+def emulated_bus(lib):
+    """The EmulatedBus behind slot 0 (opened by the first chip access)."""
+    return lib._slots[0].token.backend._device.transport.bus
+
+
+def test_ecc_fault_during_sign_is_function_failed(lib, session, device_key):
+    from cryptoki.constants import CKM
+    from cryptoki.types import Mechanism
+
+    lib.sign_init(session, Mechanism(CKM.ECDSA_SHA256), device_key)
+    emulated_bus(lib).faults.ecc_fault_next(10)  # more than the driver retries
+    with pytest.raises(errors.FunctionFailed):
+        lib.sign(session, b"x", 64)
+    with pytest.raises(errors.OperationNotInitialized):  # the error ended the operation
+        lib.sign(session, b"x", 64)
+
+
+def test_bus_failure_during_random_is_device_error(lib, session):
+    lib.generate_random(session, 4)
+    emulated_bus(lib).faults.nack_next(1000)
+    with pytest.raises(errors.DeviceError):
+        lib.generate_random(session, 4)
+    emulated_bus(lib).faults.nacks = 0
