@@ -1,0 +1,964 @@
+"""The Cryptoki ABI: C pointers in, plain Python values to the core, C results out.
+
+Owns: every ``extern "Python"`` function of ``libatecc_pkcs11.so`` (one ``C_X`` per PKCS#11
+function the token implements), attached by :func:`register` from the library's embedding init
+code. This is the ONLY module that touches ``ffi``/``lib`` or CK pointers, and the ONLY place an
+exception becomes a ``CK_RV``: ``ffi.def_extern(error=CKR_GENERAL_ERROR, onerror=...)`` maps a
+:class:`~cryptoki.errors.Pkcs11Error` to its ``rv``, :class:`~cryptoki.errors.BufferTooSmall` to the
+required length plus ``CKR_BUFFER_TOO_SMALL``, and anything else to ``CKR_GENERAL_ERROR`` with a
+logged traceback. An entry point that raises can never return 0 (``CKR_OK``).
+
+Each ``C_X`` does, in order: NULL-pointer checks that make the call meaningless
+(``CKR_ARGUMENTS_BAD``), decoding into :mod:`cryptoki.types` values, one call on the core object
+(``cryptoki.library.LIBRARY``, imported lazily on first use so this module builds and loads before
+the core exists), and encoding of the result (blank-padded fixed-width strings, native
+``unsigned long``, the two-call length convention). Everything else (initialised? handle valid?
+template sane?) is the core's decision.
+
+Must not: make token decisions, print (stdout belongs to the host; logging goes to the
+``cryptoki`` logger, whose handlers the core configures), log PINs or key bytes, or read the
+environment per call. The per-call path is kept lean: no wrapper frames (the error mapping runs in
+cffi's ``onerror``, only when something raised), no imports, lazily decoded arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import cryptoki
+from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKM, CKR
+from cryptoki.errors import (
+    ArgumentsBad,
+    BufferTooSmall,
+    GeneralError,
+    MechanismParamInvalid,
+    Pkcs11Error,
+)
+from cryptoki.types import (
+    AttributeError_,
+    Ecdh1DeriveParams,
+    GcmParams,
+    InitArgs,
+    Mechanism,
+    MechanismParam,
+    Template,
+    Version,
+)
+
+_log = logging.getLogger("cryptoki")
+
+# Plain ints: the comparisons and returns below run on every call.
+_OK = int(CKR.OK)
+_ARGUMENTS_BAD = int(CKR.ARGUMENTS_BAD)
+_BUFFER_TOO_SMALL = int(CKR.BUFFER_TOO_SMALL)
+_GENERAL_ERROR = int(CKR.GENERAL_ERROR)
+_HOST_MEMORY = int(CKR.HOST_MEMORY)
+_UNAVAILABLE = CK_UNAVAILABLE_INFORMATION
+
+# Set by register(); module globals so the entry points reach them with one lookup.
+_ffi: Any = None
+_lib: Any = None
+_buffer: Callable[..., Any] = None  # type: ignore[assignment]
+_memmove: Callable[..., Any] = None  # type: ignore[assignment]
+_cast: Callable[..., Any] = None  # type: ignore[assignment]
+_SIZEOF_GCM = _SIZEOF_GCM_V240 = _SIZEOF_ECDH1 = -1
+
+
+# --------------------------------------------------------------------------------------------
+# The core, resolved on first use
+
+
+class _LazyCore:
+    """Stands in for ``cryptoki.library.LIBRARY`` until the first attribute access, which imports
+    it and replaces this placeholder in the module globals: later calls reach the core directly."""
+
+    _import_failure_logged = False
+
+    def __getattr__(self, name: str) -> Any:
+        global _core
+        try:
+            from cryptoki.library import LIBRARY
+        except Exception:
+            if not _LazyCore._import_failure_logged:
+                _LazyCore._import_failure_logged = True
+                _log.error("cannot import the Cryptoki core (cryptoki.library)", exc_info=True)
+            raise GeneralError("the Cryptoki core (cryptoki.library) is not importable") from None
+        _core = LIBRARY
+        return getattr(LIBRARY, name)
+
+
+_core: Any = _LazyCore()
+
+
+def _set_core(core: Any | None) -> None:
+    """Test seam: use ``core`` instead of ``cryptoki.library.LIBRARY`` (None restores lazy
+    loading). Production code never calls this."""
+    global _core
+    _core = _LazyCore() if core is None else core
+
+
+# --------------------------------------------------------------------------------------------
+# Entry registration and the one exception -> CK_RV mapping
+
+#: C name -> (function, name of its output-length parameter or None), filled by @entry.
+_ENTRIES: dict[str, tuple[Callable[..., int], str | None]] = {}
+
+
+def entry(fn: Callable[..., int] | None = None, *, out: str | None = None) -> Any:
+    """Declare ``fn`` as the Python side of the C function of the same name.
+
+    No wrapper is added (the happy path stays one Python frame); :func:`register` attaches the
+    function with an ``onerror`` handler that maps exceptions. ``out`` names the ``CK_ULONG_PTR``
+    parameter that receives the required length when the core raises ``BufferTooSmall``.
+    """
+
+    def declare(f: Callable[..., int]) -> Callable[..., int]:
+        _ENTRIES[f.__name__] = (f, out)
+        return f
+
+    return declare(fn) if fn is not None else declare
+
+
+def _onerror_for(name: str, out: str | None) -> Callable[[type, BaseException, Any], int]:
+    """cffi ``onerror`` for ``name``: its return value becomes the function's CK_RV."""
+
+    def onerror(exc_type: type, exc: BaseException, tb: Any) -> int:
+        if isinstance(exc, BufferTooSmall):
+            # The length pointer is a local of the entry point's frame (the first traceback entry).
+            if out is not None and tb is not None:
+                ptr = tb.tb_frame.f_locals.get(out)
+                if ptr:
+                    ptr[0] = exc.required
+            return _BUFFER_TOO_SMALL
+        if isinstance(exc, Pkcs11Error):
+            rv = int(exc.rv)
+            if rv == _OK:  # a misdeclared error must still fail the call
+                _log.error("%s: exception %r carries CKR_OK", name, exc)
+                return _GENERAL_ERROR
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("%s -> %s", name, exc)
+            return rv
+        if isinstance(exc, MemoryError):
+            return _HOST_MEMORY
+        _log.error("%s failed with an unexpected %s", name, exc_type.__name__,
+                   exc_info=(exc_type, exc, tb))
+        return _GENERAL_ERROR
+
+    return onerror
+
+
+def register(ffi: Any, lib: Any) -> None:
+    """Attach every entry point to the library (called once by its embedding init code).
+
+    :raises RuntimeError: the library was built from another package version, or the library and
+        this module disagree on which functions are Python-backed. The init code then fails and
+        every call returns ``CKR_GENERAL_ERROR``.
+    """
+    global _ffi, _lib, _buffer, _memmove, _cast, _SIZEOF_GCM, _SIZEOF_GCM_V240, _SIZEOF_ECDH1
+    built = ffi.string(lib.p11_package_version()).decode()
+    if built != cryptoki.__version__:
+        raise RuntimeError(
+            f"{ffi.string(lib.p11_module_file()).decode()} was built for cryptoki {built}, but "
+            f"cryptoki {cryptoki.__version__} is installed; rebuild with "
+            "`python -m native.build_module` or reinstall the package"
+        )
+    declared = set(ffi.string(lib.p11_python_function_names()).decode().split())
+    if declared != _ENTRIES.keys():
+        raise RuntimeError(
+            "library and cryptoki._abi disagree on Python-backed functions: "
+            f"missing {sorted(declared - _ENTRIES.keys())}, extra {sorted(_ENTRIES.keys() - declared)}"
+        )
+    _ffi, _lib = ffi, lib
+    _buffer, _memmove, _cast = ffi.buffer, ffi.memmove, ffi.cast
+    _SIZEOF_GCM = ffi.sizeof("CK_GCM_PARAMS")
+    _SIZEOF_GCM_V240 = ffi.sizeof("CK_GCM_PARAMS_V240")
+    _SIZEOF_ECDH1 = ffi.sizeof("CK_ECDH1_DERIVE_PARAMS")
+    if ffi.sizeof("CK_ULONG") * 8 != _UNAVAILABLE.bit_length():
+        raise RuntimeError("CK_UNAVAILABLE_INFORMATION does not match sizeof(CK_ULONG)")
+    for name, (fn, out) in _ENTRIES.items():
+        ffi.def_extern(name="py_" + name, error=_GENERAL_ERROR, onerror=_onerror_for(name, out))(fn)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _bytes(ptr: Any, length: int) -> bytes:
+    """Input buffer: NULL is allowed only for an empty buffer."""
+    if not length:
+        return b""
+    if not ptr:
+        raise ArgumentsBad("NULL buffer with a non-zero length")
+    return _buffer(ptr, length)[:]
+
+
+def _opt_bytes(ptr: Any, length: int) -> bytes | None:
+    """Optional input (PINs: NULL means the protected authentication path)."""
+    return _buffer(ptr, length)[:] if ptr else None
+
+
+def _template(ptr: Any, count: int) -> Template:
+    """CK_ATTRIBUTE[count] -> [(type, raw value bytes)] in caller order."""
+    if not count:
+        return []
+    if not ptr:
+        raise ArgumentsBad("NULL template with a non-zero count")
+    out = []
+    for i in range(count):
+        attr = ptr[i]
+        n = attr.ulValueLen
+        if not n:
+            out.append((attr.type, b""))
+        elif not attr.pValue:
+            raise ArgumentsBad("template attribute with NULL pValue and a non-zero length")
+        else:
+            out.append((attr.type, _buffer(attr.pValue, n)[:]))
+    return out
+
+
+def _param_bytes(ptr: Any, length: int) -> bytes:
+    """A buffer inside mechanism parameters: a bad pointer is a bad parameter."""
+    if not length:
+        return b""
+    if not ptr:
+        raise MechanismParamInvalid("NULL pointer inside mechanism parameters")
+    return _buffer(ptr, length)[:]
+
+
+def _gcm_params(ptr: Any, length: int) -> GcmParams:
+    if length == _SIZEOF_GCM:
+        p = _cast("CK_GCM_PARAMS *", ptr)
+        iv_bits = p.ulIvBits
+    elif length == _SIZEOF_GCM_V240:  # the 2.40 header's layout, still sent by older callers
+        p = _cast("CK_GCM_PARAMS_V240 *", ptr)
+        iv_bits = p.ulIvLen * 8
+    else:
+        raise MechanismParamInvalid("CK_GCM_PARAMS has the wrong length")
+    return GcmParams(
+        iv=_param_bytes(p.pIv, p.ulIvLen),
+        iv_bits=iv_bits,
+        aad=_param_bytes(p.pAAD, p.ulAADLen),
+        tag_bits=p.ulTagBits,
+    )
+
+
+def _ecdh1_params(ptr: Any, length: int) -> Ecdh1DeriveParams:
+    if length != _SIZEOF_ECDH1:
+        raise MechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS has the wrong length")
+    p = _cast("CK_ECDH1_DERIVE_PARAMS *", ptr)
+    if not p.pPublicData or not p.ulPublicDataLen:
+        raise MechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS without public data")
+    return Ecdh1DeriveParams(
+        kdf=p.kdf,
+        shared_data=_param_bytes(p.pSharedData, p.ulSharedDataLen) if p.pSharedData else None,
+        public_data=_buffer(p.pPublicData, p.ulPublicDataLen)[:],
+    )
+
+
+#: Mechanisms whose parameters hold pointers; all others pass their parameter bytes through.
+_PARAM_DECODERS: dict[int, Callable[[Any, int], MechanismParam]] = {
+    int(CKM.AES_GCM): _gcm_params,
+    int(CKM.ECDH1_DERIVE): _ecdh1_params,
+    int(CKM.ECDH1_COFACTOR_DERIVE): _ecdh1_params,
+}
+
+
+def _mechanism(ptr: Any) -> Mechanism:
+    """CK_MECHANISM -> types.Mechanism (param None, flat bytes, or a decoded struct)."""
+    if not ptr:
+        raise ArgumentsBad("NULL mechanism")
+    mtype = ptr.mechanism
+    param = ptr.pParameter
+    length = ptr.ulParameterLen
+    if not param:
+        if length:
+            raise MechanismParamInvalid("NULL pParameter with a non-zero length")
+        return Mechanism(mtype)
+    decode = _PARAM_DECODERS.get(mtype)
+    if decode is None:
+        return Mechanism(mtype, _buffer(param, length)[:])
+    return Mechanism(mtype, decode(param, length))
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+
+def _padded(text: str, width: int) -> bytes:
+    """UTF-8, truncated on a character boundary, blank-padded to ``width`` (no NUL)."""
+    raw = text.encode("utf-8")
+    if len(raw) > width:
+        raw = raw[:width].decode("utf-8", "ignore").encode("utf-8")
+    return raw.ljust(width, b" ")
+
+
+def _put_str(field: Any, text: str, width: int) -> None:
+    _memmove(field, _padded(text, width), width)
+
+
+def _put_version(field: Any, version: Version) -> None:
+    field.major = version.major
+    field.minor = version.minor
+
+
+def _emit(result: bytes | int, out: Any, out_len: Any, capacity: int | None) -> int:
+    """The two-call convention for a byte-string result (see cryptoki.types).
+
+    ``capacity`` is the caller's buffer size, None for a NULL buffer (length query).
+    """
+    if isinstance(result, int):  # the core answered a length query
+        out_len[0] = result
+        return _OK
+    n = len(result)
+    if capacity is not None:
+        if n > capacity:  # the core must raise BufferTooSmall; never overflow the caller anyway
+            out_len[0] = n
+            return _BUFFER_TOO_SMALL
+        _memmove(out, result, n)
+    out_len[0] = n
+    return _OK
+
+
+def _emit_ulongs(values: list[int], out: Any, count: Any) -> int:
+    """CK_ULONG array with the two-call convention (C_GetSlotList, C_GetMechanismList)."""
+    n = len(values)
+    if out:
+        if count[0] < n:
+            count[0] = n
+            return _BUFFER_TOO_SMALL
+        if n:
+            out[0:n] = values
+    count[0] = n
+    return _OK
+
+
+def _flush_logs() -> None:
+    """C hosts never finalize Python, so logging's shutdown flush never runs: flush here."""
+    for handler in _log.handlers:
+        try:
+            handler.flush()
+        except Exception:  # a broken handler must not fail C_Finalize
+            pass
+
+
+# ============================================================================================
+# General purpose (PKCS#11 v3.0 §5.4)
+
+
+@entry
+def C_Initialize(pInitArgs: Any) -> int:
+    """C_Initialize (§5.4.1): decode CK_C_INITIALIZE_ARGS, mutex callbacks all-or-none."""
+    if not pInitArgs:
+        _core.initialize(None)
+        return _OK
+    args = _cast("CK_C_INITIALIZE_ARGS *", pInitArgs)
+    if args.pReserved:
+        return _ARGUMENTS_BAD
+    supplied = (bool(args.CreateMutex) + bool(args.DestroyMutex) + bool(args.LockMutex)
+                + bool(args.UnlockMutex))
+    if supplied not in (0, 4):
+        return _ARGUMENTS_BAD
+    _core.initialize(InitArgs(flags=args.flags, has_mutex_functions=supplied == 4,
+                              reserved_is_null=True))
+    return _OK
+
+
+@entry
+def C_Finalize(pReserved: Any) -> int:
+    """C_Finalize (§5.4.2)."""
+    if pReserved:
+        return _ARGUMENTS_BAD
+    try:
+        _core.finalize()
+    finally:
+        _flush_logs()
+    return _OK
+
+
+@entry
+def C_GetInfo(pInfo: Any) -> int:
+    """C_GetInfo (§5.4.3)."""
+    if not pInfo:
+        return _ARGUMENTS_BAD
+    info = _core.get_info()
+    _put_version(pInfo.cryptokiVersion, info.cryptoki_version)
+    _put_str(pInfo.manufacturerID, info.manufacturer_id, 32)
+    pInfo.flags = info.flags
+    _put_str(pInfo.libraryDescription, info.library_description, 32)
+    _put_version(pInfo.libraryVersion, info.library_version)
+    return _OK
+
+
+# ============================================================================================
+# Slot and token management (§5.5)
+
+
+@entry
+def C_GetSlotList(tokenPresent: int, pSlotList: Any, pulCount: Any) -> int:
+    """C_GetSlotList (§5.5.1): two-call convention on the slot count."""
+    if not pulCount:
+        return _ARGUMENTS_BAD
+    return _emit_ulongs(_core.get_slot_list(bool(tokenPresent)), pSlotList, pulCount)
+
+
+@entry
+def C_GetSlotInfo(slotID: int, pInfo: Any) -> int:
+    """C_GetSlotInfo (§5.5.2)."""
+    if not pInfo:
+        return _ARGUMENTS_BAD
+    info = _core.get_slot_info(slotID)
+    _put_str(pInfo.slotDescription, info.slot_description, 64)
+    _put_str(pInfo.manufacturerID, info.manufacturer_id, 32)
+    pInfo.flags = info.flags
+    _put_version(pInfo.hardwareVersion, info.hardware_version)
+    _put_version(pInfo.firmwareVersion, info.firmware_version)
+    return _OK
+
+
+@entry
+def C_GetTokenInfo(slotID: int, pInfo: Any) -> int:
+    """C_GetTokenInfo (§5.5.3)."""
+    if not pInfo:
+        return _ARGUMENTS_BAD
+    info = _core.get_token_info(slotID)
+    _put_str(pInfo.label, info.label, 32)
+    _put_str(pInfo.manufacturerID, info.manufacturer_id, 32)
+    _put_str(pInfo.model, info.model, 16)
+    _put_str(pInfo.serialNumber, info.serial_number, 16)
+    pInfo.flags = info.flags
+    pInfo.ulMaxSessionCount = info.max_session_count
+    pInfo.ulSessionCount = info.session_count
+    pInfo.ulMaxRwSessionCount = info.max_rw_session_count
+    pInfo.ulRwSessionCount = info.rw_session_count
+    pInfo.ulMaxPinLen = info.max_pin_len
+    pInfo.ulMinPinLen = info.min_pin_len
+    pInfo.ulTotalPublicMemory = info.total_public_memory
+    pInfo.ulFreePublicMemory = info.free_public_memory
+    pInfo.ulTotalPrivateMemory = info.total_private_memory
+    pInfo.ulFreePrivateMemory = info.free_private_memory
+    _put_version(pInfo.hardwareVersion, info.hardware_version)
+    _put_version(pInfo.firmwareVersion, info.firmware_version)
+    _put_str(pInfo.utcTime, info.utc_time, 16)
+    return _OK
+
+
+@entry
+def C_WaitForSlotEvent(flags: int, pSlot: Any, pReserved: Any) -> int:
+    """C_WaitForSlotEvent (§5.5.4). pReserved is ignored, as the spec reserves it."""
+    if not pSlot:
+        return _ARGUMENTS_BAD
+    pSlot[0] = _core.wait_for_slot_event(flags)
+    return _OK
+
+
+@entry
+def C_GetMechanismList(slotID: int, pMechanismList: Any, pulCount: Any) -> int:
+    """C_GetMechanismList (§5.5.5): two-call convention on the count."""
+    if not pulCount:
+        return _ARGUMENTS_BAD
+    return _emit_ulongs(_core.get_mechanism_list(slotID), pMechanismList, pulCount)
+
+
+@entry
+def C_GetMechanismInfo(slotID: int, type: int, pInfo: Any) -> int:  # noqa: A002 (spec name)
+    """C_GetMechanismInfo (§5.5.6)."""
+    if not pInfo:
+        return _ARGUMENTS_BAD
+    info = _core.get_mechanism_info(slotID, type)
+    pInfo.ulMinKeySize = info.min_key_size
+    pInfo.ulMaxKeySize = info.max_key_size
+    pInfo.flags = info.flags
+    return _OK
+
+
+@entry
+def C_InitToken(slotID: int, pPin: Any, ulPinLen: int, pLabel: Any) -> int:
+    """C_InitToken (§5.5.7): the label is 32 blank-padded bytes."""
+    if not pLabel:
+        return _ARGUMENTS_BAD
+    _core.init_token(slotID, _opt_bytes(pPin, ulPinLen), _buffer(pLabel, 32)[:])
+    return _OK
+
+
+@entry
+def C_InitPIN(hSession: int, pPin: Any, ulPinLen: int) -> int:
+    """C_InitPIN (§5.5.8)."""
+    _core.init_pin(hSession, _opt_bytes(pPin, ulPinLen))
+    return _OK
+
+
+@entry
+def C_SetPIN(hSession: int, pOldPin: Any, ulOldLen: int, pNewPin: Any, ulNewLen: int) -> int:
+    """C_SetPIN (§5.5.9)."""
+    _core.set_pin(hSession, _opt_bytes(pOldPin, ulOldLen), _opt_bytes(pNewPin, ulNewLen))
+    return _OK
+
+
+# ============================================================================================
+# Session management (§5.6)
+
+
+@entry
+def C_OpenSession(slotID: int, flags: int, pApplication: Any, Notify: Any,
+                  phSession: Any) -> int:
+    """C_OpenSession (§5.6.1). Notify callbacks are accepted and never called."""
+    if not phSession:
+        return _ARGUMENTS_BAD
+    phSession[0] = _core.open_session(slotID, flags)
+    return _OK
+
+
+@entry
+def C_CloseSession(hSession: int) -> int:
+    """C_CloseSession (§5.6.2)."""
+    _core.close_session(hSession)
+    return _OK
+
+
+@entry
+def C_CloseAllSessions(slotID: int) -> int:
+    """C_CloseAllSessions (§5.6.3)."""
+    _core.close_all_sessions(slotID)
+    return _OK
+
+
+@entry
+def C_GetSessionInfo(hSession: int, pInfo: Any) -> int:
+    """C_GetSessionInfo (§5.6.4)."""
+    if not pInfo:
+        return _ARGUMENTS_BAD
+    info = _core.get_session_info(hSession)
+    pInfo.slotID = info.slot_id
+    pInfo.state = info.state
+    pInfo.flags = info.flags
+    pInfo.ulDeviceError = info.device_error
+    return _OK
+
+
+@entry
+def C_SessionCancel(hSession: int, flags: int) -> int:
+    """C_SessionCancel (§5.6.5, v3.0)."""
+    _core.session_cancel(hSession, flags)
+    return _OK
+
+
+@entry(out="pulOperationStateLen")
+def C_GetOperationState(hSession: int, pOperationState: Any, pulOperationStateLen: Any) -> int:
+    """C_GetOperationState (§5.6.6): two-call convention."""
+    if not pulOperationStateLen:
+        return _ARGUMENTS_BAD
+    cap = pulOperationStateLen[0] if pOperationState else None
+    return _emit(_core.get_operation_state(hSession, cap), pOperationState,
+                 pulOperationStateLen, cap)
+
+
+@entry
+def C_SetOperationState(hSession: int, pOperationState: Any, ulOperationStateLen: int,
+                        hEncryptionKey: int, hAuthenticationKey: int) -> int:
+    """C_SetOperationState (§5.6.7)."""
+    if not pOperationState:
+        return _ARGUMENTS_BAD
+    _core.set_operation_state(hSession, _bytes(pOperationState, ulOperationStateLen),
+                              hEncryptionKey, hAuthenticationKey)
+    return _OK
+
+
+@entry
+def C_Login(hSession: int, userType: int, pPin: Any, ulPinLen: int) -> int:
+    """C_Login (§5.6.8). A NULL PIN means the protected authentication path."""
+    _core.login(hSession, userType, _opt_bytes(pPin, ulPinLen))
+    return _OK
+
+
+@entry
+def C_LoginUser(hSession: int, userType: int, pPin: Any, ulPinLen: int, pUsername: Any,
+                ulUsernameLen: int) -> int:
+    """C_LoginUser (§5.6.9, v3.0)."""
+    _core.login_user(hSession, userType, _opt_bytes(pPin, ulPinLen),
+                     _opt_bytes(pUsername, ulUsernameLen))
+    return _OK
+
+
+@entry
+def C_Logout(hSession: int) -> int:
+    """C_Logout (§5.6.10)."""
+    _core.logout(hSession)
+    return _OK
+
+
+# ============================================================================================
+# Object management (§5.7)
+
+
+@entry
+def C_CreateObject(hSession: int, pTemplate: Any, ulCount: int, phObject: Any) -> int:
+    """C_CreateObject (§5.7.1)."""
+    if not phObject:
+        return _ARGUMENTS_BAD
+    phObject[0] = _core.create_object(hSession, _template(pTemplate, ulCount))
+    return _OK
+
+
+@entry
+def C_CopyObject(hSession: int, hObject: int, pTemplate: Any, ulCount: int,
+                 phNewObject: Any) -> int:
+    """C_CopyObject (§5.7.2)."""
+    if not phNewObject:
+        return _ARGUMENTS_BAD
+    phNewObject[0] = _core.copy_object(hSession, hObject, _template(pTemplate, ulCount))
+    return _OK
+
+
+@entry
+def C_DestroyObject(hSession: int, hObject: int) -> int:
+    """C_DestroyObject (§5.7.3)."""
+    _core.destroy_object(hSession, hObject)
+    return _OK
+
+
+@entry
+def C_GetObjectSize(hSession: int, hObject: int, pulSize: Any) -> int:
+    """C_GetObjectSize (§5.7.4)."""
+    if not pulSize:
+        return _ARGUMENTS_BAD
+    pulSize[0] = _core.get_object_size(hSession, hObject)
+    return _OK
+
+
+@entry
+def C_GetAttributeValue(hSession: int, hObject: int, pTemplate: Any, ulCount: int) -> int:
+    """C_GetAttributeValue (§5.7.5).
+
+    Every entry is processed. Per entry: NULL pValue gets the length; a large enough buffer gets
+    the value and its length; a sensitive or invalid attribute, or a too-small buffer, gets
+    CK_UNAVAILABLE_INFORMATION. The call returns the first such error in template order
+    (ATTRIBUTE_SENSITIVE, ATTRIBUTE_TYPE_INVALID or BUFFER_TOO_SMALL; the spec lets any of them
+    win), else CKR_OK.
+    """
+    if not pTemplate and ulCount:
+        return _ARGUMENTS_BAD
+    types = [pTemplate[i].type for i in range(ulCount)]
+    values = _core.get_attribute_value(hSession, hObject, types)
+    if len(values) != ulCount:
+        raise GeneralError(f"core answered {len(values)} attributes for {ulCount}")
+    rv = _OK
+    for i, value in enumerate(values):
+        attr = pTemplate[i]
+        if isinstance(value, bytes):
+            n = len(value)
+            if not attr.pValue:
+                attr.ulValueLen = n
+                continue
+            if attr.ulValueLen >= n:
+                _memmove(attr.pValue, value, n)
+                attr.ulValueLen = n
+                continue
+            err = _BUFFER_TOO_SMALL
+        elif isinstance(value, AttributeError_):
+            err = int(value.rv)
+        else:
+            raise GeneralError(f"core answered {type(value).__name__} for an attribute")
+        attr.ulValueLen = _UNAVAILABLE
+        if rv == _OK:
+            rv = err
+    return rv
+
+
+@entry
+def C_SetAttributeValue(hSession: int, hObject: int, pTemplate: Any, ulCount: int) -> int:
+    """C_SetAttributeValue (§5.7.6)."""
+    _core.set_attribute_value(hSession, hObject, _template(pTemplate, ulCount))
+    return _OK
+
+
+@entry
+def C_FindObjectsInit(hSession: int, pTemplate: Any, ulCount: int) -> int:
+    """C_FindObjectsInit (§5.7.7)."""
+    _core.find_objects_init(hSession, _template(pTemplate, ulCount))
+    return _OK
+
+
+@entry
+def C_FindObjects(hSession: int, phObject: Any, ulMaxObjectCount: int,
+                  pulObjectCount: Any) -> int:
+    """C_FindObjects (§5.7.8): writes at most ulMaxObjectCount handles."""
+    if not pulObjectCount or (not phObject and ulMaxObjectCount):
+        return _ARGUMENTS_BAD
+    handles = _core.find_objects(hSession, ulMaxObjectCount)
+    n = len(handles)
+    if n > ulMaxObjectCount:
+        raise GeneralError(f"core returned {n} handles for at most {ulMaxObjectCount}")
+    if n:
+        phObject[0:n] = handles
+    pulObjectCount[0] = n
+    return _OK
+
+
+@entry
+def C_FindObjectsFinal(hSession: int) -> int:
+    """C_FindObjectsFinal (§5.7.9)."""
+    _core.find_objects_final(hSession)
+    return _OK
+
+
+# ============================================================================================
+# Encryption and decryption (§5.8, §5.9). Outputs follow the two-call convention.
+
+
+@entry
+def C_EncryptInit(hSession: int, pMechanism: Any, hKey: int) -> int:
+    """C_EncryptInit (§5.8.1)."""
+    _core.encrypt_init(hSession, _mechanism(pMechanism), hKey)
+    return _OK
+
+
+@entry(out="pulEncryptedDataLen")
+def C_Encrypt(hSession: int, pData: Any, ulDataLen: int, pEncryptedData: Any,
+              pulEncryptedDataLen: Any) -> int:
+    """C_Encrypt (§5.8.2)."""
+    if not pulEncryptedDataLen:
+        return _ARGUMENTS_BAD
+    cap = pulEncryptedDataLen[0] if pEncryptedData else None
+    return _emit(_core.encrypt(hSession, _bytes(pData, ulDataLen), cap), pEncryptedData,
+                 pulEncryptedDataLen, cap)
+
+
+@entry(out="pulEncryptedPartLen")
+def C_EncryptUpdate(hSession: int, pPart: Any, ulPartLen: int, pEncryptedPart: Any,
+                    pulEncryptedPartLen: Any) -> int:
+    """C_EncryptUpdate (§5.8.3)."""
+    if not pulEncryptedPartLen:
+        return _ARGUMENTS_BAD
+    cap = pulEncryptedPartLen[0] if pEncryptedPart else None
+    return _emit(_core.encrypt_update(hSession, _bytes(pPart, ulPartLen), cap), pEncryptedPart,
+                 pulEncryptedPartLen, cap)
+
+
+@entry(out="pulLastEncryptedPartLen")
+def C_EncryptFinal(hSession: int, pLastEncryptedPart: Any, pulLastEncryptedPartLen: Any) -> int:
+    """C_EncryptFinal (§5.8.4)."""
+    if not pulLastEncryptedPartLen:
+        return _ARGUMENTS_BAD
+    cap = pulLastEncryptedPartLen[0] if pLastEncryptedPart else None
+    return _emit(_core.encrypt_final(hSession, cap), pLastEncryptedPart,
+                 pulLastEncryptedPartLen, cap)
+
+
+@entry
+def C_DecryptInit(hSession: int, pMechanism: Any, hKey: int) -> int:
+    """C_DecryptInit (§5.9.1)."""
+    _core.decrypt_init(hSession, _mechanism(pMechanism), hKey)
+    return _OK
+
+
+@entry(out="pulDataLen")
+def C_Decrypt(hSession: int, pEncryptedData: Any, ulEncryptedDataLen: int, pData: Any,
+              pulDataLen: Any) -> int:
+    """C_Decrypt (§5.9.2)."""
+    if not pulDataLen:
+        return _ARGUMENTS_BAD
+    cap = pulDataLen[0] if pData else None
+    return _emit(_core.decrypt(hSession, _bytes(pEncryptedData, ulEncryptedDataLen), cap),
+                 pData, pulDataLen, cap)
+
+
+@entry(out="pulPartLen")
+def C_DecryptUpdate(hSession: int, pEncryptedPart: Any, ulEncryptedPartLen: int, pPart: Any,
+                    pulPartLen: Any) -> int:
+    """C_DecryptUpdate (§5.9.3)."""
+    if not pulPartLen:
+        return _ARGUMENTS_BAD
+    cap = pulPartLen[0] if pPart else None
+    return _emit(_core.decrypt_update(hSession, _bytes(pEncryptedPart, ulEncryptedPartLen), cap),
+                 pPart, pulPartLen, cap)
+
+
+@entry(out="pulLastPartLen")
+def C_DecryptFinal(hSession: int, pLastPart: Any, pulLastPartLen: Any) -> int:
+    """C_DecryptFinal (§5.9.4)."""
+    if not pulLastPartLen:
+        return _ARGUMENTS_BAD
+    cap = pulLastPartLen[0] if pLastPart else None
+    return _emit(_core.decrypt_final(hSession, cap), pLastPart, pulLastPartLen, cap)
+
+
+# ============================================================================================
+# Message digesting (§5.10)
+
+
+@entry
+def C_DigestInit(hSession: int, pMechanism: Any) -> int:
+    """C_DigestInit (§5.10.1)."""
+    _core.digest_init(hSession, _mechanism(pMechanism))
+    return _OK
+
+
+@entry(out="pulDigestLen")
+def C_Digest(hSession: int, pData: Any, ulDataLen: int, pDigest: Any, pulDigestLen: Any) -> int:
+    """C_Digest (§5.10.2)."""
+    if not pulDigestLen:
+        return _ARGUMENTS_BAD
+    cap = pulDigestLen[0] if pDigest else None
+    return _emit(_core.digest(hSession, _bytes(pData, ulDataLen), cap), pDigest, pulDigestLen,
+                 cap)
+
+
+@entry
+def C_DigestUpdate(hSession: int, pPart: Any, ulPartLen: int) -> int:
+    """C_DigestUpdate (§5.10.3)."""
+    _core.digest_update(hSession, _bytes(pPart, ulPartLen))
+    return _OK
+
+
+@entry
+def C_DigestKey(hSession: int, hKey: int) -> int:
+    """C_DigestKey (§5.10.4)."""
+    _core.digest_key(hSession, hKey)
+    return _OK
+
+
+@entry(out="pulDigestLen")
+def C_DigestFinal(hSession: int, pDigest: Any, pulDigestLen: Any) -> int:
+    """C_DigestFinal (§5.10.5)."""
+    if not pulDigestLen:
+        return _ARGUMENTS_BAD
+    cap = pulDigestLen[0] if pDigest else None
+    return _emit(_core.digest_final(hSession, cap), pDigest, pulDigestLen, cap)
+
+
+# ============================================================================================
+# Signing and MACing (§5.11), verifying (§5.12)
+
+
+@entry
+def C_SignInit(hSession: int, pMechanism: Any, hKey: int) -> int:
+    """C_SignInit (§5.11.1)."""
+    _core.sign_init(hSession, _mechanism(pMechanism), hKey)
+    return _OK
+
+
+@entry(out="pulSignatureLen")
+def C_Sign(hSession: int, pData: Any, ulDataLen: int, pSignature: Any,
+           pulSignatureLen: Any) -> int:
+    """C_Sign (§5.11.2). A NULL pSignature is a length query and keeps the operation active."""
+    if not pulSignatureLen:
+        return _ARGUMENTS_BAD
+    cap = pulSignatureLen[0] if pSignature else None
+    return _emit(_core.sign(hSession, _bytes(pData, ulDataLen), cap), pSignature,
+                 pulSignatureLen, cap)
+
+
+@entry
+def C_SignUpdate(hSession: int, pPart: Any, ulPartLen: int) -> int:
+    """C_SignUpdate (§5.11.3)."""
+    _core.sign_update(hSession, _bytes(pPart, ulPartLen))
+    return _OK
+
+
+@entry(out="pulSignatureLen")
+def C_SignFinal(hSession: int, pSignature: Any, pulSignatureLen: Any) -> int:
+    """C_SignFinal (§5.11.4)."""
+    if not pulSignatureLen:
+        return _ARGUMENTS_BAD
+    cap = pulSignatureLen[0] if pSignature else None
+    return _emit(_core.sign_final(hSession, cap), pSignature, pulSignatureLen, cap)
+
+
+@entry
+def C_VerifyInit(hSession: int, pMechanism: Any, hKey: int) -> int:
+    """C_VerifyInit (§5.12.1)."""
+    _core.verify_init(hSession, _mechanism(pMechanism), hKey)
+    return _OK
+
+
+@entry
+def C_Verify(hSession: int, pData: Any, ulDataLen: int, pSignature: Any,
+             ulSignatureLen: int) -> int:
+    """C_Verify (§5.12.2)."""
+    _core.verify(hSession, _bytes(pData, ulDataLen), _bytes(pSignature, ulSignatureLen))
+    return _OK
+
+
+@entry
+def C_VerifyUpdate(hSession: int, pPart: Any, ulPartLen: int) -> int:
+    """C_VerifyUpdate (§5.12.3)."""
+    _core.verify_update(hSession, _bytes(pPart, ulPartLen))
+    return _OK
+
+
+@entry
+def C_VerifyFinal(hSession: int, pSignature: Any, ulSignatureLen: int) -> int:
+    """C_VerifyFinal (§5.12.4)."""
+    _core.verify_final(hSession, _bytes(pSignature, ulSignatureLen))
+    return _OK
+
+
+# ============================================================================================
+# Key management (§5.14)
+
+
+@entry
+def C_GenerateKey(hSession: int, pMechanism: Any, pTemplate: Any, ulCount: int,
+                  phKey: Any) -> int:
+    """C_GenerateKey (§5.14.1)."""
+    if not phKey:
+        return _ARGUMENTS_BAD
+    phKey[0] = _core.generate_key(hSession, _mechanism(pMechanism), _template(pTemplate, ulCount))
+    return _OK
+
+
+@entry
+def C_GenerateKeyPair(hSession: int, pMechanism: Any, pPublicKeyTemplate: Any,
+                      ulPublicKeyAttributeCount: int, pPrivateKeyTemplate: Any,
+                      ulPrivateKeyAttributeCount: int, phPublicKey: Any,
+                      phPrivateKey: Any) -> int:
+    """C_GenerateKeyPair (§5.14.2)."""
+    if not phPublicKey or not phPrivateKey:
+        return _ARGUMENTS_BAD
+    public, private = _core.generate_key_pair(
+        hSession,
+        _mechanism(pMechanism),
+        _template(pPublicKeyTemplate, ulPublicKeyAttributeCount),
+        _template(pPrivateKeyTemplate, ulPrivateKeyAttributeCount),
+    )
+    phPublicKey[0] = public
+    phPrivateKey[0] = private
+    return _OK
+
+
+@entry
+def C_DeriveKey(hSession: int, pMechanism: Any, hBaseKey: int, pTemplate: Any,
+                ulAttributeCount: int, phKey: Any) -> int:
+    """C_DeriveKey (§5.14.5)."""
+    if not phKey:
+        return _ARGUMENTS_BAD
+    phKey[0] = _core.derive_key(hSession, _mechanism(pMechanism), hBaseKey,
+                                _template(pTemplate, ulAttributeCount))
+    return _OK
+
+
+# ============================================================================================
+# Random number generation (§5.15)
+
+
+@entry
+def C_SeedRandom(hSession: int, pSeed: Any, ulSeedLen: int) -> int:
+    """C_SeedRandom (§5.15.1)."""
+    _core.seed_random(hSession, _bytes(pSeed, ulSeedLen))
+    return _OK
+
+
+@entry
+def C_GenerateRandom(hSession: int, pRandomData: Any, ulRandomLen: int) -> int:
+    """C_GenerateRandom (§5.15.2): exactly ulRandomLen bytes, or an error."""
+    if not pRandomData and ulRandomLen:
+        return _ARGUMENTS_BAD
+    data = _core.generate_random(hSession, ulRandomLen)
+    if len(data) != ulRandomLen:
+        raise GeneralError(f"core returned {len(data)} random bytes for {ulRandomLen}")
+    if ulRandomLen:
+        _memmove(pRandomData, data, ulRandomLen)
+    return _OK
+
