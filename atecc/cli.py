@@ -376,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
         "module-path", parents=[_common(json_option=False)], help="path of the PKCS#11 library"
     )
     module.set_defaults(func=cmd_module_path)
+
+    from atecc.pki.cli import add_subcommands as add_pki_subcommands
+
+    add_pki_subcommands(commands)
     return parser
 
 

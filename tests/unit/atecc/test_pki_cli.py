@@ -1,0 +1,173 @@
+"""atecc.pki.cli: every subcommand end to end on a temporary CA and an emulated chip, and the
+error contract (one ``atecc: error:`` line, exit status 2, never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import stat
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from atecc.emulator.profiles import create_chip
+from atecc.pki.cli import add_subcommands
+from atecc.pki.csr import device_id_for_serial
+from atecc.pki.registry import Registry
+from atecc.slotfile import EmulatorInterface, open_device
+
+
+def atecc(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="atecc")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+@pytest.fixture
+def filestore(tmp_path, monkeypatch):
+    store = tmp_path / "filestore"
+    store.mkdir()
+    create_chip(store / "chip0.json", device="ATECC608-TNGTLS")
+    (store / "0.conf").write_text("interface = emulator,chip0.json\ndevice = ATECC608-TNGTLS\n"
+                                  "label = 00ABC\n")
+    monkeypatch.delenv("ATECC_PKCS11_FILESTORE", raising=False)
+    return store
+
+
+@pytest.fixture
+def ca_dir(tmp_path, capsys):
+    directory = tmp_path / "ca"
+    assert atecc("ca", "init", "--dir", directory, "--subject", "/O=Example/CN=CLI CA",
+                 "--days", "30") == 0
+    capsys.readouterr()
+    return directory
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("atecc: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+def test_ca_init_output_and_files(tmp_path, capsys):
+    assert atecc("ca", "init", "--dir", tmp_path / "ca", "--subject", "/CN=Root") == 0
+    assert "created" in capsys.readouterr().out
+    assert stat.S_IMODE((tmp_path / "ca" / "ca.key").stat().st_mode) == 0o600
+    assert atecc("ca", "init", "--dir", tmp_path / "ca", "--subject", "/CN=Root") == 2
+    assert "already exists" in one_error_line(capsys)
+
+
+def test_ca_init_bad_subject(tmp_path, capsys):
+    assert atecc("ca", "init", "--dir", tmp_path / "ca", "--subject", "CN=Root") == 2
+    one_error_line(capsys)
+    assert not (tmp_path / "ca" / "ca.key").exists()
+
+
+def test_server_cert(ca_dir, tmp_path, capsys):
+    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
+    assert atecc("ca", "server-cert", "--dir", ca_dir, "--dns", "localhost", "--dns", "alt",
+                 "--ip", "127.0.0.1", "--out-key", key, "--out-cert", crt) == 0
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    private = serialization.load_pem_private_key(key.read_bytes(), None)
+    assert cert.public_key() == private.public_key()
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost", "alt"]
+    assert atecc("ca", "server-cert", "--dir", ca_dir, "--ip", "nope", "--out-key", key,
+                 "--out-cert", crt) == 2
+    one_error_line(capsys)
+    assert atecc("ca", "server-cert", "--dir", tmp_path / "no-ca", "--dns", "x",
+                 "--out-key", key, "--out-cert", crt) == 2
+    assert "atecc ca init" in one_error_line(capsys)
+
+
+def test_csr_sign_revoke_crl_export(ca_dir, filestore, tmp_path, capsys):
+    csr_path, crt = tmp_path / "device.csr", tmp_path / "device.crt"
+    assert atecc("csr", "--filestore", filestore, "--out", csr_path) == 0
+    csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+    assert csr.is_signature_valid
+    device = open_device(EmulatorInterface(filestore / "chip0.json"))
+    try:
+        chip_key, serial = device.get_public_key(0), device.serial_number()
+    finally:
+        device.close()
+    device_id = device_id_for_serial(serial)
+    assert csr.subject.rfc4514_string() == f"CN={device_id}"
+
+    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", csr_path, "--days", "9",
+                 "--out", crt) == 0
+    out = capsys.readouterr().out
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    assert cert.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    ) == b"\x04" + chip_key
+    assert device_id in out and f"{cert.serial_number:X}" in out
+
+    assert atecc("revoke", "--dir", ca_dir, "--device-id", device_id,
+                 "--reason", "cessationOfOperation") == 0
+    record = Registry.in_directory(ca_dir).load().devices[0]
+    assert (record.status, record.reason) == ("revoked", "cessationOfOperation")
+    crl_path = tmp_path / "crl.pem"
+    assert atecc("ca", "crl", "--dir", ca_dir, "--out", crl_path, "--days", "3") == 0
+    crl = x509.load_pem_x509_crl(crl_path.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+    header = tmp_path / "device.h"
+    assert atecc("export", "--in", crt, "--format", "c", "--name", "device_cert",
+                 "--out", header) == 0
+    text = header.read_text()
+    assert text.startswith("unsigned char device_cert[] = {\n")
+    assert f"unsigned int device_cert_len = {len(cert.public_bytes(serialization.Encoding.DER))};" \
+        in text
+    der = tmp_path / "device.der"
+    assert atecc("export", "--in", crt, "--format", "der", "--out", der) == 0
+    assert x509.load_der_x509_certificate(der.read_bytes()) == cert
+    assert atecc("export", "--in", ca_dir, "--format", "pem", "--out", "-") == 0
+    assert "BEGIN CERTIFICATE" in capsys.readouterr().out
+
+
+def test_csr_with_cn_slot_file_and_filestore_from_env(filestore, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
+    out = tmp_path / "c.csr"
+    assert atecc("csr", "--slot", "0", "--cn", "KE CLIENT", "--out", out) == 0
+    assert x509.load_pem_x509_csr(out.read_bytes()).subject.rfc4514_string() == "CN=KE CLIENT"
+    assert atecc("csr", "--slot", "7", "--out", out) == 2
+    assert "no slot file" in one_error_line(capsys)
+    assert atecc("csr", "--key-slot", "16", "--out", out) == 2
+    one_error_line(capsys)
+    assert atecc("csr", "--filestore", tmp_path / "missing", "--out", out) == 2
+    assert "does not exist" in one_error_line(capsys)
+
+
+def test_sign_rejects_bad_csr(ca_dir, tmp_path, capsys):
+    junk = tmp_path / "junk.csr"
+    junk.write_text(
+        "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", junk, "--out", tmp_path / "x.crt") == 2
+    one_error_line(capsys)
+    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", tmp_path / "none.csr",
+                 "--out", tmp_path / "x.crt") == 2
+    one_error_line(capsys)
+    assert not (tmp_path / "x.crt").exists()
+
+
+def test_revoke_errors(ca_dir, tmp_path, capsys):
+    assert atecc("revoke", "--dir", ca_dir, "--serial", "0BAD") == 2
+    assert "no certificate" in one_error_line(capsys)
+    assert atecc("revoke", "--dir", ca_dir, "--serial", "zz") == 2
+    one_error_line(capsys)
+    assert atecc("revoke", "--dir", ca_dir, "--device-id", "x", "--reason", "bored") == 2
+    assert "reason" in one_error_line(capsys)
+    assert atecc("revoke", "--dir", tmp_path, "--device-id", "x") == 2
+    one_error_line(capsys)
+
+
+def test_serve_rejects_bad_setup(ca_dir, tmp_path, capsys):
+    assert atecc("serve", "--ca-dir", ca_dir, "--cert", tmp_path / "no.crt", "--key",
+                 tmp_path / "no.key", "--port", "0") == 2
+    one_error_line(capsys)
+    assert atecc("serve", "--ca-dir", tmp_path, "--cert", "a", "--key", "b") == 2
+    one_error_line(capsys)
