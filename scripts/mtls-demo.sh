@@ -73,13 +73,20 @@ cleanup() {
     if [ -n "$server_pid" ]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
+        server_pid=""
     fi
+    exec 3>&- 2>/dev/null || true
+    rm -f server.stdin
 }
 trap cleanup EXIT
-# s_server quits when its stdin hits EOF, so give it a stdin that stays open until we kill it.
-(sleep 60 | timeout 60 openssl s_server -accept "127.0.0.1:$port" -cert server.crt \
-    -key server.key -CAfile ca.crt -Verify 2 -verify_return_error > server.log 2>&1) &
+# s_server quits when its stdin hits EOF, so its stdin is a FIFO that we hold open on fd 3
+# until we stop it; `timeout` bounds it even if this script is killed.
+rm -f server.stdin
+mkfifo server.stdin
+timeout 60 openssl s_server -accept "127.0.0.1:$port" -cert server.crt -key server.key \
+    -CAfile ca.crt -Verify 2 -verify_return_error < server.stdin > server.log 2>&1 &
 server_pid=$!
+exec 3> server.stdin
 for _ in $(seq 50); do
     python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" \
         2>/dev/null && break
@@ -93,7 +100,6 @@ step "openssl s_client -engine pkcs11 -keyform engine -key \"$key_uri\" -cert cl
     > client.log 2>&1 || { cat client.log; echo "mtls-demo: s_client failed" >&2; exit 1; }
 sleep 0.5
 cleanup
-server_pid=""
 cat client.log
 step "What the server saw"
 # s_server prints the client certificate it verified; compare it with the one we issued.
