@@ -8,6 +8,7 @@ Each host runs in its own process, because the library binds to the interpreter 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -79,7 +80,8 @@ def _other_python() -> str:
         if version == mine:
             continue
         found = shutil.which(f"python{version}")
-        candidates = [*sorted(Path("/root/.pyenv/versions").glob(f"{version}.*/bin/python3")),
+        pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+        candidates = [*sorted((pyenv_root / "versions").glob(f"{version}.*/bin/python3")),
                       *([found] if found and "/shims/" not in found else [])]
         if candidates:
             return str(candidates[0])
