@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -423,29 +424,28 @@ def write_certificate(path: str | os.PathLike[str], cert: x509.Certificate) -> N
     atomic_write(path, _cert_pem(cert))
 
 
-def load_csr(path: str | os.PathLike[str]) -> x509.CertificateSigningRequest:
-    """A CSR from a PEM or DER file."""
+def _load_pem_or_der(path: str | os.PathLike[str], pem: Any, der: Any, what: str) -> Any:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise PkiError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        if b"-----BEGIN" in raw:
-            return x509.load_pem_x509_csr(raw)
-        return x509.load_der_x509_csr(raw)
+        return pem(raw) if b"-----BEGIN" in raw else der(raw)
     except ValueError as exc:
-        raise PkiError(f"{path} is not a certificate request ({exc})") from None
+        raise PkiError(f"{path} is not {what} ({exc})") from None
+
+
+def load_csr(path: str | os.PathLike[str]) -> x509.CertificateSigningRequest:
+    """A CSR from a PEM or DER file."""
+    csr: x509.CertificateSigningRequest = _load_pem_or_der(
+        path, x509.load_pem_x509_csr, x509.load_der_x509_csr, "a certificate request"
+    )
+    return csr
 
 
 def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
     """A certificate from a PEM or DER file."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise PkiError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        if b"-----BEGIN" in raw:
-            return x509.load_pem_x509_certificate(raw)
-        return x509.load_der_x509_certificate(raw)
-    except ValueError as exc:
-        raise PkiError(f"{path} is not a certificate ({exc})") from None
+    cert: x509.Certificate = _load_pem_or_der(
+        path, x509.load_pem_x509_certificate, x509.load_der_x509_certificate, "a certificate"
+    )
+    return cert
