@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -372,10 +373,20 @@ class Device:
         data = bytes(data)
         return self._run(lambda: self._sha_all(cmd.sha_start(), data))
 
-    def hmac_sha256(self, slot: int, data: bytes) -> bytes:
-        """HMAC-SHA256 of ``data`` with the 32-byte key in ``slot`` (SHA HMAC start/update/end)."""
+    def hmac_sha256(self, slot: int, data: bytes, *, random_nonce: bool = False) -> bytes:
+        """HMAC-SHA256 of ``data`` with the 32-byte key in ``slot`` (SHA HMAC start/update/end).
+
+        ``random_nonce``: first make TempKey random (Nonce random mode, in the same wake), as a
+        slot whose KeyConfig has ReqRandom demands before HMAC start (spec §3.5, §4.11).
+        """
         data = bytes(data)
-        return self._run(lambda: self._sha_all(cmd.sha_hmac_start(slot), data))
+
+        def body() -> bytes:
+            if random_nonce:
+                self._exec(cmd.nonce_random(os.urandom(20)))
+            return self._sha_all(cmd.sha_hmac_start(slot), data)
+
+        return self._run(body)
 
     def _sha_all(self, start: tuple[Command, int | None], data: bytes) -> bytes:
         self._exec(start)
@@ -412,6 +423,54 @@ class Device:
         """GCM field multiply ``x`` · ``h`` (the GHASH step)."""
         built = cmd.aes_gfm(h, x)
         return self._run(lambda: self._exec(built))
+
+    def aes_ecb_blocks(
+        self, slot: int, data: bytes, *, decrypt: bool = False, key_block: int = 0
+    ) -> bytes:
+        """AES-128-ECB over ``data`` (a multiple of 16 bytes): one AES command per block, all
+        in one transaction."""
+        data = bytes(data)
+        if len(data) % 16:
+            raise ValueError("AES-ECB data must be a multiple of 16 bytes")
+        plan = [
+            cmd.aes(slot, data[i : i + 16], decrypt=decrypt, key_block=key_block)
+            for i in range(0, len(data), 16)
+        ]
+        return self._run(lambda: b"".join(self._exec(built) for built in plan))
+
+    def aes_cbc_encrypt(self, slot: int, iv: bytes, data: bytes, key_block: int = 0) -> bytes:
+        """AES-128-CBC encryption of ``data`` (a multiple of 16 bytes) from ``iv``: the chip
+        encrypts each block, the host XORs in the chaining value; one transaction."""
+        data = bytes(data)
+        if len(iv) != 16 or len(data) % 16:
+            raise ValueError("AES-CBC takes a 16-byte IV and a multiple of 16 bytes")
+
+        def body() -> bytes:
+            chain = bytes(iv)
+            out = bytearray()
+            for i in range(0, len(data), 16):
+                block = bytes(a ^ b for a, b in zip(data[i : i + 16], chain))
+                chain = self._exec(cmd.aes(slot, block, key_block=key_block))
+                out += chain
+            return bytes(out)
+
+        return self._run(body)
+
+    def aes_ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:
+        """GHASH step over ``data`` (a multiple of 16 bytes) from state ``y``:
+        ``y = (y xor X_i) · H`` per block, each multiply by the chip's GFM; one transaction."""
+        data = bytes(data)
+        if len(h) != 16 or len(y) != 16 or len(data) % 16:
+            raise ValueError("GHASH takes a 16-byte H and state and whole 16-byte blocks")
+
+        def body() -> bytes:
+            state = bytes(y)
+            for i in range(0, len(data), 16):
+                x = bytes(a ^ b for a, b in zip(state, data[i : i + 16]))
+                state = self._exec(cmd.aes_gfm(h, x))
+            return state
+
+        return self._run(body)
 
     # -- counters, self test, raw ----------------------------------------------------------------
     def counter_read(self, counter_id: int) -> int:

@@ -30,6 +30,10 @@ class SlotCaps:
     ecdh: bool  #: ECDH allowed (SlotConfig bit 2): CKA_DERIVE
     external_sign: bool  #: Sign of external digests allowed (SlotConfig bit 0)
     aes: bool  #: KeyType AES (for secret-key objects)
+    aes_writable: bool = False  #: AES slot a clear 32-byte Write may fill now (C_GenerateKey)
+    hmac: bool = False  #: KeyType SHA/data, not private, NoMac clear: SHA HMAC may use it
+    req_random: bool = False  #: KeyConfig ReqRandom: a random Nonce must precede HMAC start
+    size: int = 36  #: slot size in bytes (36, 416 or 72)
 
 
 class TokenBackend(Protocol):
@@ -44,6 +48,10 @@ class TokenBackend(Protocol):
         ...
 
     def slot_caps(self, slot: int) -> SlotCaps: ...
+
+    def aes_enabled(self) -> bool:
+        """Config byte 13 bit 0 (AES_Enable): the AES command works at all."""
+        ...
 
     def random(self, length: int) -> bytes:
         """``length`` bytes from the chip's RNG (several Random commands when > 32)."""
@@ -63,6 +71,41 @@ class TokenBackend(Protocol):
 
     def sign_digest(self, slot: int, digest: bytes) -> bytes:
         """ECDSA over a 32-byte digest with the key in ``slot``; returns r||s (64 bytes)."""
+        ...
+
+    def ecdh(self, slot: int, peer: bytes) -> bytes:
+        """ECDH with the private key in ``slot`` and peer X||Y; returns the shared x (32 bytes).
+
+        :raises errors.KeyFunctionNotPermitted: the chip refuses (slot config, bad point).
+        """
+        ...
+
+    def sha256(self, data: bytes) -> bytes:
+        """SHA-256 of ``data`` on the chip in one transaction."""
+        ...
+
+    def sha256_stream(self) -> object:
+        """An object with ``update(data)`` and ``digest()`` (``atecc.device.Sha256Stream``)."""
+        ...
+
+    def hmac_sha256(self, slot: int, data: bytes, *, random_nonce: bool) -> bytes:
+        """HMAC-SHA256 of ``data`` with the key in ``slot``, on the chip."""
+        ...
+
+    def aes_ecb(self, slot: int, key_block: int, data: bytes, *, decrypt: bool) -> bytes:
+        """AES-128-ECB over whole 16-byte blocks with key ``key_block`` of ``slot``."""
+        ...
+
+    def aes_cbc_encrypt(self, slot: int, key_block: int, iv: bytes, data: bytes) -> bytes:
+        """AES-128-CBC encryption of whole blocks (the chip encrypts, the host XORs)."""
+        ...
+
+    def ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:
+        """GHASH state after absorbing whole 16-byte blocks, multiplied by the chip's GFM."""
+        ...
+
+    def write_secret_block(self, slot: int, offset: int, block: bytes) -> None:
+        """One clear 32-byte Write of ``block`` at ``offset`` (0 or 32) of ``slot``."""
         ...
 
     def read_slot(self, slot: int) -> bytes:

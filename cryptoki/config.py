@@ -21,10 +21,15 @@ log = logging.getLogger("cryptoki.config")
 
 DEFAULT_LABEL = "00ABC"  #: cryptoauthlib's default token label, kept for drop-in use
 
-#: Free slots GenKey may use when the slot file has no ``freeslots`` line, by device type.
-#: Trust&GO parts ship slots 2-4 as GenKey-able P-256 private slots; other parts are
-#: customer-provisioned and get none unless the slot file says so.
-DEFAULT_FREESLOTS: dict[str, tuple[int, ...]] = {"ATECC608-TNGTLS": (2, 3, 4)}
+#: Free slots C_GenerateKeyPair (GenKey) and C_GenerateKey (AES keys written in clear) may use
+#: when the slot file has no ``freeslots`` line, by device type. Trust&GO parts ship slots 2-4 as
+#: GenKey-able P-256 private slots and slot 9 as an always-writable AES slot; other parts are
+#: customer-provisioned and get none unless the slot file says so. Each use checks the slot's
+#: config first, so a slot listed here that the chip does not allow is simply skipped.
+DEFAULT_FREESLOTS: dict[str, tuple[int, ...]] = {"ATECC608-TNGTLS": (2, 3, 4, 9)}
+
+#: ``user_pin`` values: ``required`` turns on CKF_LOGIN_REQUIRED with a user PIN.
+USER_PIN_VALUES = ("required", "none")
 
 _SLOT_FILE_RE = re.compile(r"^(\d+)\.conf$")
 
@@ -49,6 +54,7 @@ class TokenConfig:
     label: str
     freeslots: tuple[int, ...]
     objects: tuple[ObjectSpec, ...] = ()
+    user_pin_required: bool = False  #: ``user_pin = required``: login with a user PIN
 
     @property
     def is_tngtls(self) -> bool:
@@ -86,6 +92,14 @@ def token_config(slot_id: int, path: Path, parsed: Any) -> TokenConfig:
     if freeslots is None or (not freeslots and device.upper() in DEFAULT_FREESLOTS):
         freeslots = DEFAULT_FREESLOTS.get(device.upper(), ())
     objects = tuple(_object_spec(o) for o in (_field(parsed, "objects", default=()) or ()))
+    extra = _field(parsed, "extra", default=None) or {}
+    pin_value = extra.get("user_pin")
+    user_pin_required = False
+    if pin_value is not None:
+        text, line = pin_value if isinstance(pin_value, tuple) else (pin_value, 0)
+        if str(text).strip().lower() not in USER_PIN_VALUES:
+            raise ValueError(f"{path}:{line}: user_pin must be one of {', '.join(USER_PIN_VALUES)}")
+        user_pin_required = str(text).strip().lower() == "required"
     return TokenConfig(
         slot_id=slot_id,
         path=path,
@@ -94,6 +108,7 @@ def token_config(slot_id: int, path: Path, parsed: Any) -> TokenConfig:
         label=str(label),
         freeslots=tuple(int(s) for s in freeslots),
         objects=objects,
+        user_pin_required=user_pin_required,
     )
 
 

@@ -26,13 +26,25 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptoki import config, errors, mechanisms, policy, templates
+from typing import Any
+
+from cryptoki import attributes, config, creation, errors, mechanisms, objects, policy, templates
 from cryptoki.backend import TokenBackend
-from cryptoki.constants import CKA, CKF, CKK, CKO, CKU
+from cryptoki.constants import CKA, CKF, CKK, CKM, CKO, CKU
 from cryptoki.log import configure as configure_logging
+from cryptoki.mechanisms import aes, digest, ecdh
 from cryptoki.mechanisms.ecdsa import SignOperation, VerifyOperation
 from cryptoki.objects import Pkcs11Object
-from cryptoki.session import FIND, SIGN, VERIFY, FindCursor, Session
+from cryptoki.session import (
+    DECRYPT,
+    DIGEST,
+    ENCRYPT,
+    FIND,
+    SIGN,
+    VERIFY,
+    FindCursor,
+    Session,
+)
 from cryptoki.slot import Slot
 from cryptoki.token import MANUFACTURER, MAX_RW_SESSIONS, MAX_SESSIONS, Token
 from cryptoki.types import (
@@ -235,30 +247,53 @@ class Library:
 
     def get_mechanism_list(self, slot_id: int) -> list[int]:
         """C_GetMechanismList (§5.5.6)."""
-        self._present_token(slot_id)
-        return mechanisms.mechanism_list()
+        token = self._present_token(slot_id)
+        return mechanisms.mechanism_list(aes=token.aes_enabled())
 
     def get_mechanism_info(self, slot_id: int, mechanism_type: int) -> MechanismInfo:
         """C_GetMechanismInfo (§5.5.7)."""
-        self._present_token(slot_id)
-        return mechanisms.info(mechanism_type)
+        token = self._present_token(slot_id)
+        return mechanisms.info(mechanism_type, aes=token.aes_enabled())
 
     def init_token(self, slot_id: int, so_pin: bytes | None, label: bytes) -> None:
-        """C_InitToken (§5.5.8): the chip is provisioned at the factory, not from here."""
+        """C_InitToken (§5.5.8): the chip is provisioned at the factory, not from here. With
+        ``user_pin = required`` the first call sets the SO PIN, later ones (with it) clear the
+        user PIN; the label stays the slot file's."""
         with self._lock:
             self._check()
-            self._slot(slot_id)
-        raise errors.FunctionNotSupported("tokens are initialised at provisioning time")
+            slot = self._slot(slot_id)
+            busy = any(s.slot_id == slot_id for s in self._sessions.values())
+        if not slot.token.pin_configured:
+            raise errors.FunctionNotSupported("tokens are initialised at provisioning time")
+        if busy:
+            raise errors.SessionExists("close every session first")
+        slot.token.init_token(so_pin)
+
+    def _rw_session(self, session: int) -> tuple[Session, Token]:
+        sess, token = self._session(session)
+        if not sess.rw:
+            raise errors.SessionReadOnly("this needs a read/write session")
+        return sess, token
 
     def init_pin(self, session: int, pin: bytes | None) -> None:
-        """C_InitPIN (§5.5.9): no PIN support yet."""
-        self._session(session)
-        raise errors.FunctionNotSupported("no PIN can be configured on this token")
+        """C_InitPIN (§5.5.9): the SO sets the user PIN (``user_pin = required`` only)."""
+        sess, token = self._session(session)
+        if not token.pin_configured:
+            raise errors.FunctionNotSupported("no PIN can be configured on this token")
+        if token.logged_in != CKU.SO:
+            raise errors.UserNotLoggedIn("C_InitPIN needs the SO logged in")
+        if not sess.rw:
+            raise errors.SessionReadOnly("C_InitPIN needs a read/write session")
+        token.init_pin(pin)
 
     def set_pin(self, session: int, old_pin: bytes | None, new_pin: bytes | None) -> None:
-        """C_SetPIN (§5.5.10): no PIN support yet."""
-        self._session(session)
-        raise errors.FunctionNotSupported("no PIN can be configured on this token")
+        """C_SetPIN (§5.5.10): ``user_pin = required`` only."""
+        sess, token = self._session(session)
+        if not token.pin_configured:
+            raise errors.FunctionNotSupported("no PIN can be configured on this token")
+        if not sess.rw:
+            raise errors.SessionReadOnly("C_SetPIN needs a read/write session")
+        token.set_pin(old_pin, new_pin)
 
     # -- sessions (§5.6) ---------------------------------------------------------------------
     def open_session(self, slot_id: int, flags: int) -> int:
@@ -352,28 +387,85 @@ class Library:
             token.logout()
 
     # -- objects (§5.7) -----------------------------------------------------------------------
+    @staticmethod
+    def _template_flag(template: Template, attr_type: int) -> bool:
+        return any(t == attr_type and v[:1] not in (b"", b"\x00") for t, v in template)
+
+    def _check_new_object(
+        self, sess: Session, token: Token, template: Template, *, default_private: bool = False
+    ) -> None:
+        """Access rules for a new object: token objects need a read/write session, private
+        ones (with a PIN configured) a logged-in user."""
+        if self._template_flag(template, CKA.TOKEN) and not sess.rw:
+            raise errors.SessionReadOnly("token objects need a read/write session")
+        private = any(t == CKA.PRIVATE for t, _ in template)
+        wants_private = self._template_flag(template, CKA.PRIVATE) if private else default_private
+        if token.pin_configured and wants_private and token.logged_in != CKU.USER:
+            raise errors.UserNotLoggedIn("private objects need the user logged in")
+
     def create_object(self, session: int, template: Template) -> int:
-        """C_CreateObject (§5.7.1): importing objects is not supported yet."""
-        self._session(session)
-        raise errors.FunctionNotSupported("objects cannot be created on this token")
+        """C_CreateObject (§5.7.1): data objects, X.509 certificates, P-256 public keys, and
+        AES keys (written into a free chip key block)."""
+        sess, token = self._session(session)
+        self._check_new_object(sess, token, template)
+        built = creation.build(template, pin_configured=token.pin_configured)
+        if not isinstance(built, creation.AesImport) and not token.pin_configured:
+            # Without a PIN nothing can keep a private object private; as for key pairs, the
+            # object is made with CKA_PRIVATE false (read it back to see) and stays visible.
+            built[CKA.PRIVATE] = False
+        if isinstance(built, creation.AesImport):
+            if not token.aes_enabled():
+                raise errors.TemplateInconsistent("the chip's AES command is disabled")
+            if built.request.private and token.logged_in != CKU.USER:
+                raise errors.UserNotLoggedIn("private objects need the user logged in")
+            return token.store_secret_key(built.request, session, built.value).handle
+        return token.create(built, session).handle
 
     def copy_object(self, session: int, obj: int, template: Template) -> int:
-        """C_CopyObject (§5.7.2): chip objects are CKA_COPYABLE false."""
-        _, token = self._session(session)
+        """C_CopyObject (§5.7.2). A copy of a chip key is a session object naming the same
+        chip slot (so it works from any session of this process); other objects copy whole."""
+        sess, token = self._session(session)
         found = self._object(token, obj)
         if not found.flag(CKA.COPYABLE):
             raise errors.ActionProhibited("object is not copyable")
-        raise errors.FunctionNotSupported("copying is not supported")  # pragma: no cover
+        attrs = creation.copy_attrs(found, template)
+        chip_key = found.origin not in ("created",)
+        if chip_key:
+            if attrs.get(CKA.TOKEN) is True and self._template_flag(template, CKA.TOKEN):
+                raise errors.TemplateInconsistent("a copy of a chip key is a session object")
+            attrs[CKA.TOKEN] = False
+            if not any(t == CKA.DESTROYABLE for t, _ in template):
+                attrs[CKA.DESTROYABLE] = True
+        if attrs.get(CKA.TOKEN) and not sess.rw:
+            raise errors.SessionReadOnly("token objects need a read/write session")
+        if token.pin_configured and attrs.get(CKA.PRIVATE) and token.logged_in != CKU.USER:
+            raise errors.UserNotLoggedIn("private objects need the user logged in")
+        if not token.pin_configured:
+            attrs[CKA.PRIVATE] = False
+        if not chip_key:
+            attrs[CKA.UNIQUE_ID] = creation.new_uid()
+            return token.create(attrs, session).handle
+        attrs.pop(CKA.UNIQUE_ID, None)
+        copy = Pkcs11Object(
+            handle=token.new_handle(), attrs=attrs, sensitive=found.sensitive,
+            chip_slot=found.chip_slot, public_key=found.public_key, owner_session=session,
+            origin="copy", key_block=found.key_block,
+        )
+        return token.add_session_object(copy).handle
 
     def destroy_object(self, session: int, obj: int) -> None:
-        """C_DestroyObject (§5.7.3): only generated key pairs can go (both halves at once)."""
+        """C_DestroyObject (§5.7.3): generated keys (a key pair goes whole, freeing its chip
+        slot), created objects, copies and derived keys; chip-defined objects stay."""
         sess, token = self._session(session)
         found = self._object(token, obj)
         if found.is_token_object and not sess.rw:
             raise errors.SessionReadOnly("token objects need a read/write session")
         if not found.flag(CKA.DESTROYABLE):
             raise errors.ActionProhibited("object is not destroyable")
-        token.destroy(found)
+        try:
+            token.destroy(found)
+        except OSError as exc:
+            raise errors.FunctionFailed(f"metadata store: {exc.strerror}") from exc
 
     def get_object_size(self, session: int, obj: int) -> int:
         """C_GetObjectSize (§5.7.4)."""
@@ -388,12 +480,24 @@ class Library:
         return self._object(token, obj).get_attribute_values(types)
 
     def set_attribute_value(self, session: int, obj: int, template: Template) -> None:
-        """C_SetAttributeValue (§5.7.6): every chip object is CKA_MODIFIABLE false."""
+        """C_SetAttributeValue (§5.7.6): CKA_LABEL, CKA_ID and the other attributes the spec
+        lets change (``objects.modifiable``); chip-defined objects keep the change in the
+        metadata file. Everything is checked before anything changes."""
         sess, token = self._session(session)
         found = self._object(token, obj)
         if found.is_token_object and not sess.rw:
             raise errors.SessionReadOnly("token objects need a read/write session")
-        raise errors.ActionProhibited("object is not modifiable")
+        values = attributes.decode_template(template)
+        allowed = objects.modifiable(found)
+        for attr_type in values:
+            if attr_type not in found.attrs and attr_type not in allowed:
+                raise errors.AttributeTypeInvalid(
+                    f"{attributes.names([attr_type])} is not an attribute of this object")
+        for attr_type in values:
+            if attr_type not in allowed:
+                raise errors.AttributeReadOnly(f"{attributes.names([attr_type])} is read-only")
+        if values:
+            token.set_attributes(found, values)
 
     def find_objects_init(self, session: int, template: Template) -> None:
         """C_FindObjectsInit (§5.7.7): snapshot the matching handles now."""
@@ -419,64 +523,118 @@ class Library:
         sess.active(FIND)
         sess.end(FIND)
 
-    # -- encryption, decryption, digests (§5.8-§5.10): none offered -------------------------
-    def _not_supported(self, session: int, what: str) -> None:
-        self._session(session)
-        raise errors.FunctionNotSupported(f"{what} is not supported by this token")
+    # -- encryption and decryption (§5.8, §5.9): AES on the chip --------------------------------
+    def _aes_key(self, token: Token, key: int, mechanism: Mechanism, usage: int) -> Pkcs11Object:
+        obj = self._object(token, key, key=True)
+        if (
+            obj.object_class != CKO.SECRET_KEY
+            or obj.attrs.get(CKA.KEY_TYPE) != CKK.AES
+            or obj.chip_slot is None
+        ):
+            raise errors.KeyTypeInconsistent("AES mechanisms need an AES key in a chip slot")
+        if not obj.flag(usage):
+            raise errors.KeyFunctionNotPermitted(
+                f"key has {attributes.names([usage])} false")
+        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
+            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
+        return obj
+
+    def _cipher_init(self, session: int, mechanism: Mechanism, key: int, encrypt: bool) -> None:
+        sess, token = self._session(session)
+        kind = ENCRYPT if encrypt else DECRYPT
+        sess.check_idle(kind)
+        mechanisms.lookup(mechanism, CKF.ENCRYPT if encrypt else CKF.DECRYPT,
+                          aes=token.aes_enabled())
+        obj = self._aes_key(token, key, mechanism, CKA.ENCRYPT if encrypt else CKA.DECRYPT)
+        assert obj.chip_slot is not None
+        cipher = token.aes_cipher(obj.chip_slot, obj.key_block)
+        sess.begin(kind, aes.AesOperation(mechanism, encrypt=encrypt, cipher=cipher))
 
     def encrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
-        self._not_supported(session, "encryption")
+        """C_EncryptInit (§5.8.1): AES-ECB/CBC/CBC_PAD/GCM with a chip AES key."""
+        self._cipher_init(session, mechanism, key, True)
 
     def encrypt(self, session: int, data: bytes, out_len: int | None) -> Output:
-        self._not_supported(session, "encryption")
-        raise AssertionError  # pragma: no cover
+        """C_Encrypt (§5.8.2)."""
+        sess, _ = self._session(session)
+        return sess.run(ENCRYPT, lambda op: op.single(data, out_len))
 
     def encrypt_update(self, session: int, data: bytes, out_len: int | None) -> Output:
-        self._not_supported(session, "encryption")
-        raise AssertionError  # pragma: no cover
+        """C_EncryptUpdate (§5.8.3)."""
+        sess, _ = self._session(session)
+        return sess.run(ENCRYPT, lambda op: op.update(data, out_len), final=False)
 
     def encrypt_final(self, session: int, out_len: int | None) -> Output:
-        self._not_supported(session, "encryption")
-        raise AssertionError  # pragma: no cover
+        """C_EncryptFinal (§5.8.4)."""
+        sess, _ = self._session(session)
+        return sess.run(ENCRYPT, lambda op: op.final(out_len))
 
     def decrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
-        self._not_supported(session, "decryption")
+        """C_DecryptInit (§5.9.1)."""
+        self._cipher_init(session, mechanism, key, False)
 
     def decrypt(self, session: int, data: bytes, out_len: int | None) -> Output:
-        self._not_supported(session, "decryption")
-        raise AssertionError  # pragma: no cover
+        """C_Decrypt (§5.9.2)."""
+        sess, _ = self._session(session)
+        return sess.run(DECRYPT, lambda op: op.single(data, out_len))
 
     def decrypt_update(self, session: int, data: bytes, out_len: int | None) -> Output:
-        self._not_supported(session, "decryption")
-        raise AssertionError  # pragma: no cover
+        """C_DecryptUpdate (§5.9.3)."""
+        sess, _ = self._session(session)
+        return sess.run(DECRYPT, lambda op: op.update(data, out_len), final=False)
 
     def decrypt_final(self, session: int, out_len: int | None) -> Output:
-        self._not_supported(session, "decryption")
-        raise AssertionError  # pragma: no cover
+        """C_DecryptFinal (§5.9.4)."""
+        sess, _ = self._session(session)
+        return sess.run(DECRYPT, lambda op: op.final(out_len))
 
+    # -- message digesting (§5.10): SHA-256 on the chip ---------------------------------------
     def digest_init(self, session: int, mechanism: Mechanism) -> None:
-        self._not_supported(session, "digesting")
+        """C_DigestInit (§5.10.1): CKM_SHA256."""
+        sess, token = self._session(session)
+        sess.check_idle(DIGEST)
+        mechanisms.lookup(mechanism, CKF.DIGEST)
+        sess.begin(DIGEST, digest.DigestOperation(token.sha256, token.sha256_stream))
 
     def digest(self, session: int, data: bytes, out_len: int | None) -> Output:
-        self._not_supported(session, "digesting")
-        raise AssertionError  # pragma: no cover
+        """C_Digest (§5.10.2)."""
+        sess, _ = self._session(session)
+        return sess.run(DIGEST, lambda op: op.digest(data, out_len))
 
     def digest_update(self, session: int, data: bytes) -> None:
-        self._not_supported(session, "digesting")
+        """C_DigestUpdate (§5.10.3)."""
+        sess, _ = self._session(session)
+        sess.run(DIGEST, lambda op: op.update(data), final=False)
 
     def digest_key(self, session: int, key: int) -> None:
-        self._not_supported(session, "digesting")
+        """C_DigestKey (§5.10.4): session secret keys whose value the host holds (ECDH
+        results); chip keys never leave the chip (CKR_KEY_INDIGESTIBLE)."""
+        sess, token = self._session(session)
+        sess.active(DIGEST)
+        obj = self._object(token, key, key=True)
+        if obj.object_class != CKO.SECRET_KEY:
+            raise errors.KeyIndigestible("only secret keys can be digested")
+        if obj.origin != "derived":
+            raise errors.KeyIndigestible("the key's value never leaves the chip")
+        value = bytes(obj.attrs[CKA.VALUE])
+        sess.run(DIGEST, lambda op: op.update(value), final=False)
 
     def digest_final(self, session: int, out_len: int | None) -> Output:
-        self._not_supported(session, "digesting")
-        raise AssertionError  # pragma: no cover
+        """C_DigestFinal (§5.10.5)."""
+        sess, _ = self._session(session)
+        return sess.run(DIGEST, lambda op: op.final(out_len))
 
     # -- signing (§5.11) and verifying (§5.12) --------------------------------------------------
     def sign_init(self, session: int, mechanism: Mechanism, key: int) -> None:
-        """C_SignInit (§5.11.1): an EC private key with CKA_SIGN, ECDSA or ECDSA_SHA256."""
+        """C_SignInit (§5.11.1): ECDSA/ECDSA_SHA256 with an EC private key, or HMAC-SHA256
+        with a chip HMAC key, each with CKA_SIGN."""
         sess, token = self._session(session)
         sess.check_idle(SIGN)
         entry = mechanisms.lookup(mechanism, CKF.SIGN)
+        if mechanism.type in _HMAC:
+            mac, length = self._hmac_key(token, key, mechanism, CKA.SIGN)
+            sess.begin(SIGN, digest.HmacSignOperation(mac, length))
+            return
         obj = self._object(token, key, key=True)
         if obj.object_class != CKO.PRIVATE_KEY or obj.attrs.get(CKA.KEY_TYPE) != CKK.EC:
             raise errors.KeyTypeInconsistent("ECDSA needs an EC private key")
@@ -486,6 +644,23 @@ class Library:
             raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
         assert obj.chip_slot is not None
         sess.begin(SIGN, SignOperation(entry, token.signer(obj.chip_slot)))
+
+    def _hmac_key(
+        self, token: Token, key: int, mechanism: Mechanism, usage: int
+    ) -> tuple[Any, int]:
+        obj = self._object(token, key, key=True)
+        if (
+            obj.object_class != CKO.SECRET_KEY
+            or obj.attrs.get(CKA.KEY_TYPE) != CKK.GENERIC_SECRET
+            or obj.chip_slot is None
+        ):
+            raise errors.KeyTypeInconsistent("HMAC needs a generic secret key in a chip slot")
+        if not obj.flag(usage):
+            raise errors.KeyFunctionNotPermitted("the slot's config does not allow HMAC")
+        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
+            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
+        length = digest.hmac_length(mechanism)
+        return token.hmac(obj.chip_slot), length
 
     def sign(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_Sign (§5.11.2)."""
@@ -503,10 +678,15 @@ class Library:
         return sess.run(SIGN, lambda op: op.final(out_len))
 
     def verify_init(self, session: int, mechanism: Mechanism, key: int) -> None:
-        """C_VerifyInit (§5.12.1): an EC public key with CKA_VERIFY; verified on the host."""
+        """C_VerifyInit (§5.12.1): an EC public key with CKA_VERIFY (ECDSA verified on the
+        host), or a chip HMAC key (the MAC is computed on the chip and compared)."""
         sess, token = self._session(session)
         sess.check_idle(VERIFY)
         entry = mechanisms.lookup(mechanism, CKF.VERIFY)
+        if mechanism.type in _HMAC:
+            mac, length = self._hmac_key(token, key, mechanism, CKA.VERIFY)
+            sess.begin(VERIFY, digest.HmacVerifyOperation(mac, length))
+            return
         obj = self._object(token, key, key=True)
         if obj.attrs.get(CKA.KEY_TYPE) != CKK.EC or obj.public_key is None:
             raise errors.KeyTypeInconsistent("ECDSA needs an EC key")
@@ -533,9 +713,13 @@ class Library:
 
     # -- key management (§5.14) -------------------------------------------------------------
     def generate_key(self, session: int, mechanism: Mechanism, template: Template) -> int:
-        """C_GenerateKey (§5.14.1): no secret-key generation mechanism is offered."""
-        self._session(session)
-        raise errors.MechanismInvalid("no secret-key generation mechanism is supported")
+        """C_GenerateKey (§5.14.1): CKM_AES_KEY_GEN, chip random into a free AES key block."""
+        sess, token = self._session(session)
+        self._check_new_object(sess, token, template, default_private=token.pin_configured)
+        mechanisms.lookup(mechanism, CKF.GENERATE, aes=token.aes_enabled())
+        values = templates.validate(templates.AES_GENERATE, template)
+        request = policy.secret_key_request(values, pin_configured=token.pin_configured)
+        return token.store_secret_key(request, session).handle
 
     def generate_key_pair(
         self,
@@ -564,9 +748,32 @@ class Library:
     def derive_key(
         self, session: int, mechanism: Mechanism, base_key: int, template: Template
     ) -> int:
-        """C_DeriveKey (§5.14.5): ECDH is not offered yet."""
-        self._session(session)
-        raise errors.MechanismInvalid("no key derivation mechanism is supported")
+        """C_DeriveKey (§5.14.5): CKM_ECDH1_DERIVE (CKD_NULL) with the chip's ECDH command on a
+        private key slot; the result is a CKK_GENERIC_SECRET session object."""
+        sess, token = self._session(session)
+        mechanisms.lookup(mechanism, CKF.DERIVE)
+        obj = self._object(token, base_key, key=True)
+        if (
+            obj.object_class != CKO.PRIVATE_KEY
+            or obj.attrs.get(CKA.KEY_TYPE) != CKK.EC
+            or obj.chip_slot is None
+        ):
+            raise errors.KeyTypeInconsistent("ECDH needs an EC private key in a chip slot")
+        if not obj.flag(CKA.DERIVE):
+            raise errors.KeyFunctionNotPermitted("key has CKA_DERIVE false (slot forbids ECDH)")
+        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
+            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
+        peer = ecdh.peer_point(mechanism.param)
+        values = templates.validate(templates.ECDH_DERIVED, template)
+        length = ecdh.derived_length(values.get(CKA.VALUE_LEN))
+        if token.pin_configured and values.get(CKA.PRIVATE) and token.logged_in != CKU.USER:
+            raise errors.UserNotLoggedIn("private objects need the user logged in")
+        if not token.pin_configured:
+            values[CKA.PRIVATE] = False  # nothing could protect it; see create_object
+        secret = token.ecdh(obj.chip_slot, peer)[:length]
+        derived = objects.derived_secret(token.new_handle(), secret, values, sess.handle)
+        del secret
+        return token.add_session_object(derived).handle
 
     # -- random numbers (§5.15) ---------------------------------------------------------------
     def seed_random(self, session: int, seed: bytes) -> None:
@@ -581,6 +788,8 @@ class Library:
             return b""
         return token.random(length)
 
+
+_HMAC = frozenset({CKM.SHA256_HMAC, CKM.SHA256_HMAC_GENERAL})
 
 #: The one instance ``cryptoki._abi`` calls.
 LIBRARY = Library()

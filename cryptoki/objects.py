@@ -1,10 +1,13 @@
 """Pkcs11Object: one token or session object, and builders for each kind the chip can hold.
 
 Owns: which attributes each kind of object has and their values (Table 4-ish of the spec, cut to
-what an ATECC608 can honour), per-attribute answers for C_GetAttributeValue, and raw matching for
-C_FindObjects. Must not: hold key bytes. An on-chip private key is a chip slot number plus the
-*public* point; CKA_VALUE of every key is in :attr:`Pkcs11Object.sensitive`, so it answers
-CKR_ATTRIBUTE_SENSITIVE and never matches a search.
+what an ATECC608 can honour), per-attribute answers for C_GetAttributeValue, raw matching for
+C_FindObjects, and which attributes C_SetAttributeValue may change (:func:`modifiable`).
+Must not: hold chip key bytes. An on-chip private or secret key is a chip slot number (plus the
+*public* point); CKA_VALUE of every chip key is in :attr:`Pkcs11Object.sensitive`, so it answers
+CKR_ATTRIBUTE_SENSITIVE and never matches a search. The one exception is the result of ECDH
+(C_DeriveKey): the chip hands the shared secret to the host, so that session object carries it,
+revealed only when the template made it extractable and not sensitive.
 """
 
 from __future__ import annotations
@@ -53,7 +56,28 @@ class Pkcs11Object:
     public_key: bytes | None = None
     owner_session: int | None = None
     origin: str = "device"
+    #: stable name across processes ("tng:priv:0", "gen:2:<pub>:3", "obj:<uid>", ...) used for
+    #: metadata overrides and refreshes; None for session-only objects
+    store_key: str | None = None
+    key_block: int = 0  #: which 16-byte AES key of the slot (AES keys only)
+    #: attribute values before metadata overrides were applied
+    base: dict[int, Any] = field(default_factory=dict, repr=False)
     _raw_cache: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    def set_attrs(self, changes: dict[int, Any]) -> None:
+        """Change attribute values in place (C_SetAttributeValue, overrides)."""
+        self.attrs.update(changes)
+        for attr_type in changes:
+            self._raw_cache.pop(attr_type, None)
+
+    def apply_overrides(self, overrides: dict[int, Any]) -> None:
+        """Show the metadata file's overrides on top of the object's own values."""
+        for attr_type in set(self.base) | set(overrides):
+            if attr_type not in self.base:
+                self.base[attr_type] = self.attrs.get(attr_type)
+            value = overrides.get(attr_type, self.base[attr_type])
+            if self.attrs.get(attr_type) != value:
+                self.set_attrs({attr_type: value})
 
     # -- convenience accessors ------------------------------------------------------------
     @property
@@ -122,15 +146,41 @@ class Pkcs11Object:
 # Builders. Each returns the attribute dictionary; the token assigns handles.
 
 
-def _storage(label: str, *, private: bool, destroyable: bool, token: bool) -> dict[int, Any]:
-    """Common storage-object attributes (spec §4.4): all chip objects are read-only."""
+#: Attributes C_SetAttributeValue may change (spec §4.4-§4.9 footnote 8), where the object has
+#: them; certificates keep the subject their DER names, and only data objects change CKA_VALUE.
+MODIFIABLE_ATTRS = frozenset({
+    CKA.LABEL, CKA.ID, CKA.SUBJECT, CKA.START_DATE, CKA.END_DATE, CKA.APPLICATION,
+    CKA.OBJECT_ID,
+})
+
+
+def modifiable(obj: Pkcs11Object) -> frozenset[int]:
+    """The attribute types of ``obj`` that C_SetAttributeValue may change."""
+    if not obj.flag(CKA.MODIFIABLE):
+        return frozenset()
+    allowed = {t for t in MODIFIABLE_ATTRS if t in obj.attrs}
+    if obj.object_class == CKO.CERTIFICATE:
+        allowed.discard(CKA.SUBJECT)
+    if obj.object_class == CKO.DATA and obj.origin == "created":
+        allowed.add(CKA.VALUE)
+    return frozenset(allowed)
+
+
+def _storage(
+    label: str, *, private: bool, destroyable: bool, token: bool, copyable: bool = True
+) -> dict[int, Any]:
+    """Common storage-object attributes (spec §4.4).
+
+    Label and ID (and the other :data:`MODIFIABLE_ATTRS`) can be changed: the change lives in the
+    metadata file, not on the chip. A copy (C_CopyObject) of a chip key is a session object naming
+    the same chip slot, so keys are copyable too.
+    """
     return {
         CKA.TOKEN: token,
         CKA.PRIVATE: private,
         CKA.LABEL: label,
-        CKA.MODIFIABLE: False,
-        # Copying a chip key would need a second chip slot; we answer truthfully that it cannot.
-        CKA.COPYABLE: False,
+        CKA.MODIFIABLE: True,
+        CKA.COPYABLE: copyable,
         CKA.DESTROYABLE: destroyable,
     }
 
@@ -171,15 +221,20 @@ class KeySpec:
     token: bool = True
     subject: bytes = b""  #: the matching certificate's subject, when known
     mechanisms: tuple[int, ...] = EC_SIGN_MECHANISMS  #: CKA_ALLOWED_MECHANISMS
+    private: bool = False  #: CKA_PRIVATE of the private half (true when a user PIN guards it)
 
 
 def ec_private_key(handle: int, spec: KeySpec, owner: int | None = None) -> Pkcs11Object:
     """A private key that lives in chip slot ``spec.chip_slot`` (spec §4.9, §6.3.4)."""
-    attrs = _storage(spec.label, private=False, destroyable=spec.destroyable, token=spec.token)
+    attrs = _storage(spec.label, private=spec.private, destroyable=spec.destroyable,
+                     token=spec.token)
     attrs[CKA.CLASS] = CKO.PRIVATE_KEY
+    mechanisms = tuple(spec.mechanisms)
+    if spec.derive and mechanisms == EC_SIGN_MECHANISMS:  # not narrowed by the caller
+        mechanisms += (CKM.ECDH1_DERIVE,)
     attrs.update(
         _key(key_id=spec.key_id, local=spec.local, derive=spec.derive, subject=spec.subject,
-             mechanisms=spec.mechanisms)
+             mechanisms=mechanisms)
     )
     attrs.update(
         {
@@ -275,28 +330,54 @@ def x509_certificate(
     return Pkcs11Object(handle=handle, attrs=attrs)
 
 
-def secret_key(handle: int, *, label: str, chip_slot: int, aes: bool) -> Pkcs11Object:
-    """A symmetric key held in a chip slot (listed only: no secret-key mechanism is offered)."""
-    attrs = _storage(label, private=False, destroyable=False, token=True)
+def secret_key(
+    handle: int,
+    *,
+    label: str,
+    chip_slot: int,
+    aes: bool,
+    hmac: bool = False,
+    key_block: int = 0,
+    key_id: bytes | None = None,
+    local: bool = False,
+    destroyable: bool = False,
+    token: bool = True,
+    private: bool = False,
+    usage: dict[int, Any] | None = None,
+    owner: int | None = None,
+    origin: str = "device",
+) -> Pkcs11Object:
+    """A symmetric key held in a chip slot: AES (key block ``key_block``) or an HMAC key.
+
+    :param usage: CKA_ENCRYPT/CKA_DECRYPT (AES) asked for at creation; both default to true.
+    """
+    usage = usage or {}
+    attrs = _storage(label, private=private, destroyable=destroyable, token=token)
+    if aes:
+        mechs: tuple[int, ...] = (CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM)
+    elif hmac:
+        mechs = (CKM.SHA256_HMAC, CKM.SHA256_HMAC_GENERAL)
+    else:
+        mechs = ()
     attrs.update(
         {
             CKA.CLASS: CKO.SECRET_KEY,
             CKA.KEY_TYPE: CKK.AES if aes else CKK.GENERIC_SECRET,
-            CKA.ID: f"slot{chip_slot}".encode(),
+            CKA.ID: key_id if key_id is not None else f"slot{chip_slot}".encode(),
             CKA.START_DATE: b"",
             CKA.END_DATE: b"",
             CKA.DERIVE: False,
-            CKA.LOCAL: False,
-            CKA.KEY_GEN_MECHANISM: CK_UNAVAILABLE_INFORMATION,
-            CKA.ALLOWED_MECHANISMS: (),
+            CKA.LOCAL: local,
+            CKA.KEY_GEN_MECHANISM: CKM.AES_KEY_GEN if local else CK_UNAVAILABLE_INFORMATION,
+            CKA.ALLOWED_MECHANISMS: mechs,
             CKA.SENSITIVE: True,
             CKA.ALWAYS_SENSITIVE: True,
             CKA.EXTRACTABLE: False,
             CKA.NEVER_EXTRACTABLE: True,
-            CKA.ENCRYPT: False,
-            CKA.DECRYPT: False,
-            CKA.SIGN: False,
-            CKA.VERIFY: False,
+            CKA.ENCRYPT: aes and bool(usage.get(CKA.ENCRYPT, True)),
+            CKA.DECRYPT: aes and bool(usage.get(CKA.DECRYPT, True)),
+            CKA.SIGN: hmac,
+            CKA.VERIFY: hmac,
             CKA.WRAP: False,
             CKA.UNWRAP: False,
             CKA.VALUE_LEN: 16 if aes else 32,
@@ -304,5 +385,62 @@ def secret_key(handle: int, *, label: str, chip_slot: int, aes: bool) -> Pkcs11O
         }
     )
     return Pkcs11Object(
-        handle=handle, attrs=attrs, sensitive=frozenset({CKA.VALUE}), chip_slot=chip_slot
+        handle=handle, attrs=attrs, sensitive=frozenset({CKA.VALUE}), chip_slot=chip_slot,
+        key_block=key_block, owner_session=owner, origin=origin,
+    )
+
+
+def derived_secret(
+    handle: int, value: bytes, attrs_in: dict[int, Any], owner: int
+) -> Pkcs11Object:
+    """The CKK_GENERIC_SECRET session object C_DeriveKey(CKM_ECDH1_DERIVE) makes.
+
+    CKA_VALUE is readable only when the template asked for CKA_EXTRACTABLE true and
+    CKA_SENSITIVE false; otherwise it answers CKR_ATTRIBUTE_SENSITIVE.
+    """
+    sensitive = bool(attrs_in.get(CKA.SENSITIVE, True))
+    extractable = bool(attrs_in.get(CKA.EXTRACTABLE, False))
+    attrs = _storage(str(attrs_in.get(CKA.LABEL, "")), private=bool(attrs_in.get(CKA.PRIVATE,
+                     False)), destroyable=True, token=False)
+    attrs[CKA.COPYABLE] = bool(attrs_in.get(CKA.COPYABLE, True))
+    attrs[CKA.MODIFIABLE] = bool(attrs_in.get(CKA.MODIFIABLE, True))
+    attrs.update(
+        {
+            CKA.CLASS: CKO.SECRET_KEY,
+            CKA.KEY_TYPE: CKK.GENERIC_SECRET,
+            CKA.ID: bytes(attrs_in.get(CKA.ID, b"")),
+            CKA.START_DATE: bytes(attrs_in.get(CKA.START_DATE, b"")),
+            CKA.END_DATE: bytes(attrs_in.get(CKA.END_DATE, b"")),
+            CKA.DERIVE: bool(attrs_in.get(CKA.DERIVE, False)),
+            CKA.LOCAL: False,
+            CKA.KEY_GEN_MECHANISM: CK_UNAVAILABLE_INFORMATION,
+            CKA.ALLOWED_MECHANISMS: (),
+            CKA.SENSITIVE: sensitive,
+            CKA.ALWAYS_SENSITIVE: False,
+            CKA.EXTRACTABLE: extractable,
+            CKA.NEVER_EXTRACTABLE: False,
+            CKA.ENCRYPT: bool(attrs_in.get(CKA.ENCRYPT, False)),
+            CKA.DECRYPT: bool(attrs_in.get(CKA.DECRYPT, False)),
+            CKA.SIGN: bool(attrs_in.get(CKA.SIGN, False)),
+            CKA.VERIFY: bool(attrs_in.get(CKA.VERIFY, False)),
+            CKA.WRAP: bool(attrs_in.get(CKA.WRAP, False)),
+            CKA.UNWRAP: bool(attrs_in.get(CKA.UNWRAP, False)),
+            CKA.VALUE_LEN: len(value),
+            CKA.VALUE: bytes(value),
+        }
+    )
+    hidden = frozenset() if extractable and not sensitive else frozenset({CKA.VALUE})
+    return Pkcs11Object(handle=handle, attrs=attrs, sensitive=hidden, owner_session=owner,
+                        origin="derived")
+
+
+def created(
+    handle: int, attrs: dict[int, Any], *, uid: str, owner: int | None = None
+) -> Pkcs11Object:
+    """An object made by C_CreateObject (or a copy of one): attributes as given and completed
+    by ``cryptoki.creation``. Token ones are found again by ``store_key`` ``obj:<uid>``."""
+    token = bool(attrs.get(CKA.TOKEN, False))
+    return Pkcs11Object(
+        handle=handle, attrs=dict(attrs), owner_session=owner, origin="created",
+        store_key=f"obj:{uid}" if token else None,
     )

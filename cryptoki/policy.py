@@ -18,7 +18,12 @@ from cryptoki.constants import CKA, CKM
 log = logging.getLogger("cryptoki.policy")
 
 #: Mechanisms a chip EC private key can be used with: all CKA_ALLOWED_MECHANISMS may name.
-EC_KEY_MECHANISMS = frozenset({CKM.ECDSA, CKM.ECDSA_SHA256})
+EC_KEY_MECHANISMS = frozenset({CKM.ECDSA, CKM.ECDSA_SHA256, CKM.ECDH1_DERIVE})
+#: Mechanisms a chip AES key can be used with.
+AES_KEY_MECHANISMS = frozenset({CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM})
+AES_KEY_BYTES = 16  #: the AES command is AES-128 only (spec §4.12)
+#: ECDH on P-256 yields the 32-byte x-coordinate; a derived key may keep its first bytes.
+ECDH_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -98,4 +103,53 @@ def key_pair_request(
         derive=bool(private.get(CKA.DERIVE, False)),
         allowed_mechanisms=tuple(allowed) if allowed is not None else None,
         subject=bytes(private.get(CKA.SUBJECT, public.get(CKA.SUBJECT, b""))),
+    )
+
+
+@dataclass(frozen=True)
+class SecretKeyRequest:
+    """An AES key to put into a chip key block (C_GenerateKey or C_CreateObject)."""
+
+    label: str
+    key_id: bytes
+    token: bool
+    private: bool
+    usage: dict[int, bool]  #: CKA_ENCRYPT / CKA_DECRYPT
+    allowed_mechanisms: tuple[int, ...] | None
+
+
+def secret_key_request(
+    values: dict[int, Any], *, pin_configured: bool, value_len_required: bool = True
+) -> SecretKeyRequest:
+    """The chip's rules for AES keys, on an already-validated template.
+
+    :raises errors.TemplateIncomplete: CKA_VALUE_LEN missing from a generate template.
+    :raises errors.AttributeValueInvalid: a length other than 16 bytes.
+    :raises errors.TemplateInconsistent: a key that is not sensitive or is extractable.
+    """
+    if CKA.VALUE_LEN not in values:
+        if value_len_required:
+            raise errors.TemplateIncomplete("CKA_VALUE_LEN is required for CKM_AES_KEY_GEN")
+    elif values[CKA.VALUE_LEN] != AES_KEY_BYTES:
+        raise errors.AttributeValueInvalid("the chip holds AES-128 keys (CKA_VALUE_LEN 16) only")
+    if values.get(CKA.SENSITIVE, True) is False:
+        raise errors.TemplateInconsistent("chip keys are always sensitive")
+    if values.get(CKA.EXTRACTABLE, False) is True:
+        raise errors.TemplateInconsistent("chip keys can never be extracted")
+    allowed = values.get(CKA.ALLOWED_MECHANISMS)
+    if allowed is not None and set(allowed) - AES_KEY_MECHANISMS:
+        raise errors.TemplateInconsistent(
+            "CKA_ALLOWED_MECHANISMS names mechanisms this key cannot use"
+        )
+    private = bool(values.get(CKA.PRIVATE, pin_configured)) and pin_configured
+    return SecretKeyRequest(
+        label=str(values.get(CKA.LABEL, "")),
+        key_id=bytes(values.get(CKA.ID, b"")),
+        token=bool(values.get(CKA.TOKEN, False)),
+        private=private,
+        usage={
+            CKA.ENCRYPT: bool(values.get(CKA.ENCRYPT, True)),
+            CKA.DECRYPT: bool(values.get(CKA.DECRYPT, True)),
+        },
+        allowed_mechanisms=tuple(allowed) if allowed is not None else None,
     )

@@ -1,6 +1,7 @@
 """Session: one C_OpenSession, its read/write flag, active operations and find cursor.
 
-Owns: per-session operation state (at most one active operation per kind: sign, verify, find),
+Owns: per-session operation state (at most one active operation per kind: sign, verify, find,
+encrypt, decrypt, digest),
 and the rule of when an operation ends: after a call that produced its final result, or after
 any error other than CKR_BUFFER_TOO_SMALL; a NULL-buffer length query keeps it going (PKCS#11
 3.0 §5.2 and §5.11; python-pkcs11's sign() relies on it). Must not: check the session handle
@@ -20,6 +21,9 @@ T = TypeVar("T")
 SIGN = "sign"
 VERIFY = "verify"
 FIND = "find"
+ENCRYPT = "encrypt"
+DECRYPT = "decrypt"
+DIGEST = "digest"
 
 
 class FindCursor:

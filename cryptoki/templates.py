@@ -1,6 +1,7 @@
 """Template schemas: which attributes a caller may put in a template for an operation, and values.
 
-Owns: the generic, spec-level validation of C_GenerateKeyPair templates (class by class), as data.
+Owns: the generic, spec-level validation of C_GenerateKeyPair, C_GenerateKey, C_CreateObject and
+C_DeriveKey templates (class by class), as data.
 Each schema maps an attribute to a :class:`Rule`: ANY value, a fixed set of values, or READ_ONLY
 (the spec's "must not be specified when the object is generated", Table 10 footnote 4, e.g.
 CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_EC_POINT). An attribute outside the schema is not an
@@ -51,18 +52,26 @@ def one_of(*values: Any) -> Rule:
 
 
 FALSE_ONLY = one_of(False)
+TRUE_ONLY = one_of(True)
 
 #: Attributes of every storage object (spec §4.4) as they may appear in a generate template.
-#: Chip objects are never modifiable or copyable: the chip cannot rewrite a key's metadata
-#: atomically with the key, and a copy would need a second slot.
+#: Chip keys are always modifiable (label, ID... live in the metadata file) and copyable (a copy
+#: is a session object naming the same chip slot); a template cannot turn that off.
 _STORAGE: dict[int, Rule] = {
     CKA.TOKEN: ANY,
     CKA.PRIVATE: ANY,
     CKA.LABEL: ANY,
-    CKA.MODIFIABLE: FALSE_ONLY,
-    CKA.COPYABLE: FALSE_ONLY,
+    CKA.MODIFIABLE: TRUE_ONLY,
+    CKA.COPYABLE: TRUE_ONLY,
     CKA.DESTROYABLE: ANY,
     CKA.UNIQUE_ID: READ_ONLY,
+}
+
+#: Storage attributes of objects the application creates (held by the token, not the chip).
+_CREATED_STORAGE: dict[int, Rule] = {
+    **_STORAGE,
+    CKA.MODIFIABLE: ANY,
+    CKA.COPYABLE: ANY,
 }
 
 #: Common key attributes (spec §4.7).
@@ -110,6 +119,107 @@ EC_PRIVATE_GENERATE: dict[int, Rule] = {
     CKA.EC_PARAMS: ANY,  # optional on the private side; must agree if given
     CKA.VALUE: READ_ONLY,
     CKA.PUBLIC_KEY_INFO: READ_ONLY,
+}
+
+
+#: AES secret key, C_GenerateKey(CKM_AES_KEY_GEN) (spec §4.10, §6.8): written into a chip slot.
+AES_GENERATE: dict[int, Rule] = {
+    **_KEY,
+    CKA.CLASS: one_of(CKO.SECRET_KEY),
+    CKA.KEY_TYPE: one_of(CKK.AES),
+    CKA.DERIVE: FALSE_ONLY,
+    CKA.ALLOWED_MECHANISMS: ANY,  # policy.py: AES mechanisms only
+    CKA.VALUE_LEN: ANY,  # policy.py: 16 only (AES-128 is the chip's one key size)
+    CKA.SENSITIVE: ANY,  # policy.py: must be true
+    CKA.EXTRACTABLE: ANY,  # policy.py: must be false
+    CKA.ENCRYPT: ANY,
+    CKA.DECRYPT: ANY,
+    CKA.SIGN: FALSE_ONLY,
+    CKA.VERIFY: FALSE_ONLY,
+    CKA.WRAP: FALSE_ONLY,
+    CKA.UNWRAP: FALSE_ONLY,
+    CKA.WRAP_WITH_TRUSTED: FALSE_ONLY,
+    CKA.TRUSTED: FALSE_ONLY,
+    CKA.ALWAYS_SENSITIVE: READ_ONLY,
+    CKA.NEVER_EXTRACTABLE: READ_ONLY,
+    CKA.VALUE: READ_ONLY,
+    CKA.CHECK_VALUE: READ_ONLY,
+}
+
+#: AES secret key imported with C_CreateObject: as generated, plus the value itself.
+AES_CREATE: dict[int, Rule] = {**AES_GENERATE, CKA.VALUE: ANY}
+
+#: The secret key C_DeriveKey(CKM_ECDH1_DERIVE) makes: a host-held session object.
+ECDH_DERIVED: dict[int, Rule] = {
+    **_KEY,
+    CKA.TOKEN: FALSE_ONLY,  # the secret exists on the host only; it is never written to disk
+    CKA.MODIFIABLE: ANY,
+    CKA.COPYABLE: ANY,
+    CKA.CLASS: one_of(CKO.SECRET_KEY),
+    CKA.KEY_TYPE: one_of(CKK.GENERIC_SECRET),
+    CKA.VALUE_LEN: ANY,  # policy: at most 32 (the chip's shared x-coordinate)
+    CKA.SENSITIVE: ANY,
+    CKA.EXTRACTABLE: ANY,
+    CKA.ENCRYPT: ANY,
+    CKA.DECRYPT: ANY,
+    CKA.SIGN: ANY,
+    CKA.VERIFY: ANY,
+    CKA.WRAP: ANY,
+    CKA.UNWRAP: ANY,
+    CKA.WRAP_WITH_TRUSTED: FALSE_ONLY,
+    CKA.TRUSTED: FALSE_ONLY,
+    CKA.ALWAYS_SENSITIVE: READ_ONLY,
+    CKA.NEVER_EXTRACTABLE: READ_ONLY,
+    CKA.VALUE: READ_ONLY,
+    CKA.CHECK_VALUE: READ_ONLY,
+}
+
+#: CKO_DATA, C_CreateObject (spec §4.5).
+DATA_CREATE: dict[int, Rule] = {
+    **_CREATED_STORAGE,
+    CKA.CLASS: one_of(CKO.DATA),
+    CKA.APPLICATION: ANY,
+    CKA.OBJECT_ID: ANY,
+    CKA.VALUE: ANY,
+}
+
+#: X.509 certificate, C_CreateObject (spec §4.6.3).
+CERTIFICATE_CREATE: dict[int, Rule] = {
+    **_CREATED_STORAGE,
+    CKA.CLASS: one_of(CKO.CERTIFICATE),
+    CKA.CERTIFICATE_TYPE: ANY,  # creation.py: X.509 only
+    CKA.TRUSTED: FALSE_ONLY,  # only the SO may set it
+    CKA.CERTIFICATE_CATEGORY: one_of(0, 1, 2, 3),
+    CKA.CHECK_VALUE: ANY,  # must match if given
+    CKA.START_DATE: ANY,
+    CKA.END_DATE: ANY,
+    CKA.PUBLIC_KEY_INFO: ANY,
+    CKA.SUBJECT: ANY,
+    CKA.ID: ANY,
+    CKA.ISSUER: ANY,
+    CKA.SERIAL_NUMBER: ANY,
+    CKA.VALUE: ANY,
+    CKA.URL: ANY,
+    CKA.HASH_OF_SUBJECT_PUBLIC_KEY: ANY,
+    CKA.HASH_OF_ISSUER_PUBLIC_KEY: ANY,
+    CKA.JAVA_MIDP_SECURITY_DOMAIN: one_of(0, 1, 2, 3),
+    CKA.NAME_HASH_ALGORITHM: ANY,
+}
+
+#: EC (P-256) public key, C_CreateObject (spec §4.8, §6.3.3).
+EC_PUBLIC_CREATE: dict[int, Rule] = {
+    **_KEY,
+    **_CREATED_STORAGE,
+    CKA.CLASS: one_of(CKO.PUBLIC_KEY),
+    CKA.DERIVE: FALSE_ONLY,
+    CKA.ENCRYPT: FALSE_ONLY,
+    CKA.VERIFY: ANY,
+    CKA.VERIFY_RECOVER: FALSE_ONLY,
+    CKA.WRAP: FALSE_ONLY,
+    CKA.TRUSTED: FALSE_ONLY,
+    CKA.EC_PARAMS: ANY,  # required: creation.py
+    CKA.EC_POINT: ANY,  # required: creation.py
+    CKA.PUBLIC_KEY_INFO: ANY,  # must match if given
 }
 
 

@@ -88,6 +88,10 @@ _SLOT_LOCKED = 88
 _KEY_CONFIG = 96
 _KEYTYPE_P256 = 4
 _KEYTYPE_AES = 6
+_KEYTYPE_SHA = 7
+_NO_MAC = 0x10  #: SlotConfig bit 4
+_REQ_RANDOM = 0x40  #: KeyConfig bit 6
+_AES_ENABLE = 13  #: config byte; bit 0
 
 
 def decode_slot_caps(config: bytes, slot: int) -> SlotCaps:
@@ -105,6 +109,7 @@ def decode_slot_caps(config: bytes, slot: int) -> SlotCaps:
     read_key = slot_config & 0xF
     write_config = (slot_config >> 12) & 0xF
     unlocked = bool(slot_locked_bits & (1 << slot))
+    symmetric = not key_config & 0x1
     return SlotCaps(
         slot=slot,
         p256_private=private,
@@ -112,6 +117,11 @@ def decode_slot_caps(config: bytes, slot: int) -> SlotCaps:
         ecdh=private and bool(read_key & 0x4),
         external_sign=private and bool(read_key & 0x1),
         aes=key_type == _KEYTYPE_AES,
+        # WriteConfig 0000 = "Always": clear writes (32-byte ones when IsSecret) after data lock.
+        aes_writable=symmetric and key_type == _KEYTYPE_AES and write_config == 0 and unlocked,
+        hmac=symmetric and key_type == _KEYTYPE_SHA and not slot_config & _NO_MAC,
+        req_random=bool(key_config & _REQ_RANDOM),
+        size=36 if slot < 8 else (416 if slot == 8 else 72),
     )
 
 
@@ -167,6 +177,9 @@ class AteccBackend:
     def slot_caps(self, slot: int) -> SlotCaps:
         return decode_slot_caps(self._config_zone(), slot)
 
+    def aes_enabled(self) -> bool:
+        return bool(self._config_zone()[_AES_ENABLE] & 0x1)
+
     def random(self, length: int) -> bytes:
         dev = self._open()
         out = bytearray()
@@ -196,6 +209,46 @@ class AteccBackend:
         dev = self._open()
         with chip_errors(f"sign with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
             return bytes(dev.sign_digest(slot, digest))
+
+    def ecdh(self, slot: int, peer: bytes) -> bytes:
+        dev = self._open()
+        with chip_errors(f"ECDH with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+            return bytes(dev.ecdh(slot, peer))
+
+    def sha256(self, data: bytes) -> bytes:
+        dev = self._open()
+        with chip_errors("SHA-256"):
+            return bytes(dev.sha256(data))
+
+    def sha256_stream(self) -> Any:
+        return _Stream(self._open().sha256_stream())
+
+    def hmac_sha256(self, slot: int, data: bytes, *, random_nonce: bool) -> bytes:
+        dev = self._open()
+        with chip_errors(f"HMAC with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+            return bytes(dev.hmac_sha256(slot, data, random_nonce=random_nonce))
+
+    def aes_ecb(self, slot: int, key_block: int, data: bytes, *, decrypt: bool) -> bytes:
+        dev = self._open()
+        with chip_errors(f"AES with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+            return bytes(dev.aes_ecb_blocks(slot, data, decrypt=decrypt, key_block=key_block))
+
+    def aes_cbc_encrypt(self, slot: int, key_block: int, iv: bytes, data: bytes) -> bytes:
+        dev = self._open()
+        with chip_errors(f"AES with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+            return bytes(dev.aes_cbc_encrypt(slot, iv, data, key_block=key_block))
+
+    def ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:
+        dev = self._open()
+        with chip_errors("AES GFM"):
+            return bytes(dev.aes_ghash(h, y, data))
+
+    def write_secret_block(self, slot: int, offset: int, block: bytes) -> None:
+        from atecc.constants import Zone
+
+        dev = self._open()
+        with chip_errors(f"write slot {slot}", ExecutionError=errors.DeviceMemory):
+            dev.write_bytes(Zone.DATA, slot, offset, block)
 
     def read_slot(self, slot: int) -> bytes:
         from atecc.constants import Zone, slot_size
@@ -244,3 +297,18 @@ class AteccBackend:
         if dev is not None:
             with contextlib.suppress(Exception):  # at process exit the bus may already be gone
                 dev.close()
+
+
+class _Stream:
+    """A driver Sha256Stream whose errors come out as Pkcs11Error."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def update(self, data: bytes) -> None:
+        with chip_errors("SHA-256 update"):
+            self._stream.update(data)
+
+    def digest(self) -> bytes:
+        with chip_errors("SHA-256 end"):
+            return bytes(self._stream.digest())

@@ -20,20 +20,33 @@ P256_BITS = 256
 _EC_CAPS = CKF.EC_F_P | CKF.EC_OID | CKF.EC_UNCOMPRESS
 
 
+AES_KEY_BYTES = 16  #: AES-128 only: the chip's AES command (spec §4.12); sizes in bytes
+HMAC_KEY_BYTES = 32  #: the chip's HMAC key is a slot's first 32 bytes (shorter keys zero-padded)
+
+#: Mechanisms offered only when the chip's config enables the AES command (byte 13 bit 0).
+AES_MECHANISMS = frozenset({CKM.AES_KEY_GEN, CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD,
+                            CKM.AES_GCM})
+
+
 @dataclass(frozen=True)
 class MechanismEntry:
     """One advertised mechanism.
 
     :ivar info: min/max key size and flags for C_GetMechanismInfo.
-    :ivar multipart: C_SignUpdate/C_VerifyUpdate are allowed (hash-then-sign mechanisms).
+    :ivar multipart: C_*Update are allowed.
     :ivar hashed: the input is hashed with SHA-256 on the host before the chip signs it.
+    :ivar takes_param: the mechanism has a parameter (checked by its operation); for the
+        others any parameter is CKR_MECHANISM_PARAM_INVALID.
     """
 
     type: CKM
     info: MechanismInfo
     multipart: bool = False
     hashed: bool = False
+    takes_param: bool = False
 
+
+_AES_INFO = MechanismInfo(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.ENCRYPT | CKF.DECRYPT)
 
 REGISTRY: dict[int, MechanismEntry] = {
     e.type: e
@@ -55,30 +68,64 @@ REGISTRY: dict[int, MechanismEntry] = {
             CKM.EC_KEY_PAIR_GEN,
             MechanismInfo(P256_BITS, P256_BITS, CKF.HW | CKF.GENERATE_KEY_PAIR | _EC_CAPS),
         ),
+        # The chip's ECDH command with a slot's private key; CKD_NULL only.
+        MechanismEntry(
+            CKM.ECDH1_DERIVE,
+            MechanismInfo(P256_BITS, P256_BITS, CKF.HW | CKF.DERIVE | _EC_CAPS),
+            takes_param=True,
+        ),
+        # The chip's SHA command (start/update/end); key sizes do not apply.
+        MechanismEntry(CKM.SHA256, MechanismInfo(0, 0, CKF.HW | CKF.DIGEST), multipart=True),
+        # SHA command in HMAC mode with a slot key.
+        MechanismEntry(
+            CKM.SHA256_HMAC,
+            MechanismInfo(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
+            multipart=True,
+        ),
+        MechanismEntry(
+            CKM.SHA256_HMAC_GENERAL,
+            MechanismInfo(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
+            multipart=True,
+            takes_param=True,
+        ),
+        # Chip random written into a free AES key block with a clear 32-byte Write.
+        MechanismEntry(
+            CKM.AES_KEY_GEN, MechanismInfo(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.GENERATE)
+        ),
+        # Block modes on the host around the chip's single-block AES (and GFM for GCM).
+        MechanismEntry(CKM.AES_ECB, _AES_INFO, multipart=True),
+        MechanismEntry(CKM.AES_CBC, _AES_INFO, multipart=True, takes_param=True),
+        MechanismEntry(CKM.AES_CBC_PAD, _AES_INFO, multipart=True, takes_param=True),
+        MechanismEntry(CKM.AES_GCM, _AES_INFO, multipart=True, takes_param=True),
     )
 }
 
 
-def mechanism_list() -> list[int]:
-    return list(REGISTRY)
+def mechanism_list(aes: bool = True) -> list[int]:
+    """The advertised mechanisms; the AES ones only when the chip has AES enabled."""
+    return [m for m in REGISTRY if aes or m not in AES_MECHANISMS]
 
 
-def lookup(mechanism: Mechanism, usage: int) -> MechanismEntry:
+def lookup(mechanism: Mechanism, usage: int, *, aes: bool = True) -> MechanismEntry:
     """The registry entry for ``mechanism`` if it supports ``usage`` (a CKF_ flag).
 
     :raises errors.MechanismInvalid: unknown mechanism, or not usable for this function.
-    :raises errors.MechanismParamInvalid: a parameter was given; none of ours takes one.
+    :raises errors.MechanismParamInvalid: a parameter was given to one that takes none.
     """
     entry = REGISTRY.get(mechanism.type)
-    if entry is None or not entry.info.flags & usage:
+    if (
+        entry is None
+        or not entry.info.flags & usage
+        or (not aes and mechanism.type in AES_MECHANISMS)
+    ):
         raise errors.MechanismInvalid(f"mechanism 0x{mechanism.type:X} not supported here")
-    if mechanism.param not in (None, b""):
+    if not entry.takes_param and mechanism.param not in (None, b""):
         raise errors.MechanismParamInvalid("this mechanism takes no parameter")
     return entry
 
 
-def info(mechanism_type: int) -> MechanismInfo:
+def info(mechanism_type: int, *, aes: bool = True) -> MechanismInfo:
     entry = REGISTRY.get(mechanism_type)
-    if entry is None:
+    if entry is None or (not aes and mechanism_type in AES_MECHANISMS):
         raise errors.MechanismInvalid(f"mechanism 0x{mechanism_type:X} not supported here")
     return entry.info

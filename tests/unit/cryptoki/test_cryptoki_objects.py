@@ -62,14 +62,17 @@ def test_private_key_attributes(lib, session, device_key):
         CKA.SIGN: TRUE,
         CKA.DECRYPT: FALSE,
         CKA.ALWAYS_AUTHENTICATE: FALSE,
-        CKA.COPYABLE: FALSE,
-        CKA.MODIFIABLE: FALSE,
+        # label/ID changes live in the metadata file; a copy names the same chip slot
+        CKA.COPYABLE: TRUE,
+        CKA.MODIFIABLE: TRUE,
         CKA.DESTROYABLE: FALSE,
         CKA.LOCAL: TRUE,
         CKA.KEY_GEN_MECHANISM: ulong(CKM.EC_KEY_PAIR_GEN),
         CKA.EC_PARAMS: P256_EC_PARAMS,
         CKA.START_DATE: b"",
-        CKA.ALLOWED_MECHANISMS: ulong(CKM.ECDSA) + ulong(CKM.ECDSA_SHA256),
+        # the Trust&GO device key allows ECDH (slot 0 ReadKey bit 2)
+        CKA.ALLOWED_MECHANISMS: ulong(CKM.ECDSA) + ulong(CKM.ECDSA_SHA256)
+        + ulong(CKM.ECDH1_DERIVE),
     }
     got = lib.get_attribute_value(session, device_key, list(expect))
     assert dict(zip(expect, got, strict=True)) == expect
@@ -177,10 +180,11 @@ def test_object_handle_errors(lib, session, device_key, rw_session):
         lib.destroy_object(session, device_key)
     with pytest.raises(errors.ActionProhibited):
         lib.destroy_object(rw_session, device_key)
-    with pytest.raises(errors.ActionProhibited):
-        lib.set_attribute_value(rw_session, device_key, [(CKA.LABEL, b"x")])
-    with pytest.raises(errors.ActionProhibited):
-        lib.copy_object(rw_session, device_key, [])
+    # CKA_LABEL can change now (an override in the metadata file); the key material cannot
+    with pytest.raises(errors.AttributeReadOnly):
+        lib.set_attribute_value(rw_session, device_key, [(CKA.SIGN, b"\x00")])
+    with pytest.raises(errors.AttributeTypeInvalid):
+        lib.set_attribute_value(rw_session, device_key, [(CKA.VALUE_BITS, ulong(1))])
 
 
 def test_listing_is_cached(lib, session):
