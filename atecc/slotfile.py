@@ -141,6 +141,10 @@ def parse_interface(value: str, *, base_dir: Path, where: str = "") -> Interface
 _LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
+#: Keys that belong to the PKCS#11 layer (read there from ``SlotFile.extra``), not to cryptoauthlib.
+PKCS11_KEYS = frozenset({"user_pin"})
+
+
 def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
     """Read and validate one slot file.
 
@@ -186,6 +190,8 @@ def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
             result.freeslots = _parse_slot_list(value, where)
         elif key == "object":
             result.objects.append(_parse_object(value, where, lineno))
+        elif key in PKCS11_KEYS:
+            result.extra[key] = (value, lineno)
         else:
             log.warning("%s: unknown key %r kept but not used", where, key)
             result.extra[key] = (value, lineno)

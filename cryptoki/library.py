@@ -488,6 +488,11 @@ class Library:
         if found.is_token_object and not sess.rw:
             raise errors.SessionReadOnly("token objects need a read/write session")
         values = attributes.decode_template(template)
+        if values and not found.flag(CKA.MODIFIABLE):
+            # PKCS#11 3.0 §4.4.1: an object with CKA_MODIFIABLE false refuses C_SetAttributeValue
+            # as a whole with CKR_ACTION_PROHIBITED (not ATTRIBUTE_READ_ONLY, which names one
+            # attribute the object never lets change).
+            raise errors.ActionProhibited("the object has CKA_MODIFIABLE false")
         allowed = objects.modifiable(found)
         for attr_type in values:
             if attr_type not in found.attrs and attr_type not in allowed:

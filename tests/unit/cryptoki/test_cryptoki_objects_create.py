@@ -168,8 +168,10 @@ def test_labels_and_ids_of_chip_objects(lib, rw_session, session, device_key, tn
     with pytest.raises(errors.AttributeReadOnly):
         lib.set_attribute_value(rw_session, cert, [(CKA.VALUE, b"x")])
     ro = lib.create_object(rw_session, data_template(token=False) + [(CKA.MODIFIABLE, FALSE)])
-    with pytest.raises(errors.AttributeReadOnly):
+    # PKCS#11 3.0 §4.4.1: a CKA_MODIFIABLE false object refuses with CKR_ACTION_PROHIBITED.
+    with pytest.raises(errors.ActionProhibited):
         lib.set_attribute_value(rw_session, ro, [(CKA.LABEL, b"x")])
+    assert attr(lib, session, ro, CKA.LABEL) != b"x"
 
 
 def test_issued_certificate_sits_next_to_its_key(lib, rw_session, session, device_key,
