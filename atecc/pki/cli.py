@@ -199,6 +199,32 @@ def cmd_csr(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- cert-store ----------------------------------------------------------------------------------
+
+
+@_guarded
+def cmd_cert_store(args: argparse.Namespace) -> int:
+    """Put an issued certificate on the token next to its key (same CKA_ID), through the
+    PKCS#11 core, so every PKCS#11 client finds it there."""
+    from atecc import slotfile
+    from atecc.pki.ca import load_certificate
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptoki.provision import store_certificate
+
+    der = load_certificate(args.input).public_bytes(Encoding.DER)
+    directory = Path(slotfile.filestore_dir(getattr(args, "filestore", None)))
+    slot = getattr(args, "slot", None)
+    if slot is None:
+        found = slotfile.list_slot_files(directory) if directory.is_dir() else []
+        if not found:
+            raise PkiError(f"no slot files (<N>.conf) in {directory}")
+        slot = int(found[0].stem)
+    stored = store_certificate(directory, slot, der, args.label)
+    print(f"stored {args.input} as certificate {stored.label!r} in token slot {stored.slot_id}, "
+          f"next to private key {stored.key_label!r} (CKA_ID {stored.key_id.hex()})")
+    return 0
+
+
 # --- export --------------------------------------------------------------------------------------
 
 
@@ -282,6 +308,12 @@ def add_subcommands(subparsers: Any) -> None:
     sign.add_argument("--days", type=_positive_int, default=365, help="validity (default 365)")
     sign.add_argument("--out", required=True, help="certificate file to write")
     sign.set_defaults(func=cmd_ca_sign)
+
+    store = subparsers.add_parser(
+        "cert-store", help="store an issued certificate on the token next to its key")
+    store.add_argument("--in", dest="input", required=True, help="certificate (PEM or DER)")
+    store.add_argument("--label", default="device-tls", help="CKA_LABEL (default device-tls)")
+    store.set_defaults(func=cmd_cert_store)
 
     crl = ca_commands.add_parser("crl", help="publish a CRL of the revoked devices")
     crl.add_argument("--dir", required=True, help="CA directory")
