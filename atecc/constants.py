@@ -174,9 +174,16 @@ EXEC_TIME_MAX_MS: dict[Opcode, int] = {
 }
 
 
+#: exec_time_max_s() by opcode byte, precomputed: the transport looks it up twice per command,
+#: and building an ``Opcode`` enum member per lookup cost more than the rest of the function.
+_EXEC_TIME_S: tuple[float, ...] = tuple(
+    EXEC_TIME_MAX_MS[Opcode(op)] / 1000.0 if op in Opcode._value2member_map_ else 0.005
+    for op in range(256)
+)
+
+
 def exec_time_max_s(opcode: int) -> float:
     """Worst-case execution time in seconds for ``opcode``; unknown opcodes get 5 ms."""
-    try:
-        return EXEC_TIME_MAX_MS[Opcode(opcode)] / 1000.0
-    except ValueError:
-        return 0.005
+    if 0 <= opcode <= 0xFF:
+        return _EXEC_TIME_S[opcode]
+    return 0.005

@@ -72,6 +72,13 @@ _CONFIG_WORDS_BLOCK0 = (4, 5, 6, 7)
 _CONFIG_WORDS_BLOCK2 = (0, 1, 2, 3, 4, 6, 7)
 
 
+#: Nonce pass-through of 32 bytes into the message digest buffer, as ``cmd.nonce_load`` builds it
+#: (checked at import so the shortcut in :meth:`Device.sign_digest` cannot drift from it).
+_NONCE_LOAD_MDB, _NONCE_LOAD_MDB_MODE = (
+    lambda c: (int(c.opcode), int(c.param1))
+)(cmd.nonce_load(bytes(32), target=cmd.NonceTarget.MSG_DIGEST_BUFFER)[0])
+
+
 class Device:
     """An ATECC608 reached through ``transport``.
 
@@ -82,6 +89,8 @@ class Device:
         self.transport = transport
         #: None = not probed yet; whether SHA context read/write (modes 6/7) works on this chip.
         self._sha_context_supported: bool | None = None
+        #: slot -> (Random, Sign) commands of :meth:`sign_digest`, which never change.
+        self._sign_plans: dict[int, tuple[tuple[Command, int | None], ...]] = {}
 
     # -- transaction machinery -------------------------------------------------------------------
     def _run(self, body: Callable[[], T], *, idempotent: bool = True) -> T:
@@ -195,11 +204,15 @@ class Device:
         """
         if len(digest) != DIGEST_SIZE:
             raise ValueError(f"digest must be 32 bytes, got {len(digest)}")
-        rand, load, sign = (
-            cmd.random(),
-            cmd.nonce_load(digest, target=cmd.NonceTarget.MSG_DIGEST_BUFFER),
-            cmd.sign(slot, source=cmd.MessageSource.MSG_DIGEST_BUFFER),
-        )
+        # Random and Sign do not depend on the digest: built once per slot and reused (the
+        # builders' enum arithmetic cost as much as the emulated bus transfer of a command).
+        fixed = self._sign_plans.get(slot)
+        if fixed is None:
+            fixed = self._sign_plans[slot] = (
+                cmd.random(), cmd.sign(slot, source=cmd.MessageSource.MSG_DIGEST_BUFFER)
+            )
+        rand, sign = fixed
+        load = (Command(_NONCE_LOAD_MDB, _NONCE_LOAD_MDB_MODE, 0, bytes(digest)), 0)
 
         def body() -> bytes:
             # The whole sequence is retried on an ECC fault: whether the MDB survives a failed

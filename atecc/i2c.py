@@ -36,18 +36,28 @@ def open_bus(bus_number: int) -> Any:
     return smbus2.SMBus(bus_number)
 
 
+_i2c_msg: Any = None
+
+
+def _msg_class() -> Any:
+    # Imported on first use and kept: a function-level ``from smbus2 import i2c_msg`` costs
+    # about a microsecond per message, and a chip transaction builds about ten messages.
+    global _i2c_msg
+    if _i2c_msg is None:
+        from smbus2 import i2c_msg
+
+        _i2c_msg = i2c_msg
+    return _i2c_msg
+
+
 def write_msg(addr7: int, data: bytes) -> Any:
     """An ``i2c_msg`` write of ``data`` to the 7-bit address ``addr7`` (one Stop-terminated write)."""
-    from smbus2 import i2c_msg
-
-    return i2c_msg.write(addr7, bytes(data))
+    return (_i2c_msg or _msg_class()).write(addr7, bytes(data))
 
 
 def read_msg(addr7: int, n: int) -> Any:
     """An ``i2c_msg`` read of ``n`` bytes from the 7-bit address ``addr7``."""
-    from smbus2 import i2c_msg
-
-    return i2c_msg.read(addr7, n)
+    return (_i2c_msg or _msg_class()).read(addr7, n)
 
 
 def msg_bytes(msg: Any) -> bytes:

@@ -26,6 +26,19 @@ class Command:
 
     def encode(self) -> bytes:
         """COUNT..CRC, ready to follow word address 0x03."""
+        if not self.data:
+            # Data-less commands (Random, Sign, Info, Read, ...) repeat with the same few
+            # parameter sets; their packets are remembered instead of re-CRCed every time.
+            key = (self.opcode, self.param1, self.param2)
+            packet = _ENCODED.get(key)
+            if packet is None:
+                packet = self._encode()
+                if len(_ENCODED) < 1024:
+                    _ENCODED[key] = packet
+            return packet
+        return self._encode()
+
+    def _encode(self) -> bytes:
         count = 7 + len(self.data)
         if count > MAX_GROUP_COUNT:
             raise ValueError(f"command too long: {count} bytes (max {MAX_GROUP_COUNT})")
@@ -34,6 +47,9 @@ class Command:
         body = bytes((count, self.opcode, self.param1, self.param2 & 0xFF, self.param2 >> 8))
         body += self.data
         return body + crc.crc16_bytes(body)
+
+
+_ENCODED: dict[tuple[int, int, int], bytes] = {}
 
 
 def decode_command(packet: bytes) -> Command:
@@ -60,16 +76,21 @@ def check_group(group: bytes) -> bytes:
     return bytes(group[1:-2])
 
 
-def parse_response(group: bytes, expected_len: int | None = None) -> bytes:
+def parse_response(
+    group: bytes, expected_len: int | None = None, *, crc_checked: bool = False
+) -> bytes:
     """Payload of a reply, raising the typed error when the chip answered with a status.
 
     ``expected_len`` is the output length of a successful command; ``None`` accepts any length.
     A 1-byte payload is a status group unless the command's output really is one byte (pass
     ``expected_len=1``, e.g. SelfTest, and interpret the byte yourself).
 
+    ``crc_checked=True`` says the caller has just verified COUNT and CRC (the transport does, to
+    decide whether to re-read), so they are not computed a second time.
+
     :raises StatusError: subclass matching the status byte, for any non-zero status group.
     """
-    payload = check_group(group)
+    payload = bytes(group[1:-2]) if crc_checked else check_group(group)
     if len(group) == STATUS_GROUP_COUNT and expected_len != 1:
         status = payload[0]
         if status != Status.SUCCESS:

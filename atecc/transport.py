@@ -22,7 +22,6 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +45,8 @@ from atecc.errors import (
     SelfTestError,
     TransportError,
 )
-from atecc.packet import Command, check_group, parse_response
+from atecc.crc import check as crc_check
+from atecc.packet import Command, parse_response
 
 #: errno values an adapter uses for "no ACK" (spec §1.10): busy, asleep, idle or absent chip.
 NACK_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO, errno.EIO})
@@ -245,7 +245,8 @@ class I2CTransport:
                     raise
                 continue  # resend the whole command (spec §2: ATCA_RX_CRC_ERROR → resend)
             try:
-                return parse_response(group, expected_len)
+                # _transfer returns only groups whose COUNT and CRC it has checked.
+                return parse_response(group, expected_len, crc_checked=True)
             except ChipCrcError:
                 # The chip saw a corrupted command and executed nothing: resending is safe.
                 if attempt == self.retries:
@@ -339,33 +340,41 @@ class I2CTransport:
         return data + self._read(count - len(data))
 
     # -- locking (ARCHITECTURE.md §6) --------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the chip for one Device transaction: thread RLock, then ``flock(lock_path)``.
 
         Re-entrant within a thread; the ``flock`` is taken only by the outermost holder. After a
         ``fork()`` the child opens its own descriptor (an inherited one shares the parent's lock).
         """
+        return _TransportLock(self)
+
+    def _lock_enter(self) -> None:
         if self._pid != os.getpid():
             # Forked child: the parent's lock objects are meaningless here.
             self._pid = os.getpid()
             self._rlock = threading.RLock()
             self._depth = 0
             self._lock_fd = None
-        with self._rlock:
+        self._rlock.acquire()
+        try:
             if self._depth == 0 and self.lock_path is not None:
                 if self._lock_fd is None:
                     self._lock_fd = os.open(
                         self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
                     )
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._lock_fd is not None:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        except BaseException:
+            self._rlock.release()
+            raise
+        self._depth += 1
+
+    def _lock_exit(self) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0 and self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._rlock.release()
 
     def close(self) -> None:
         """Close the lock descriptor and the bus."""
@@ -376,13 +385,27 @@ class I2CTransport:
         self.bus.close()
 
 
+class _TransportLock:
+    """What :meth:`I2CTransport.lock` returns: a plain class, because a generator-based context
+    manager costs several microseconds per use and every chip transaction takes this lock."""
+
+    __slots__ = ("_tr",)
+
+    def __init__(self, transport: I2CTransport) -> None:
+        self._tr = transport
+
+    def __enter__(self) -> None:
+        self._tr._lock_enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._tr._lock_exit()
+
+
 def check_crc(group: bytes) -> bool:
     """True when ``group`` is a well-formed reply group (COUNT matches, CRC matches)."""
-    try:
-        check_group(group)
-    except (ResponseCrcError, ResponseFormatError):
-        return False
-    return True
+    return (
+        MIN_GROUP_COUNT <= len(group) == group[0] <= MAX_GROUP_COUNT and crc_check(group)
+    )
 
 
 def _reply_hint(packet: bytes) -> int:

@@ -14,23 +14,49 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from typing import TYPE_CHECKING
 
 from atecc.constants import KeyType, Opcode
 from atecc.emulator._core import Exec, exec_error, parse_error
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_CURVE = ec.SECP256R1()
-_ECDSA = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+
+
+class _Crypto:
+    """``cryptography``'s EC pieces, imported on the first ECC command rather than with the
+    emulator: importing them costs about 25 ms, and a process that only lists the token
+    (``pkcs11-tool -L``: Info and Read commands) never needs them."""
+
+    def __init__(self) -> None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+        self.ec = ec
+        self.utils = utils
+        self.InvalidSignature = InvalidSignature
+        self.curve = ec.SECP256R1()
+        self.ecdsa = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+
+
+_crypto: _Crypto | None = None
+
+
+def _c() -> _Crypto:
+    global _crypto
+    if _crypto is None:
+        _crypto = _Crypto()
+    return _crypto
 
 
 # ------------------------------------------------------------------------- crypto helpers ----
 @lru_cache(maxsize=256)
 def private_key(scalar: bytes) -> ec.EllipticCurvePrivateKey:
-    return ec.derive_private_key(int.from_bytes(scalar, "big"), _CURVE)
+    c = _crypto or _c()
+    return c.ec.derive_private_key(int.from_bytes(scalar, "big"), c.curve)
 
 
 @lru_cache(maxsize=256)
@@ -41,9 +67,10 @@ def public_key_of(scalar: bytes) -> bytes:
 
 @lru_cache(maxsize=256)
 def _peer_key(xy: bytes) -> ec.EllipticCurvePublicKey | None:
+    c = _crypto or _c()
     try:
-        return ec.EllipticCurvePublicNumbers(
-            int.from_bytes(xy[:32], "big"), int.from_bytes(xy[32:], "big"), _CURVE
+        return c.ec.EllipticCurvePublicNumbers(
+            int.from_bytes(xy[:32], "big"), int.from_bytes(xy[32:], "big"), c.curve
         ).public_key()
     except ValueError:
         return None  # not on the curve
@@ -64,18 +91,20 @@ def new_scalar(random_bytes: object) -> bytes:
 
 
 def ecdsa_sign(scalar: bytes, message: bytes) -> bytes:
-    der = private_key(scalar).sign(message, _ECDSA)
-    r, s = utils.decode_dss_signature(der)
+    c = _crypto or _c()
+    der = private_key(scalar).sign(message, c.ecdsa)
+    r, s = c.utils.decode_dss_signature(der)
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def ecdsa_verify(xy: bytes, message: bytes, signature: bytes) -> bool:
+    c = _crypto or _c()
     key = peer_key(xy)
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     try:
-        key.verify(utils.encode_dss_signature(r, s), message, _ECDSA)
-    except (InvalidSignature, ValueError):
+        key.verify(c.utils.encode_dss_signature(r, s), message, c.ecdsa)
+    except (c.InvalidSignature, ValueError):
         return False
     return True
 
@@ -344,7 +373,7 @@ def ecdh(ex: Exec) -> bytes | None:
         raise exec_error("ChipOptions ECDH protection forbids clear output")
     peer = peer_key(data)
     ex.ecc_point()
-    secret = private_key(scalar).exchange(ec.ECDH(), peer)
+    secret = private_key(scalar).exchange((_crypto or _c()).ec.ECDH(), peer)
     if clear_output:
         return secret
     if dest == 0x02:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from atecc.constants import KeyType, Opcode
 from atecc.emulator._core import Exec, exec_error, parse_error
 
@@ -147,6 +145,9 @@ def aes(ex: Exec) -> bytes:
         ex.require_auth(slot)
         ex.require_usable(slot)
         key = bytes(buf[16 * key_block:16 * key_block + 16])
+    # Imported here: the emulator should not pay for ``cryptography`` until a command needs it.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     cipher = Cipher(algorithms.AES(key), modes.ECB())
     worker = cipher.decryptor() if op == 0x01 else cipher.encryptor()
     return worker.update(data) + worker.finalize()

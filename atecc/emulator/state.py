@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +110,7 @@ class StateFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._path_str = str(self.path)  # os.stat(str) skips pathlib's per-call overhead
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._state: ChipState | None = None
         self._seen: tuple[int, int, int, int] | None = None
@@ -134,31 +134,48 @@ class StateFile:
         """Read the file now (no lock); for tools that only look."""
         return _read(self.path)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """Hold the chip for one command: lock, refresh, yield, save if dirty, unlock."""
-        with self._mutex:
-            outermost = self._depth == 0
-            if outermost:
+    def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+        """Hold the chip for one command: lock, refresh, yield, save if dirty, unlock.
+
+        A plain class rather than a generator context manager: the emulator opens one per chip
+        command, and the generator machinery cost more than the lock and the ``stat`` together.
+        """
+        return _TransactionCM(self)
+
+    def _begin(self) -> Transaction:
+        self._mutex.acquire()
+        try:
+            if self._depth == 0:
                 self._acquire()
             self._depth += 1
             try:
-                state = self._refresh()
-                txn = Transaction(state)
-                try:
-                    yield txn
-                except BaseException:
+                return Transaction(self._refresh())
+            except BaseException:
+                self._end_depth()
+                raise
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def _end_depth(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._release()
+
+    def _finish(self, txn: Transaction, failed: bool) -> None:
+        try:
+            try:
+                if failed:
                     # A failed command must not leave half-applied changes behind in memory.
                     self._state = None
                     self._seen = None
-                    raise
-                if txn.dirty:
-                    _atomic_write(self.path, state)
-                    self._seen = _fingerprint(self.path.stat())
+                elif txn.dirty:
+                    _atomic_write(self.path, txn.state)
+                    self._seen = _fingerprint(os.stat(self._path_str))
             finally:
-                self._depth -= 1
-                if outermost:
-                    self._release()
+                self._end_depth()
+        finally:
+            self._mutex.release()
 
     def close(self) -> None:
         with self._mutex:
@@ -180,13 +197,27 @@ class StateFile:
 
     def _refresh(self) -> ChipState:
         try:
-            seen = _fingerprint(self.path.stat())
+            seen = _fingerprint(os.stat(self._path_str))
         except OSError as exc:
             raise StateFileError(f"cannot read chip state {self.path}: {exc.strerror}") from exc
         if self._state is None or seen != self._seen:
             self._state = _read(self.path)
             self._seen = seen
         return self._state
+
+
+class _TransactionCM:
+    __slots__ = ("_file", "_txn")
+
+    def __init__(self, state_file: StateFile) -> None:
+        self._file = state_file
+
+    def __enter__(self) -> Transaction:
+        self._txn = self._file._begin()
+        return self._txn
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._file._finish(self._txn, exc_type is not None)
 
 
 @dataclass
