@@ -67,3 +67,20 @@ def chip_serial(token_env) -> str:
     import json
 
     return json.loads(out)["serial"].upper()
+
+
+def export_public_key(module_path: str, env: dict[str, str], *, label: str | None = None,
+                      key_id: str | None = None) -> bytes:
+    """The token's public key as PEM, read with GnuTLS p11tool.
+
+    Not with ``pkcs11-tool --read-object --type pubkey``: OpenSC 0.23 (Debian 12) frees the EC
+    parameters it exported and then uses them (valgrind shows the use-after-free with SoftHSM2
+    too), so that command fails or succeeds depending on the heap layout of the process.
+    """
+    selector = f"object={label}" if label else "id=" + "".join(
+        f"%{key_id[i:i + 2]}" for i in range(0, len(key_id), 2))
+    url = f"pkcs11:token=00ABC;{selector};type=public"
+    out = run([require("p11tool"), "--provider", module_path, "--export-pubkey", url],
+              env=env).stdout
+    start = out.index("-----BEGIN PUBLIC KEY-----")
+    return out[start:].encode()

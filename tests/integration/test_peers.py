@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-from .conftest import REPO, require, run
+from .conftest import REPO, export_public_key, require, run
 
 pytestmark = pytest.mark.native
 
@@ -60,10 +60,7 @@ def test_pkcs11_tool_shows_library_slot_and_token(module_path, token_env, chip_s
 
 
 def _public_key(module_path, env, tmp_path, label="device"):
-    der = tmp_path / "pub.der"
-    run([require("pkcs11-tool"), "--module", module_path, "--read-object", "--type", "pubkey",
-         "--label", label, "-o", str(der)], env=env)
-    return serialization.load_der_public_key(der.read_bytes())
+    return serialization.load_pem_public_key(export_public_key(module_path, env, label=label))
 
 
 @pytest.mark.parametrize("mechanism", ["ECDSA", "ECDSA-SHA256"])

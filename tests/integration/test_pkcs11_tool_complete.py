@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from .conftest import require, run
+from .conftest import export_public_key, require, run
 
 pytestmark = pytest.mark.native
 
@@ -43,10 +43,7 @@ def test_derive_matches_openssl(module_path, token_env, tmp_path):
     key_id = device_id(module_path, token_env)
     tool(module_path, token_env, "--derive", "-m", "ECDH1-DERIVE", "--id", key_id,
          "-i", tmp_path / "peer.der", "-o", tmp_path / "secret.bin")
-    tool(module_path, token_env, "--read-object", "--type", "pubkey", "--id", key_id,
-         "-o", tmp_path / "dev.der")
-    run([openssl, "pkey", "-pubin", "-inform", "DER", "-in", tmp_path / "dev.der",
-         "-out", tmp_path / "dev.pem"])
+    (tmp_path / "dev.pem").write_bytes(export_public_key(module_path, token_env, key_id=key_id))
     run([openssl, "pkeyutl", "-derive", "-inkey", peer, "-peerkey", tmp_path / "dev.pem",
          "-out", tmp_path / "openssl.bin"])
     secret = (tmp_path / "secret.bin").read_bytes()
@@ -116,10 +113,7 @@ def test_p11tool_write_and_issued_cert_next_to_key(module_path, token_env, tmp_p
     assert "viap11tool" in certs
     # a certificate issued for the device key, written with the key's CKA_ID
     key_id = device_id(module_path, token_env)
-    tool(module_path, token_env, "--read-object", "--type", "pubkey", "--id", key_id,
-         "-o", tmp_path / "dev.der")
-    run([openssl, "pkey", "-pubin", "-inform", "DER", "-in", tmp_path / "dev.der",
-         "-out", tmp_path / "dev.pem"])
+    (tmp_path / "dev.pem").write_bytes(export_public_key(module_path, token_env, key_id=key_id))
     run([openssl, "x509", "-new", "-subj", "/CN=issued-device", "-key", tmp_path / "k.pem",
          "-force_pubkey", tmp_path / "dev.pem", "-days", "2", "-outform", "DER",
          "-out", tmp_path / "issued.der"])
