@@ -9,7 +9,7 @@ visibility (the library does).
 
 from __future__ import annotations
 
-import secrets
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from cryptoki.types import Template
 
 def new_uid() -> str:
     """CKA_UNIQUE_ID of a created object: 128 random bits, hex."""
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # = secrets.token_hex(16)
 
 
 @dataclass(frozen=True)

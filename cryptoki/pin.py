@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
+import os
 from typing import Any
 
 from cryptoki import errors
@@ -32,7 +32,7 @@ _ROLE = {CKU.USER: "user", CKU.SO: "so"}
 
 def hash_pin(pin: bytes) -> dict[str, Any]:
     """A new salted scrypt record for ``pin`` (what the metadata file stores)."""
-    salt = secrets.token_bytes(16)
+    salt = os.urandom(16)  # = secrets.token_bytes(16)
     digest = hashlib.scrypt(bytes(pin), salt=salt, dklen=32, maxmem=64 * 2**20, **_SCRYPT)
     return {"scheme": "scrypt", **_SCRYPT, "salt": salt.hex(), "hash": digest.hex()}
 

@@ -20,9 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-
-import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptoki import der, errors, objects, pin
 from cryptoki.backend import ChipIdentity, TokenBackend
@@ -37,9 +35,11 @@ from cryptoki.constants import (
     CertificateCategory,
 )
 from cryptoki.objects import KeySpec, Pkcs11Object
-from cryptoki.policy import KeyPairRequest, SecretKeyRequest
 from cryptoki.store import KeyRecord, Metadata, MetadataStore, ObjectRecord, SecretRecord
 from cryptoki.types import TokenInfo, Version
+
+if TYPE_CHECKING:  # annotations only: policy is imported by the key-creating paths, not at start
+    from cryptoki.policy import KeyPairRequest, SecretKeyRequest
 
 log = logging.getLogger("cryptoki.token")
 
@@ -565,7 +565,7 @@ class Token:
                     self.backend.write_secret_block(
                         slot, 16 * block, bytes(key) + self.backend.random(16))
                     del key
-                    uid = secrets.token_hex(16)
+                    uid = os.urandom(16).hex()  # = secrets.token_hex(16)
                     attrs: dict[int, Any] = dict(req.usage)
                     attrs[CKA.PRIVATE] = req.private
                     if req.allowed_mechanisms is not None:

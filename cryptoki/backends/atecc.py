@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 from atecc import errors as ae
@@ -59,26 +58,41 @@ def map_error(exc: ae.AteccError) -> errors.Pkcs11Error:
     return errors.DeviceError(f"chip: {exc}")
 
 
-@contextlib.contextmanager
-def chip_errors(what: str, **overrides: type[errors.Pkcs11Error]) -> Iterator[None]:
+class chip_errors:  # noqa: N801 (used like the function it replaced: ``with chip_errors(...)``)
     """Run a chip transaction and re-raise driver errors as Pkcs11Error.
 
     :param what: short description for the log line ("sign with slot 0").
     :param overrides: context-specific codes, by driver class name, e.g.
         ``ExecutionError=errors.KeyFunctionNotPermitted`` where the context makes the refusal
         precise.
+
+    A class rather than a ``@contextlib.contextmanager`` generator: every chip operation enters
+    one, and the generator version (generator object, ``_GeneratorContextManager``, ``next``)
+    cost about 2 µs per operation against well under 1 µs for these two plain methods.
     """
-    try:
-        yield
-    except ae.AteccError as exc:
+
+    __slots__ = ("what", "overrides")
+
+    def __init__(self, what: str, **overrides: type[errors.Pkcs11Error]) -> None:
+        self.what = what
+        self.overrides = overrides
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> bool:
+        if exc_type is None or not issubclass(exc_type, ae.AteccError):
+            return False  # success, or not a driver error: propagate unchanged
+        assert isinstance(exc, ae.AteccError)
         mapped = None
-        for cls in type(exc).__mro__:
-            if cls.__name__ in overrides:
-                mapped = overrides[cls.__name__](f"chip: {exc}")
+        for cls in exc_type.__mro__:
+            if cls.__name__ in self.overrides:
+                mapped = self.overrides[cls.__name__](f"chip: {exc}")
                 break
         if mapped is None:
             mapped = map_error(exc)
-        log.warning("%s failed: %s -> %s", what, exc, type(mapped).__name__)
+        log.warning("%s failed: %s -> %s", self.what, exc, type(mapped).__name__)
         raise mapped from exc
 
 

@@ -8,7 +8,7 @@ Must not: hold per-session state (operations live in the session) or touch the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptoki import errors
 from cryptoki.constants import CKF, CKM
@@ -19,6 +19,18 @@ P256_BITS = 256
 
 _EC_CAPS = CKF.EC_F_P | CKF.EC_OID | CKF.EC_UNCOMPRESS
 
+#: ``usage`` arguments of :func:`lookup` as plain ints. Callers on per-call paths (C_SignInit,
+#: C_VerifyInit, ...) pass these: ``IntFlag & IntFlag`` costs ~0.6 µs (Flag.__and__), two plain
+#: ints ~15 ns, and the registry's flags are plain ints too (see :func:`_info`).
+USE_SIGN = int(CKF.SIGN)
+USE_VERIFY = int(CKF.VERIFY)
+USE_ENCRYPT = int(CKF.ENCRYPT)
+USE_DECRYPT = int(CKF.DECRYPT)
+USE_DIGEST = int(CKF.DIGEST)
+USE_GENERATE = int(CKF.GENERATE)
+USE_GENERATE_KEY_PAIR = int(CKF.GENERATE_KEY_PAIR)
+USE_DERIVE = int(CKF.DERIVE)
+
 
 AES_KEY_BYTES = 16  #: AES-128 only: the chip's AES command (spec §4.12); sizes in bytes
 HMAC_KEY_BYTES = 32  #: the chip's HMAC key is a slot's first 32 bytes (shorter keys zero-padded)
@@ -28,8 +40,7 @@ AES_MECHANISMS = frozenset({CKM.AES_KEY_GEN, CKM.AES_ECB, CKM.AES_CBC, CKM.AES_C
                             CKM.AES_GCM})
 
 
-@dataclass(frozen=True)
-class MechanismEntry:
+class MechanismEntry(NamedTuple):
     """One advertised mechanism.
 
     :ivar info: min/max key size and flags for C_GetMechanismInfo.
@@ -46,7 +57,12 @@ class MechanismEntry:
     takes_param: bool = False
 
 
-_AES_INFO = MechanismInfo(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.ENCRYPT | CKF.DECRYPT)
+def _info(min_size: int, max_size: int, flags: int) -> MechanismInfo:
+    """MechanismInfo with ``flags`` as a plain int (fast ``&`` in :func:`lookup`)."""
+    return MechanismInfo(min_size, max_size, int(flags))
+
+
+_AES_INFO = _info(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.ENCRYPT | CKF.DECRYPT)
 
 REGISTRY: dict[int, MechanismEntry] = {
     e.type: e
@@ -54,43 +70,43 @@ REGISTRY: dict[int, MechanismEntry] = {
         # Raw ECDSA: the caller hashes; single-part only (PKCS#11 3.0 §6.3.10 table).
         MechanismEntry(
             CKM.ECDSA,
-            MechanismInfo(P256_BITS, P256_BITS, CKF.HW | CKF.SIGN | CKF.VERIFY | _EC_CAPS),
+            _info(P256_BITS, P256_BITS, CKF.HW | CKF.SIGN | CKF.VERIFY | _EC_CAPS),
         ),
         # SHA-256 on the host, then the chip signs the digest; single- and multi-part.
         MechanismEntry(
             CKM.ECDSA_SHA256,
-            MechanismInfo(P256_BITS, P256_BITS, CKF.HW | CKF.SIGN | CKF.VERIFY | _EC_CAPS),
+            _info(P256_BITS, P256_BITS, CKF.HW | CKF.SIGN | CKF.VERIFY | _EC_CAPS),
             multipart=True,
             hashed=True,
         ),
         # GenKey into a free chip slot.
         MechanismEntry(
             CKM.EC_KEY_PAIR_GEN,
-            MechanismInfo(P256_BITS, P256_BITS, CKF.HW | CKF.GENERATE_KEY_PAIR | _EC_CAPS),
+            _info(P256_BITS, P256_BITS, CKF.HW | CKF.GENERATE_KEY_PAIR | _EC_CAPS),
         ),
         # The chip's ECDH command with a slot's private key; CKD_NULL only.
         MechanismEntry(
             CKM.ECDH1_DERIVE,
-            MechanismInfo(P256_BITS, P256_BITS, CKF.HW | CKF.DERIVE | _EC_CAPS),
+            _info(P256_BITS, P256_BITS, CKF.HW | CKF.DERIVE | _EC_CAPS),
             takes_param=True,
         ),
         # The chip's SHA command (start/update/end); key sizes do not apply.
-        MechanismEntry(CKM.SHA256, MechanismInfo(0, 0, CKF.HW | CKF.DIGEST), multipart=True),
+        MechanismEntry(CKM.SHA256, _info(0, 0, CKF.HW | CKF.DIGEST), multipart=True),
         # SHA command in HMAC mode with a slot key.
         MechanismEntry(
             CKM.SHA256_HMAC,
-            MechanismInfo(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
+            _info(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
             multipart=True,
         ),
         MechanismEntry(
             CKM.SHA256_HMAC_GENERAL,
-            MechanismInfo(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
+            _info(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
             multipart=True,
             takes_param=True,
         ),
         # Chip random written into a free AES key block with a clear 32-byte Write.
         MechanismEntry(
-            CKM.AES_KEY_GEN, MechanismInfo(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.GENERATE)
+            CKM.AES_KEY_GEN, _info(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.GENERATE)
         ),
         # Block modes on the host around the chip's single-block AES (and GFM for GCM).
         MechanismEntry(CKM.AES_ECB, _AES_INFO, multipart=True),
