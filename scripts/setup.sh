@@ -2,7 +2,7 @@
 # Set up everything the project needs on a Debian/Ubuntu machine; safe to run again.
 #   - system packages: the PKCS#11 peers the tests and the demo drive (GnuTLS p11tool, OpenSC
 #     pkcs11-tool, libp11's OpenSSL engine), SoftHSM2 for comparison, a C compiler, curl
-#   - a virtual environment in .venv with the project installed editable (this builds the
+#   - a virtual environment in .venv with the project installed editable, compat mode (this builds the
 #     cffi-embedded Cryptoki library cryptoki/libatecc_pkcs11.so)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,16 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($python --version)"
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+log=.venv/pip-install.log
+pip_quiet() {
+    # pip's own warnings are noise for a new user; keep them in a log, show it if pip fails.
+    if ! .venv/bin/python -m pip "$@" > "$log" 2>&1; then
+        cat "$log" >&2
+        echo "setup: pip $* failed (log: $log)" >&2
+        exit 1
+    fi
+}
+pip_quiet install -q --upgrade pip setuptools wheel
 echo "setup: installing the project (builds the Cryptoki library)"
-.venv/bin/python -m pip install -q -e '.[test]'
+pip_quiet install -q -e '.[test]'
 echo "setup: module at $(.venv/bin/atecc module-path)"
