@@ -62,22 +62,7 @@ def _slot_file(args: argparse.Namespace) -> SlotFile:
     """The parsed slot file the command talks to (``--slot N`` or the first one)."""
     from atecc import slotfile
 
-    directory = _filestore(args)
-    if not directory.is_dir():
-        raise CliError(
-            f"filestore {directory} does not exist (create a chip with "
-            f"'{PROG} emulator init --filestore DIR' or set ATECC_PKCS11_FILESTORE)"
-        )
-    slot = getattr(args, "slot", None)
-    if slot is not None:
-        path = directory / f"{slot}.conf"
-        if not path.is_file():
-            raise CliError(f"no slot file {path}")
-    else:
-        found = slotfile.list_slot_files(directory)
-        if not found:
-            raise CliError(f"no slot files (<N>.conf) in {directory}")
-        path = found[0]
+    path = slotfile.select_slot_file(_filestore(args), getattr(args, "slot", None))
     return slotfile.parse_slot_file(path)
 
 

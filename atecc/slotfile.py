@@ -273,6 +273,29 @@ def filestore_dir(explicit: str | os.PathLike[str] | None = None, *, conf: Path 
     return DEFAULT_FILESTORE
 
 
+def select_slot_file(directory: str | os.PathLike[str], slot: int | None = None) -> Path:
+    """``<directory>/<slot>.conf``, or the lowest-numbered slot file when ``slot`` is None.
+
+    :raises SlotFileError: the directory, that slot file, or any slot file is missing; the
+        message says how to create one.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SlotFileError(
+            f"filestore {directory} does not exist (create a chip with "
+            "'atecc emulator init --filestore DIR' or set ATECC_PKCS11_FILESTORE)"
+        )
+    if slot is not None:
+        path = directory / f"{slot}.conf"
+        if not path.is_file():
+            raise SlotFileError(f"no slot file {path}")
+        return path
+    found = list_slot_files(directory)
+    if not found:
+        raise SlotFileError(f"no slot files (<N>.conf) in {directory}")
+    return found[0]
+
+
 def list_slot_files(directory: str | os.PathLike[str]) -> list[Path]:
     """``<N>.conf`` files in ``directory``, sorted by N (so ``10.conf`` follows ``2.conf``)."""
     found = [

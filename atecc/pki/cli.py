@@ -163,20 +163,8 @@ def _open_device(args: argparse.Namespace) -> Any:
     """The chip of ``--slot N`` (``<N>.conf``) or the first slot file in the filestore."""
     from atecc import slotfile
 
-    directory = Path(slotfile.filestore_dir(getattr(args, "filestore", None)))
-    if not directory.is_dir():
-        raise PkiError(f"filestore {directory} does not exist (create a chip with "
-                       f"'{PROG} emulator init --filestore DIR' or set ATECC_PKCS11_FILESTORE)")
-    slot = getattr(args, "slot", None)
-    if slot is not None:
-        path = directory / f"{slot}.conf"
-        if not path.is_file():
-            raise PkiError(f"no slot file {path}")
-    else:
-        found = slotfile.list_slot_files(directory)
-        if not found:
-            raise PkiError(f"no slot files (<N>.conf) in {directory}")
-        path = found[0]
+    directory = slotfile.filestore_dir(getattr(args, "filestore", None))
+    path = slotfile.select_slot_file(directory, getattr(args, "slot", None))
     return slotfile.open_device(slotfile.parse_slot_file(path).interface)
 
 
@@ -212,14 +200,9 @@ def cmd_cert_store(args: argparse.Namespace) -> int:
     from cryptoki.provision import store_certificate
 
     der = load_certificate(args.input).public_bytes(Encoding.DER)
-    directory = Path(slotfile.filestore_dir(getattr(args, "filestore", None)))
-    slot = getattr(args, "slot", None)
-    if slot is None:
-        found = slotfile.list_slot_files(directory) if directory.is_dir() else []
-        if not found:
-            raise PkiError(f"no slot files (<N>.conf) in {directory}")
-        slot = int(found[0].stem)
-    stored = store_certificate(directory, slot, der, args.label)
+    directory = slotfile.filestore_dir(getattr(args, "filestore", None))
+    path = slotfile.select_slot_file(directory, getattr(args, "slot", None))
+    stored = store_certificate(directory, int(path.stem), der, args.label)
     print(f"stored {args.input} as certificate {stored.label!r} in token slot {stored.slot_id}, "
           f"next to private key {stored.key_label!r} (CKA_ID {stored.key_id.hex()})")
     return 0
