@@ -25,11 +25,10 @@ Must not: build packets by hand (``commands.py``), touch the bus (``transport.py
 
 from __future__ import annotations
 
-import hashlib
-import logging
+from logging import getLogger
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from atecc import commands as cmd
 from atecc.config_zone import ConfigZone
@@ -57,7 +56,10 @@ from atecc.errors import (
 from atecc.packet import Command
 from atecc.transport import Transport
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
+
+if TYPE_CHECKING:
+    import hashlib
 
 T = TypeVar("T")
 
@@ -620,6 +622,7 @@ class Sha256Stream:
             self._switch_to_host()
 
     def _switch_to_host(self) -> None:
+        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
         self._host = hashlib.sha256(self._buffer)
         self._buffer.clear()
 

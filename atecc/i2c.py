@@ -15,7 +15,6 @@ transport builds messages here for both kinds of bus.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -76,4 +75,6 @@ def default_lock_path(bus_number: int, address7: int) -> Path:
     name = f"atecc-i2c-{bus_number}-0x{address7:02x}.lock"
     if RUN_LOCK_DIR.is_dir() and os.access(RUN_LOCK_DIR, os.W_OK | os.X_OK):
         return RUN_LOCK_DIR / name
+    import tempfile  # lazy: ~2 ms of imports, needed only when /run/lock is unusable
+
     return Path(tempfile.gettempdir()) / name

@@ -17,7 +17,7 @@ defaults -- address 0xC0 (7-bit 0x60), bus 2. We parse the same way, so ``i2c,0x
 
 from __future__ import annotations
 
-import logging
+from logging import getLogger
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from atecc.device import Device
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 #: Env var naming the slot-file directory (our name; cryptoauthlib has only the conf file).
 FILESTORE_ENV = "ATECC_PKCS11_FILESTORE"

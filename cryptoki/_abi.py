@@ -23,7 +23,6 @@ cffi's ``onerror``, only when something raised), no imports, lazily decoded argu
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -46,8 +45,9 @@ from cryptoki.types import (
     MechanismParam,
     Template,
 )
+from logging import getLogger
 
-_log = logging.getLogger("cryptoki")
+_log = getLogger("cryptoki")
 
 # Plain ints: the comparisons and returns below run on every call.
 _OK = int(CKR.OK)
@@ -184,7 +184,7 @@ def _onerror_for(name: str, out: str | None) -> Callable[[type, BaseException, A
             if rv == _OK:  # a misdeclared error must still fail the call
                 _log.error("%s: exception %r carries CKR_OK", name, exc)
                 return _GENERAL_ERROR
-            if _log.isEnabledFor(logging.DEBUG):
+            if _log.isEnabledFor(10):  # logging.DEBUG
                 _log.debug("%s -> %s", name, exc)
             return rv
         if isinstance(exc, MemoryError):

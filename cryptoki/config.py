@@ -10,14 +10,14 @@ chip is missing).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from logging import getLogger
 
-log = logging.getLogger("cryptoki.config")
+log = getLogger("cryptoki.config")
 
 DEFAULT_LABEL = "00ABC"  #: cryptoauthlib's default token label, kept for drop-in use
 

@@ -9,7 +9,6 @@ Must not: verify anything (that is the mechanisms' job) or accept curves other t
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from cryptoki.constants import P256_EC_PARAMS
@@ -50,20 +49,28 @@ def spki(pub64: bytes) -> bytes:
     return _SPKI_P256_PREFIX + uncompressed_point(pub64)
 
 
+def _sha1(data: bytes) -> bytes:
+    # hashlib imported on first use: it loads OpenSSL's libcrypto through _hashlib (~2-3 ms),
+    # which a start that only lists slots never needs.
+    import hashlib
+
+    return hashlib.sha1(data).digest()
+
+
 def key_id(pub64: bytes) -> bytes:
     """CKA_ID shared by a key pair and its certificate: SHA-1 over 04||X||Y.
 
     This is the value OpenSSL puts in subjectKeyIdentifier (RFC 5280 §4.2.1.2 method 1 hashes the
     BIT STRING contents, i.e. the same bytes), so certificates issued elsewhere line up too.
     """
-    return hashlib.sha1(uncompressed_point(pub64)).digest()
+    return _sha1(uncompressed_point(pub64))
 
 
 def spki_id(spki_der: bytes) -> bytes:
     """CKA_ID for a certificate's key: :func:`key_id` for P-256, SHA-1 of the SPKI otherwise."""
     if len(spki_der) == len(_SPKI_P256_PREFIX) + 65 and spki_der.startswith(_SPKI_P256_PREFIX):
         return key_id(spki_der[-64:])
-    return hashlib.sha1(spki_der).digest()
+    return _sha1(spki_der)
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,4 +155,4 @@ def parse_certificate(cert: bytes) -> CertFields:
 
 def check_value(value: bytes) -> bytes:
     """CKA_CHECK_VALUE of a certificate: the first 3 bytes of SHA-1 of CKA_VALUE (§4.6.3)."""
-    return hashlib.sha1(value).digest()[:3]
+    return _sha1(value)[:3]

@@ -26,7 +26,6 @@ C_DeriveKey, C_Encrypt/DecryptInit): about 4 ms less per process start (measured
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import threading
 import weakref
@@ -67,8 +66,9 @@ from cryptoki.types import (
     TokenInfo,
     Version,
 )
+from logging import getLogger
 
-log = logging.getLogger("cryptoki.library")
+log = getLogger("cryptoki.library")
 
 CRYPTOKI_VERSION = Version(3, 0)
 LIBRARY_VERSION = Version(0, 1)

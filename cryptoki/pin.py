@@ -14,8 +14,6 @@ the metadata file as root to start over).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from typing import Any
 
@@ -32,6 +30,8 @@ _ROLE = {CKU.USER: "user", CKU.SO: "so"}
 
 def hash_pin(pin: bytes) -> dict[str, Any]:
     """A new salted scrypt record for ``pin`` (what the metadata file stores)."""
+    import hashlib  # lazy (here and below): loads libcrypto, needed only for PIN work
+
     salt = os.urandom(16)  # = secrets.token_bytes(16)
     digest = hashlib.scrypt(bytes(pin), salt=salt, dklen=32, maxmem=64 * 2**20, **_SCRYPT)
     return {"scheme": "scrypt", **_SCRYPT, "salt": salt.hex(), "hash": digest.hex()}
@@ -41,6 +41,9 @@ def pin_matches(record: dict[str, Any], pin: bytes) -> bool:
     """Constant-time comparison of ``pin`` with a stored record (unknown schemes never match)."""
     if record.get("scheme") != "scrypt":
         return False
+    import hashlib
+    import hmac
+
     try:
         salt = bytes.fromhex(str(record["salt"]))
         expected = bytes.fromhex(str(record["hash"]))

@@ -8,14 +8,14 @@ need a PIN to protect them. Must not: decode templates (templates.py does) or pi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from cryptoki import der, errors
 from cryptoki.constants import CKA, CKM
+from logging import getLogger
 
-log = logging.getLogger("cryptoki.policy")
+log = getLogger("cryptoki.policy")
 
 #: Mechanisms a chip EC private key can be used with: all CKA_ALLOWED_MECHANISMS may name.
 EC_KEY_MECHANISMS = frozenset({CKM.ECDSA, CKM.ECDSA_SHA256, CKM.ECDH1_DERIVE})

@@ -16,7 +16,7 @@ file per C_FindObjectsInit is the only I/O).
 
 from __future__ import annotations
 
-import logging
+from logging import getLogger
 import os
 import threading
 from collections.abc import Callable
@@ -41,7 +41,7 @@ from cryptoki.types import TokenInfo, Version
 if TYPE_CHECKING:  # annotations only: policy is imported by the key-creating paths, not at start
     from cryptoki.policy import KeyPairRequest, SecretKeyRequest
 
-log = logging.getLogger("cryptoki.token")
+log = getLogger("cryptoki.token")
 
 MANUFACTURER = "Microchip Technology Inc"
 MAX_SESSIONS = 1024  #: enforced per token; a real, finite limit reported in CK_TOKEN_INFO

@@ -12,7 +12,6 @@ and MAC output, ECDH encrypted output and ECDH when ChipOptions forces protected
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -160,6 +159,7 @@ def gen_key(ex: Exec) -> bytes | None:
         ex.require_random_tempkey(slot)
         pub = _stored_public_key(ex, slot)
         msg = vol.tempkey[:32] + bytes((Opcode.GENKEY,)) + data + _sn_block(ex) + pub
+        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
         vol.set_tempkey(hashlib.sha256(msg).digest(), source_input=vol.tk_source_input,
                         keyid=slot, genkey=True)
         ex.tempkey_written = True
@@ -194,6 +194,7 @@ def gen_key(ex: Exec) -> bytes | None:
     if digest:
         msg = (vol.tempkey[:32] + bytes((Opcode.GENKEY, mode, slot & 0xFF, slot >> 8))
                + _sn_block(ex) + pub)
+        import hashlib
         vol.set_tempkey(hashlib.sha256(msg).digest(), source_input=vol.tk_source_input,
                         keyid=slot, genkey=True)
         ex.tempkey_written = True
@@ -264,6 +265,7 @@ def _internal_message(ex: Exec, slot: int) -> bytes:
         + bytes((1 if cfg.slot_locked(kid) else 0, 0, 0))
     )
     assert len(msg) == 55
+    import hashlib
     return hashlib.sha256(msg).digest()
 
 

@@ -10,7 +10,6 @@ handler follows spec §2: parameter parsing (0x03), ``ex.gate()`` (0x07/0xEE), s
 
 from __future__ import annotations
 
-import hashlib
 
 from atecc import crc
 from atecc.constants import (
@@ -156,6 +155,7 @@ def nonce(ex: Exec) -> bytes | None:
         vol.seed_sram = True
         if kind == 0x00:
             vol.seed_eeprom = True
+    import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
     digest = hashlib.sha256(rand_out + data + bytes((Opcode.NONCE, mode, p2 & 0xFF))).digest()
     if use_tempkey:
         # [508] flags unchanged, only the value is replaced.

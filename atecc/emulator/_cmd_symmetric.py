@@ -9,8 +9,6 @@ mode 3 answer 0x0F "unsupported in emulator".
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 
 from atecc.constants import KeyType, Opcode
 from atecc.emulator._core import Exec, exec_error, parse_error
@@ -34,6 +32,7 @@ def sha(ex: Exec) -> bytes | None:
         if p2 or data:
             raise parse_error("SHA start takes no parameters")
         ex.gate()
+        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
         vol.sha, vol.sha_is_hmac = hashlib.sha256(), False
         return None
     if op == 0x01:  # Update: 1-64 bytes on the 608 (508A: exactly 64)
@@ -67,6 +66,8 @@ def sha(ex: Exec) -> bytes | None:
             raise parse_error("HMAC start: key slot 0-15 or 0xFFFF, no data")
         ex.gate()
         key = _hmac_key(ex, p2)
+        import hashlib
+        import hmac
         vol.sha, vol.sha_is_hmac = hmac.new(key, digestmod=hashlib.sha256), True
         return None
     if op == 0x03:

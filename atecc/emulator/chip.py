@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 from collections.abc import Callable
 
 from atecc import crc
@@ -116,9 +115,11 @@ class Chip:
         # Modelled execution time per opcode, precomputed: it is looked up twice per command.
         self._exec_s = tuple(exec_time_max_s(op) * busy_fraction for op in range(256))
         self._watchdog_override = watchdog_s
-        self._rng: Callable[[int], bytes] = (
-            random.Random(seed).randbytes if seed is not None else os.urandom
-        )
+        self._rng: Callable[[int], bytes] = os.urandom
+        if seed is not None:  # `random` imported only here: ~1 ms of every start otherwise
+            import random
+
+            self._rng = random.Random(seed).randbytes
         self._cfg: Cfg | None = None
         # --- volatile -----------------------------------------------------------------------
         self.power = ASLEEP

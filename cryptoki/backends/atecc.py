@@ -14,7 +14,7 @@ on first use, never in C_Initialize.
 from __future__ import annotations
 
 import contextlib
-import logging
+from logging import getLogger
 import struct
 from typing import Any
 
@@ -22,7 +22,7 @@ from atecc import errors as ae
 from cryptoki import errors
 from cryptoki.backend import ChipIdentity, SlotCaps
 
-log = logging.getLogger("cryptoki.backend")
+log = getLogger("cryptoki.backend")
 
 #: Driver error → PKCS#11 error. Lookup walks the exception's MRO, so a subclass added to the
 #: driver later falls back to its parent's entry; tests/unit/cryptoki/test_backend_atecc.py

@@ -16,7 +16,6 @@ chip in one HMAC start/update/end transaction.
 
 from __future__ import annotations
 
-import hmac
 import struct
 from collections.abc import Callable
 from typing import Protocol
@@ -142,6 +141,8 @@ class HmacVerifyOperation(_HmacOperation):
     def _check(self, mac: Callable[[], bytes], signature: bytes) -> None:
         if len(signature) != self.length:
             raise errors.SignatureLenRange(f"the MAC is {self.length} bytes")
+        import hmac  # lazy: hmac imports _hashlib (libcrypto), not needed at start
+
         if not hmac.compare_digest(mac(), bytes(signature)):
             raise errors.SignatureInvalid("MAC does not match")
 

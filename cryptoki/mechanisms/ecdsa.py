@@ -9,7 +9,6 @@ completed call) or see key bytes (signing goes through a callable bound to a chi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 from cryptoki import errors
@@ -41,6 +40,7 @@ class _Operation:
 
     def __init__(self, entry: MechanismEntry) -> None:
         self.entry = entry
+        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
         self._hash = hashlib.sha256() if entry.hashed else None
         self._multipart = False  # set by the first *_update
 
@@ -49,6 +49,7 @@ class _Operation:
             # PKCS#11: C_Sign/C_Verify cannot finish a multi-part operation.
             raise errors.OperationNotInitialized("a multi-part operation is in progress")
         if self._hash is not None:
+            import hashlib
             return hashlib.sha256(data).digest()
         return ecdsa_input(data)
 
