@@ -220,6 +220,10 @@ def pin_lib(tmp_path, monkeypatch, chip_factory, slot_file_writer):
     library.finalize()
 
 
+#: Not hex, so it cannot turn up by chance in the serial, salts or hashes of the metadata file.
+USER_PIN = b"user-pin-\xc3\xa9t\xc3\xa9"
+
+
 def test_pin_lifecycle(pin_lib):
     lib, filestore = pin_lib
     info = lib.get_token_info(0)
@@ -228,34 +232,34 @@ def test_pin_lifecycle(pin_lib):
     lib.init_token(0, b"so-secret", b"00ABC")  # first C_InitToken sets the SO PIN
     rw = lib.open_session(0, CKF.SERIAL_SESSION | CKF.RW_SESSION)
     with pytest.raises(errors.UserPinNotInitialized):
-        lib.login(rw, CKU.USER, b"1234")
+        lib.login(rw, CKU.USER, USER_PIN)
     with pytest.raises(errors.UserNotLoggedIn):
-        lib.init_pin(rw, b"1234")
+        lib.init_pin(rw, USER_PIN)
     lib.login(rw, CKU.SO, b"so-secret")
     with pytest.raises(errors.PinLenRange):
         lib.init_pin(rw, b"12")
-    lib.init_pin(rw, b"1234")
+    lib.init_pin(rw, USER_PIN)
     lib.logout(rw)
     with pytest.raises(errors.UserNotLoggedIn):
         lib.logout(rw)
     assert lib.get_token_info(0).flags & CKF.USER_PIN_INITIALIZED
     text = (filestore / "0.pkcs11.json").read_text()
-    assert "1234" not in text and "so-secret" not in text and "scrypt" in text
+    assert USER_PIN.decode() not in text and "so-secret" not in text and "scrypt" in text
 
     # private objects are invisible before login
     assert find(lib, rw, [(CKA.CLASS, ulong(CKO.PRIVATE_KEY))]) == []
     with pytest.raises(errors.PinIncorrect):
         lib.login(rw, CKU.USER, b"9999")
     assert lib.get_token_info(0).flags & CKF.USER_PIN_COUNT_LOW
-    lib.login(rw, CKU.USER, b"1234")
+    lib.login(rw, CKU.USER, USER_PIN)
     assert not lib.get_token_info(0).flags & CKF.USER_PIN_COUNT_LOW  # reset on success
     with pytest.raises(errors.UserAlreadyLoggedIn):
-        lib.login(rw, CKU.USER, b"1234")
+        lib.login(rw, CKU.USER, USER_PIN)
     key = find_one(lib, rw, CKO.PRIVATE_KEY, "device")
     assert attr(lib, rw, key, CKA.PRIVATE) == TRUE
     lib.sign_init(rw, Mechanism(CKM.ECDSA), key)
     assert len(lib.sign(rw, bytes(32), 64)) == 64
-    lib.set_pin(rw, b"1234", b"5678")
+    lib.set_pin(rw, USER_PIN, b"5678")
     lib.logout(rw)
     with pytest.raises(errors.KeyHandleInvalid):  # unusable after logout
         lib.sign_init(rw, Mechanism(CKM.ECDSA), key)
