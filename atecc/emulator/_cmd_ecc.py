@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from atecc.constants import KeyType, Opcode
-from atecc.emulator._core import Exec, exec_error, parse_error
+from atecc.emulator._core import Exec, Volatile, exec_error, parse_error
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,6 +50,18 @@ def _c() -> _Crypto:
         _crypto = _Crypto()
     return _crypto
 
+
+
+def _message(vol: Volatile, mode: int) -> bytes:
+    """The 32-byte message of an external Sign or Verify: the message digest buffer when mode
+    bit 5 is set (608), else TempKey; either must be valid (spec §4.5, §4.6)."""
+    if mode & 0x20:
+        if not vol.mdb_valid:
+            raise exec_error("message digest buffer not loaded")
+        return bytes(vol.mdb[:32])
+    if not vol.tk_valid:
+        raise exec_error("TempKey not valid")
+    return bytes(vol.tempkey[:32])
 
 # ------------------------------------------------------------------------- crypto helpers ----
 @lru_cache(maxsize=256)
@@ -225,14 +237,7 @@ def sign(ex: Exec) -> bytes:
         # [U] strict: insist on Random (seed update) first, as cryptoauthlib always does.
         raise exec_error("no RNG seed update since wake (run Random first)")
     if external:
-        if mode & 0x20:
-            if not vol.mdb_valid:
-                raise exec_error("message digest buffer not loaded")
-            message = vol.mdb[:32]
-        else:
-            if not vol.tk_valid:
-                raise exec_error("TempKey not valid")
-            message = vol.tempkey[:32]
+        message = _message(vol, mode)
     else:
         message = _internal_message(ex, slot)
     ex.require_auth(slot)
@@ -293,14 +298,7 @@ def verify(ex: Exec) -> int:
     if kind not in (0x00, 0x02):
         raise exec_error("Verify validate modes are unsupported in the emulator")
     cfg, vol = ex.cfg, ex.vol
-    if mode & 0x20:
-        if not vol.mdb_valid:
-            raise exec_error("message digest buffer not loaded")
-        message = vol.mdb[:32]
-    else:
-        if not vol.tk_valid:
-            raise exec_error("TempKey not valid")
-        message = vol.tempkey[:32]
+    message = _message(vol, mode)
     if kind == 0x02:
         xy = data[64:128]
     else:
