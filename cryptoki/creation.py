@@ -52,6 +52,16 @@ def _storage_defaults(values: dict[int, Any], uid: str) -> dict[int, Any]:
     }
 
 
+def _require_key_type(template: Template, expected: int, refusal: str) -> None:
+    """CKA_KEY_TYPE must be in the template (TEMPLATE_INCOMPLETE) and be ``expected``
+    (TEMPLATE_INCONSISTENT with ``refusal``)."""
+    key_types = [attributes.decode(t, v) for t, v in template if t == CKA.KEY_TYPE]
+    if not key_types:
+        raise errors.TemplateIncomplete("CKA_KEY_TYPE is required")
+    if key_types[0] != expected:
+        raise errors.TemplateInconsistent(refusal)
+
+
 def _class_of(template: Template) -> int:
     classes = {attributes.decode(t, v) for t, v in template if t == CKA.CLASS}
     if not classes:
@@ -74,18 +84,10 @@ def build(template: Template, *, pin_configured: bool) -> dict[int, Any] | AesIm
     if cls == CKO.CERTIFICATE:
         return _certificate(templates.validate(templates.CERTIFICATE_CREATE, template))
     if cls == CKO.PUBLIC_KEY:
-        key_types = [attributes.decode(t, v) for t, v in template if t == CKA.KEY_TYPE]
-        if not key_types:
-            raise errors.TemplateIncomplete("CKA_KEY_TYPE is required")
-        if key_types[0] != CKK.EC:
-            raise errors.TemplateInconsistent("only EC (P-256) public keys can be created")
+        _require_key_type(template, CKK.EC, "only EC (P-256) public keys can be created")
         return _ec_public(templates.validate(templates.EC_PUBLIC_CREATE, template))
     if cls == CKO.SECRET_KEY:
-        key_types = [attributes.decode(t, v) for t, v in template if t == CKA.KEY_TYPE]
-        if not key_types:
-            raise errors.TemplateIncomplete("CKA_KEY_TYPE is required")
-        if key_types[0] != CKK.AES:
-            raise errors.TemplateInconsistent("only AES keys can be imported (into a chip slot)")
+        _require_key_type(template, CKK.AES, "only AES keys can be imported (into a chip slot)")
         values = templates.validate(templates.AES_CREATE, template)
         if CKA.VALUE not in values:
             raise errors.TemplateIncomplete("CKA_VALUE is required")

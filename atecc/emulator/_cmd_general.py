@@ -125,12 +125,8 @@ def nonce(ex: Exec) -> bytes | None:
         if len(data) != length:
             raise parse_error(f"Nonce pass-through expects {length} bytes")
         ex.gate()
-        if target == 0x00:
-            vol.set_tempkey(data, source_input=True)
-            ex.tempkey_written = True
-        elif target == 0x01:
-            vol.mdb = data.ljust(64, b"\x00")
-            vol.mdb_valid = True
+        if target in (0x00, 0x01):
+            ex.load_target(target, data)
         else:
             vol.altkey = data
             vol.altkey_valid = True

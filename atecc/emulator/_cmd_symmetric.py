@@ -54,12 +54,7 @@ def sha(ex: Exec) -> bytes | None:
         ctx.update(data)
         digest = ctx.digest()
         vol.sha = None
-        if target == 0x00:
-            vol.set_tempkey(digest, source_input=True)
-            ex.tempkey_written = True
-        elif target == 0x01:
-            vol.mdb = digest.ljust(64, b"\x00")
-            vol.mdb_valid = True
+        ex.load_target(target, digest)
         return digest
     if op == 0x04:  # HMAC start
         if data or (p2 > 15 and p2 != _HMAC_TEMPKEY):

@@ -184,6 +184,17 @@ class Exec:
         self.gated = False
         self.tempkey_written = False
 
+    def load_target(self, target: int, value: bytes) -> None:
+        """Put a Nonce pass-through input or a SHA End digest where param1 bits 7:6 say:
+        0 = TempKey (flags: input source), 1 = message digest buffer (spec §4.3, §4.11).
+        Other targets are the caller's business (alternate key buffer, output only)."""
+        if target == 0x00:
+            self.vol.set_tempkey(value, source_input=True)
+            self.tempkey_written = True
+        elif target == 0x01:
+            self.vol.mdb = value.ljust(64, b"\x00")
+            self.vol.mdb_valid = True
+
     def gate(self, *, selftest_exempt: bool = False) -> None:
         """Checks that come after parsing and before state checks: 0x07, then 0xEE."""
         self.gated = True
