@@ -59,8 +59,11 @@ class BuildCryptokiLibrary(build_ext):
 
         target = self._target()
         os.makedirs(self.build_temp, exist_ok=True)
-        built = build(target, tmpdir=os.path.join(self.build_temp, "cryptoki-native"),
-                      verbose=bool(self.verbose))
+        built = build(
+            target,
+            tmpdir=os.path.join(self.build_temp, "cryptoki-native"),
+            verbose=bool(self.verbose),
+        )
         print(f"built {built} (Python {sys.executable})")
 
     def get_outputs(self) -> list[str]:

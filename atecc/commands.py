@@ -35,7 +35,7 @@ Built = tuple[Command, "int | None"]
 TEMPKEY_KEY_ID = 0xFFFF
 
 
-# --- Info (spec §4.1) ------------------------------------------------------------------------------
+# --- Info (spec §4.1) -----------------------------------------------------------------------------
 class InfoMode(enum.IntEnum):
     REVISION = 0x00
     KEY_VALID = 0x01
@@ -55,13 +55,13 @@ def info(mode: int = InfoMode.REVISION, param: int = 0) -> Built:
     return Command(Opcode.INFO, mode, param), 4
 
 
-# --- Random (spec §4.2) ----------------------------------------------------------------------------
+# --- Random (spec §4.2) ---------------------------------------------------------------------------
 def random(*, update_seed: bool = True) -> Built:
     """Random: 32 bytes; ``update_seed`` (mode 0x00) refreshes the EEPROM seed, as Sign expects."""
     return Command(Opcode.RANDOM, 0x00 if update_seed else 0x01), 32
 
 
-# --- Nonce (spec §4.3) -----------------------------------------------------------------------------
+# --- Nonce (spec §4.3) ----------------------------------------------------------------------------
 class NonceTarget(enum.IntEnum):
     """Nonce pass-through destination, param1 bits 7:6."""
 
@@ -99,7 +99,7 @@ def nonce_load(data: bytes, *, target: NonceTarget = NonceTarget.TEMPKEY) -> Bui
     return Command(Opcode.NONCE, mode, 0, bytes(data)), 0
 
 
-# --- GenKey (spec §4.4) ----------------------------------------------------------------------------
+# --- GenKey (spec §4.4) ---------------------------------------------------------------------------
 GENKEY_MODE_PUBLIC = 0x00  #: compute the public key of the stored private key
 GENKEY_MODE_CREATE = 0x04  #: create a new random private key, return its public key
 GENKEY_MODE_DIGEST = 0x08  #: also put the public-key digest into TempKey
@@ -128,7 +128,7 @@ def gen_key(key_id: int, mode: int = GENKEY_MODE_CREATE, *, other_data: bytes = 
     return Command(Opcode.GENKEY, mode, key_id), PUBLIC_KEY_SIZE
 
 
-# --- Sign (spec §4.5) ------------------------------------------------------------------------------
+# --- Sign (spec §4.5) -----------------------------------------------------------------------------
 class MessageSource(enum.IntEnum):
     """Where Sign/Verify find the 32-byte message (param1 bit 5 on the 608)."""
 
@@ -146,7 +146,7 @@ def sign(key_id: int, *, source: MessageSource = MessageSource.MSG_DIGEST_BUFFER
     return Command(Opcode.SIGN, mode, key_id), SIGNATURE_SIZE
 
 
-# --- Verify (spec §4.6) ----------------------------------------------------------------------------
+# --- Verify (spec §4.6) ---------------------------------------------------------------------------
 VERIFY_MODE_STORED = 0x00
 VERIFY_MODE_EXTERNAL = 0x02
 VERIFY_KEY_P256 = 0x0004
@@ -181,7 +181,7 @@ def verify_stored(
     return Command(Opcode.VERIFY, mode, key_id, bytes(signature)), 0
 
 
-# --- ECDH (spec §4.7) ------------------------------------------------------------------------------
+# --- ECDH (spec §4.7) -----------------------------------------------------------------------------
 ECDH_MODE_COMPAT = 0x00  #: 508A behaviour: SlotConfig.ReadKey bit 3 decides the destination
 ECDH_MODE_TO_TEMPKEY = 0x08
 ECDH_MODE_OUTPUT = 0x0C  #: slot key, clear result in the output buffer
@@ -202,7 +202,9 @@ def ecdh(key_id: int, public_key: bytes, mode: int = ECDH_MODE_OUTPUT) -> Built:
     _check_len("peer public key", public_key, PUBLIC_KEY_SIZE)
     dest = mode & _ECDH_DEST_MASK
     if mode & ECDH_SOURCE_TEMPKEY and dest != 0x04:
-        key_id = 0 if key_id in (0, TEMPKEY_KEY_ID) else _bad(f"key_id {key_id} with TempKey source")
+        key_id = (
+            0 if key_id in (0, TEMPKEY_KEY_ID) else _bad(f"key_id {key_id} with TempKey source")
+        )
     else:
         _check_slot(key_id)
     expected: int | None
@@ -272,10 +274,12 @@ def write(
             raise ValueError("config-zone writes are never encrypted")
         param1 |= ZONE_ENCRYPTED
         payload += bytes(mac)
-    return Command(Opcode.WRITE, param1, address(zone, slot=slot, block=block, word=word), payload), 0
+    return Command(
+        Opcode.WRITE, param1, address(zone, slot=slot, block=block, word=word), payload
+    ), 0
 
 
-# --- Lock (spec §3.7) ------------------------------------------------------------------------------
+# --- Lock (spec §3.7) -----------------------------------------------------------------------------
 LOCK_ZONE_CONFIG = 0x00
 LOCK_ZONE_DATA = 0x01
 LOCK_ZONE_SLOT = 0x02
@@ -304,7 +308,7 @@ def lock(zone: str, *, crc: int | None = None, slot: int | None = None) -> Built
     return Command(Opcode.LOCK, modes[zone], crc), 0
 
 
-# --- SHA (spec §4.11) ------------------------------------------------------------------------------
+# --- SHA (spec §4.11) -----------------------------------------------------------------------------
 SHA_MODE_START = 0x00
 SHA_MODE_UPDATE = 0x01
 SHA_MODE_END = 0x02
@@ -332,7 +336,7 @@ def sha_hmac_start(key_id: int) -> Built:
     return Command(Opcode.SHA, SHA_MODE_HMAC_START, key_id), 0
 
 
-def sha_update(data: bytes) -> Built:
+def sha_update(data: bytes | memoryview) -> Built:
     """Update with 1..64 bytes (send full 64-byte blocks except the last, spec §8)."""
     if not 1 <= len(data) <= 64:
         raise ValueError(f"SHA update takes 1..64 bytes, got {len(data)}")
@@ -351,7 +355,7 @@ def sha_end(data: bytes = b"", *, target: ShaTarget = ShaTarget.OUTPUT_ONLY) -> 
 
 
 def sha_context_read() -> Built:
-    """Read the SHA engine's context (40..99 bytes), to resume later with :func:`sha_context_write`."""
+    """Read the SHA engine's context (40..99 bytes), to resume with :func:`sha_context_write`."""
     return Command(Opcode.SHA, SHA_MODE_CONTEXT_READ), None
 
 
@@ -361,7 +365,7 @@ def sha_context_write(context: bytes) -> Built:
     return Command(Opcode.SHA, SHA_MODE_CONTEXT_WRITE, len(context), bytes(context)), 0
 
 
-# --- AES (spec §4.12) ------------------------------------------------------------------------------
+# --- AES (spec §4.12) -----------------------------------------------------------------------------
 AES_MODE_ENCRYPT = 0x00
 AES_MODE_DECRYPT = 0x01
 AES_MODE_GFM = 0x03

@@ -136,7 +136,11 @@ class KeyConfig:
 
     @property
     def key_type_name(self) -> str:
-        names = {KeyType.P256: "P-256", KeyType.AES: "AES", KeyType.SHA_OR_DATA: "SHA/data"}
+        names: dict[int, str] = {
+            KeyType.P256: "P-256",
+            KeyType.AES: "AES",
+            KeyType.SHA_OR_DATA: "SHA/data",
+        }
         return names.get(self.key_type, f"reserved({self.key_type})")
 
 
@@ -206,7 +210,7 @@ class ConfigZone:
 
     @property
     def model(self) -> str:
-        """"ATECC608A" when RevNum byte 3 is 0x02, else "ATECC608B" (spec §3.1, PR #282)."""
+        """ "ATECC608A" when RevNum byte 3 is 0x02, else "ATECC608B" (spec §3.1, PR #282)."""
         return "ATECC608A" if self.revision[3] == 0x02 else "ATECC608B"
 
     @property
@@ -337,11 +341,15 @@ class ConfigZone:
             "",
         ]
         cols = ("slot", "type", "read", "write", "use", "lock")
-        rows = [(str(r.slot), r.key_type, r.read, r.write, r.use, r.lock) for r in self.describe_slots()]
+        rows = [
+            (str(r.slot), r.key_type, r.read, r.write, r.use, r.lock) for r in self.describe_slots()
+        ]
         widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
         lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+        lines += [
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+        ]
         return "\n".join(head + lines)
 
 

@@ -1,4 +1,5 @@
-"""Datasheet vocabulary for the ATECC608: opcodes, status bytes, zones, word addresses, sizes, times.
+"""Datasheet vocabulary for the ATECC608: opcodes, status bytes, zones, word addresses, sizes,
+times.
 
 Owns only numbers taken from the chip's public documentation (see ``atecc608-spec.md``; section
 numbers below refer to it). No behaviour lives here: the driver (``device.py``) and the emulator

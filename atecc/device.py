@@ -25,9 +25,9 @@ Must not: build packets by hand (``commands.py``), touch the bus (``transport.py
 
 from __future__ import annotations
 
-from logging import getLogger
 import os
 from collections.abc import Callable
+from logging import getLogger
 from typing import TYPE_CHECKING, TypeVar
 
 from atecc import commands as cmd
@@ -76,9 +76,9 @@ _CONFIG_WORDS_BLOCK2 = (0, 1, 2, 3, 4, 6, 7)
 
 #: Nonce pass-through of 32 bytes into the message digest buffer, as ``cmd.nonce_load`` builds it
 #: (checked at import so the shortcut in :meth:`Device.sign_digest` cannot drift from it).
-_NONCE_LOAD_MDB, _NONCE_LOAD_MDB_MODE = (
-    lambda c: (int(c.opcode), int(c.param1))
-)(cmd.nonce_load(bytes(32), target=cmd.NonceTarget.MSG_DIGEST_BUFFER)[0])
+_NONCE_LOAD_MDB, _NONCE_LOAD_MDB_MODE = (lambda c: (int(c.opcode), int(c.param1)))(
+    cmd.nonce_load(bytes(32), target=cmd.NonceTarget.MSG_DIGEST_BUFFER)[0]
+)
 
 
 class Device:
@@ -211,7 +211,8 @@ class Device:
         fixed = self._sign_plans.get(slot)
         if fixed is None:
             fixed = self._sign_plans[slot] = (
-                cmd.random(), cmd.sign(slot, source=cmd.MessageSource.MSG_DIGEST_BUFFER)
+                cmd.random(),
+                cmd.sign(slot, source=cmd.MessageSource.MSG_DIGEST_BUFFER),
             )
         rand, sign = fixed
         load = (Command(_NONCE_LOAD_MDB, _NONCE_LOAD_MDB_MODE, 0, bytes(digest)), 0)
@@ -310,7 +311,9 @@ class Device:
         if offset % WORD_SIZE or len(data) % WORD_SIZE:
             raise ValueError("offset and length must be multiples of 4 bytes (one word)")
         if offset < 0 or offset + len(data) > size:
-            raise ValueError(f"bytes {offset}..{offset + len(data)} outside the zone's {size} bytes")
+            raise ValueError(
+                f"bytes {offset}..{offset + len(data)} outside the zone's {size} bytes"
+            )
         if not data:
             return
         plan = _write_plan(zone, slot, offset, bytes(data), size)
@@ -464,7 +467,7 @@ class Device:
             chain = bytes(iv)
             out = bytearray()
             for i in range(0, len(data), 16):
-                block = bytes(a ^ b for a, b in zip(data[i : i + 16], chain))
+                block = bytes(a ^ b for a, b in zip(data[i : i + 16], chain, strict=False))
                 chain = self._exec(cmd.aes(slot, block, key_block=key_block))
                 out += chain
             return bytes(out)
@@ -481,7 +484,7 @@ class Device:
         def body() -> bytes:
             state = bytes(y)
             for i in range(0, len(data), 16):
-                x = bytes(a ^ b for a, b in zip(state, data[i : i + 16]))
+                x = bytes(a ^ b for a, b in zip(state, data[i : i + 16], strict=False))
                 state = self._exec(cmd.aes_gfm(h, x))
             return state
 
@@ -535,9 +538,7 @@ def _write_plan(
         lo, hi = max(offset, b_start), min(end, b_end)
         chunk = data[lo - offset : hi - offset]
         if lo == b_start and hi == b_end:
-            plan.append(
-                cmd.write(zone, chunk.ljust(BLOCK_SIZE, b"\x00"), slot=slot, block=block)
-            )
+            plan.append(cmd.write(zone, chunk.ljust(BLOCK_SIZE, b"\x00"), slot=slot, block=block))
             continue
         for pos in range(lo, hi, WORD_SIZE):
             word = (pos - b_start) // WORD_SIZE
@@ -623,6 +624,7 @@ class Sha256Stream:
 
     def _switch_to_host(self) -> None:
         import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+
         self._host = hashlib.sha256(self._buffer)
         self._buffer.clear()
 

@@ -50,7 +50,7 @@ def _msg_class() -> Any:
 
 
 def write_msg(addr7: int, data: bytes) -> Any:
-    """An ``i2c_msg`` write of ``data`` to the 7-bit address ``addr7`` (one Stop-terminated write)."""
+    """An ``i2c_msg`` write of ``data`` to 7-bit address ``addr7`` (one Stop-terminated write)."""
     return (_i2c_msg or _msg_class()).write(addr7, bytes(data))
 
 

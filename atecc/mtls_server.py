@@ -138,8 +138,9 @@ class Authority:
     def _load_crl(self, path: Path) -> frozenset[int]:
         try:
             raw = path.read_bytes()
-            crl = (x509.load_pem_x509_crl(raw) if b"-----BEGIN" in raw
-                   else x509.load_der_x509_crl(raw))
+            crl = (
+                x509.load_pem_x509_crl(raw) if b"-----BEGIN" in raw else x509.load_der_x509_crl(raw)
+            )
         except (OSError, ValueError) as exc:
             raise PkiError(f"cannot load the CRL {path}: {exc}") from None
         if crl.issuer != self.ca_cert.subject or not crl.is_signature_valid(
@@ -162,15 +163,24 @@ class Authority:
         if record is None:
             return Verdict(False, "unregistered (serial not in the registry)", device_id, serial)
         registered = x509.load_pem_x509_certificate(record.certificate.encode("ascii"))
-        if record.device_id != device_id or registered.public_bytes(
-            serialization.Encoding.DER
-        ) != der:
-            return Verdict(False, "unregistered (not the certificate registered for this serial)",
-                           device_id, serial)
+        if (
+            record.device_id != device_id
+            or registered.public_bytes(serialization.Encoding.DER) != der
+        ):
+            return Verdict(
+                False,
+                "unregistered (not the certificate registered for this serial)",
+                device_id,
+                serial,
+            )
         if record.status == REVOKED:
             why = record.reason or "unspecified"
-            return Verdict(False, f"revoked ({why}, in the registry since {record.revoked_at})",
-                           device_id, serial)
+            return Verdict(
+                False,
+                f"revoked ({why}, in the registry since {record.revoked_at})",
+                device_id,
+                serial,
+            )
         if cert.serial_number in self._crl_serials:
             return Verdict(False, "revoked (listed in the CRL)", device_id, serial)
         return Verdict(True, "registered and active", device_id, serial)
@@ -243,8 +253,9 @@ class MtlsServer:
 
     def _verdict(self, peer: str, verdict: Verdict) -> None:
         outcome = "accepted" if verdict.accepted else f"refused: {verdict.reason}"
-        self.log(f"{peer} device={verdict.device_id or '-'} serial={verdict.serial or '-'} "
-                 f"{outcome}")
+        self.log(
+            f"{peer} device={verdict.device_id or '-'} serial={verdict.serial or '-'} {outcome}"
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -256,8 +267,9 @@ class MtlsServer:
             listener.bind((self.config.host, self.config.port))
         except OSError as exc:
             listener.close()
-            raise PkiError(f"cannot listen on {self.config.host}:{self.config.port}: "
-                           f"{exc.strerror}") from None
+            raise PkiError(
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror}"
+            ) from None
         listener.listen(128)
         listener.settimeout(0.25)  # so the accept loop notices stop() promptly
         self._listener = listener
@@ -272,8 +284,10 @@ class MtlsServer:
             self.bind()
         assert self._listener is not None
         host, port = self._listener.getsockname()[:2]
-        self.log(f"listening on {host}:{port} (TLS >= 1.2, client certificates from "
-                 f"{self.config.ca_dir / CA_CERT_NAME})")
+        self.log(
+            f"listening on {host}:{port} (TLS >= 1.2, client certificates from "
+            f"{self.config.ca_dir / CA_CERT_NAME})"
+        )
         try:
             while not self._stopping.is_set():
                 try:
@@ -400,8 +414,10 @@ def _read_head(tls: ssl.SSLSocket) -> bytes:
 
 def _respond(tls: ssl.SSLSocket, status: int, phrase: str, body: str) -> None:
     payload = body.encode("utf-8")
-    head = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode("ascii")
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
     try:
         tls.sendall(head + payload)
         tls.settimeout(1.0)  # unwrap waits for the peer's close_notify; do not wait long
@@ -410,12 +426,15 @@ def _respond(tls: ssl.SSLSocket, status: int, phrase: str, body: str) -> None:
         pass
 
 
-def run(config: ServerConfig, log_path: Path | None = None,
-        ready: Callable[[str, int], None] | None = None) -> int:
+def run(
+    config: ServerConfig,
+    log_path: Path | None = None,
+    ready: Callable[[str, int], None] | None = None,
+) -> int:
     """Serve until SIGTERM/SIGINT and return 0; raise :class:`PkiError` on a bad setup."""
     stream: TextIO = sys.stderr
     if log_path is not None:
-        stream = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        stream = open(log_path, "a", encoding="utf-8", buffering=1)
     try:
         server = MtlsServer(config, stream)
         host, port = server.bind()
@@ -429,4 +448,3 @@ def run(config: ServerConfig, log_path: Path | None = None,
     finally:
         if stream is not sys.stderr:
             stream.close()
-

@@ -17,10 +17,10 @@ defaults -- address 0xC0 (7-bit 0x60), bus 2. We parse the same way, so ``i2c,0x
 
 from __future__ import annotations
 
-from logging import getLogger
 import os
 import re
 from dataclasses import dataclass, field
+from logging import getLogger
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -172,7 +172,9 @@ def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
             raise SlotFileError(f"{where}: expected 'key = value', got {line!r}")
         key, value = match.group(1).lower(), match.group(2)
         if key != "object" and key in seen:
-            log.warning("%s: %s repeated (first on line %d); the last one wins", where, key, seen[key])
+            log.warning(
+                "%s: %s repeated (first on line %d); the last one wins", where, key, seen[key]
+            )
         seen[key] = lineno
         if key == "interface":
             interface = parse_interface(value, base_dir=path.parent, where=where)
@@ -254,7 +256,9 @@ def open_device(interface: Interface) -> Device:
     return Device(I2CTransport(ebus, address7, lock_path=ebus.lock_path))
 
 
-def filestore_dir(explicit: str | os.PathLike[str] | None = None, *, conf: Path = LIBRARY_CONF) -> Path:
+def filestore_dir(
+    explicit: str | os.PathLike[str] | None = None, *, conf: Path = LIBRARY_CONF
+) -> Path:
     """Directory holding the slot files: ``explicit``, else ``$ATECC_PKCS11_FILESTORE``, else the
     ``filestore`` key of cryptoauthlib.conf, else ``/var/lib/cryptoauthlib``."""
     if explicit is not None:

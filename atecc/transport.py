@@ -36,6 +36,7 @@ from atecc.constants import (
     WordAddress,
     exec_time_max_s,
 )
+from atecc.crc import check as crc_check
 from atecc.errors import (
     BusTimeout,
     ChipCrcError,
@@ -45,7 +46,6 @@ from atecc.errors import (
     SelfTestError,
     TransportError,
 )
-from atecc.crc import check as crc_check
 from atecc.packet import Command, parse_response
 
 #: errno values an adapter uses for "no ACK" (spec §1.10): busy, asleep, idle or absent chip.
@@ -403,9 +403,7 @@ class _TransportLock:
 
 def check_crc(group: bytes) -> bool:
     """True when ``group`` is a well-formed reply group (COUNT matches, CRC matches)."""
-    return (
-        MIN_GROUP_COUNT <= len(group) == group[0] <= MAX_GROUP_COUNT and crc_check(group)
-    )
+    return MIN_GROUP_COUNT <= len(group) == group[0] <= MAX_GROUP_COUNT and crc_check(group)
 
 
 def _reply_hint(packet: bytes) -> int:

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -45,9 +44,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENV_BIN = Path(sys.executable).parent
-SOFTHSM_LIB_CANDIDATES = ("/usr/lib/softhsm/libsofthsm2.so",
-                          "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-                          "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so")
+SOFTHSM_LIB_CANDIDATES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+)
 P11_INCLUDE = "/usr/include/p11-kit-1"
 KEY_LABEL = "device"  # both tokens: the private key, public key (and certificate) share it
 SOFTHSM_TOKEN, SOFTHSM_PIN, SOFTHSM_SO_PIN = "bench", "1234", "5678"
@@ -69,10 +70,26 @@ class Params:
     realistic_reps: int
 
 
-FULL = Params(reps=5, seconds=2.0, cold_reps=7, tls_handshakes=30, tls_reps=3,
-              memory_signatures=10_000, realistic_signatures=10, realistic_reps=3)
-QUICK = Params(reps=2, seconds=0.05, cold_reps=2, tls_handshakes=2, tls_reps=1,
-               memory_signatures=200, realistic_signatures=2, realistic_reps=1)
+FULL = Params(
+    reps=5,
+    seconds=2.0,
+    cold_reps=7,
+    tls_handshakes=30,
+    tls_reps=3,
+    memory_signatures=10_000,
+    realistic_signatures=10,
+    realistic_reps=3,
+)
+QUICK = Params(
+    reps=2,
+    seconds=0.05,
+    cold_reps=2,
+    tls_handshakes=2,
+    tls_reps=1,
+    memory_signatures=200,
+    realistic_signatures=2,
+    realistic_reps=1,
+)
 
 
 @dataclass
@@ -170,15 +187,23 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120,
-        check: bool = True, cwd: Path | None = None, stdin: int | None = subprocess.DEVNULL
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    check: bool = True,
+    cwd: Path | None = None,
+    stdin: int | None = subprocess.DEVNULL,
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(cmd, env=full_env, timeout=timeout, capture_output=True, text=True,
-                          cwd=cwd, stdin=stdin)
+    proc = subprocess.run(
+        cmd, env=full_env, timeout=timeout, capture_output=True, text=True, cwd=cwd, stdin=stdin
+    )
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n"
-                           f"{proc.stderr}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -202,12 +227,25 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------- setup -------
 def compile_client(work: Path) -> Path:
     if not Path(P11_INCLUDE, "p11-kit", "pkcs11.h").is_file():
-        raise SystemExit(f"bench: {P11_INCLUDE}/p11-kit/pkcs11.h missing "
-                         "(apt-get install libp11-kit-dev)")
+        raise SystemExit(
+            f"bench: {P11_INCLUDE}/p11-kit/pkcs11.h missing (apt-get install libp11-kit-dev)"
+        )
     exe = work / "p11bench"
     cc = os.environ.get("CC", "cc")
-    run([cc, "-O2", "-Wall", "-I", P11_INCLUDE, "-o", str(exe), str(HERE / "p11bench.c"),
-         "-ldl", "-lpthread"])
+    run(
+        [
+            cc,
+            "-O2",
+            "-Wall",
+            "-I",
+            P11_INCLUDE,
+            "-o",
+            str(exe),
+            str(HERE / "p11bench.c"),
+            "-ldl",
+            "-lpthread",
+        ]
+    )
     return exe
 
 
@@ -216,16 +254,46 @@ def setup_softhsm(work: Path) -> Token:
     tokdir = work / "softhsm" / "tokens"
     tokdir.mkdir(parents=True)
     conf = work / "softhsm" / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tokdir}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\nslots.removable = false\n")
+    conf.write_text(
+        f"directories.tokendir = {tokdir}\nobjectstore.backend = file\n"
+        "log.level = ERROR\nslots.removable = false\n"
+    )
     env = {"SOFTHSM2_CONF": str(conf)}
-    run(["softhsm2-util", "--init-token", "--free", "--label", SOFTHSM_TOKEN,
-         "--so-pin", SOFTHSM_SO_PIN, "--pin", SOFTHSM_PIN], env=env)
-    run(["pkcs11-tool", "--module", lib, "--token-label", SOFTHSM_TOKEN, "--login", "--pin",
-         SOFTHSM_PIN, "--keypairgen", "--key-type", "EC:prime256v1", "--label", KEY_LABEL,
-         "--id", "01"], env=env)
-    uri = (f"pkcs11:token={SOFTHSM_TOKEN};object={KEY_LABEL};type=private"
-           f"?pin-value={SOFTHSM_PIN}")
+    run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            SOFTHSM_TOKEN,
+            "--so-pin",
+            SOFTHSM_SO_PIN,
+            "--pin",
+            SOFTHSM_PIN,
+        ],
+        env=env,
+    )
+    run(
+        [
+            "pkcs11-tool",
+            "--module",
+            lib,
+            "--token-label",
+            SOFTHSM_TOKEN,
+            "--login",
+            "--pin",
+            SOFTHSM_PIN,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            KEY_LABEL,
+            "--id",
+            "01",
+        ],
+        env=env,
+    )
+    uri = f"pkcs11:token={SOFTHSM_TOKEN};object={KEY_LABEL};type=private?pin-value={SOFTHSM_PIN}"
     return Token("SoftHSM2", lib, SOFTHSM_TOKEN, SOFTHSM_PIN, env, uri)
 
 
@@ -235,8 +303,11 @@ def setup_chip(work: Path, timing: str = "fast") -> Token:
     if timing != "fast":
         slot = store / "0.conf"
         text = slot.read_text()
-        slot.write_text(re.sub(r"^interface\s*=.*$", f"interface = emulator,chip0.json,{timing}",
-                               text, flags=re.M))
+        slot.write_text(
+            re.sub(
+                r"^interface\s*=.*$", f"interface = emulator,chip0.json,{timing}", text, flags=re.M
+            )
+        )
     module = run([str(VENV_BIN / "atecc"), "module-path"]).stdout.strip()
     env = {"ATECC_PKCS11_FILESTORE": str(store)}
     uri = f"pkcs11:token={CHIP_TOKEN};object={KEY_LABEL};type=private"
@@ -263,30 +334,46 @@ class Bench:
     def wall_ms(self, cmd: list[str], env: dict[str, str]) -> float:
         full_env = {**os.environ, **env}
         t0 = time.perf_counter()
-        subprocess.run(cmd, env=full_env, timeout=60, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            cmd,
+            env=full_env,
+            timeout=60,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         return (time.perf_counter() - t0) * 1e3
 
     def cold(self, tok: Token) -> tuple[Stat, Stat, Stat]:
-        listing = Stat([self.wall_ms(["pkcs11-tool", "--module", tok.module, "-L"], tok.env)
-                        for _ in range(self.p.cold_reps)])
+        listing = Stat(
+            [
+                self.wall_ms(["pkcs11-tool", "--module", tok.module, "-L"], tok.env)
+                for _ in range(self.p.cold_reps)
+            ]
+        )
         first, init = [], []
         cmd = [str(self.exe), tok.module, tok.label, KEY_LABEL, tok.pin, "firstsig"]
         full_env = {**os.environ, **tok.env}
         for _ in range(self.p.cold_reps):
             t0 = time.perf_counter()
-            out = subprocess.run(cmd, env=full_env, timeout=60, check=True, capture_output=True,
-                                 text=True).stdout
+            out = subprocess.run(
+                cmd, env=full_env, timeout=60, check=True, capture_output=True, text=True
+            ).stdout
             first.append((time.perf_counter() - t0) * 1e3)
             init.append(kv(out)["init_ms"])
         return listing, Stat(first), Stat(init)
 
     def memory(self, tok: Token) -> tuple[Stat, Stat, Stat]:
-        vals = [self.client(tok, "memory", str(self.p.memory_signatures))
-                for _ in range(max(1, self.p.reps // 2))]
-        return (Stat([v["rss_init_kb"] / 1024 for v in vals]),
-                Stat([v["rss_end_kb"] / 1024 for v in vals]),
-                Stat([v["rss_end_kb"] - v["rss_warm_kb"] for v in vals]))
+        vals = [
+            self.client(tok, "memory", str(self.p.memory_signatures))
+            for _ in range(max(1, self.p.reps // 2))
+        ]
+        return (
+            Stat([v["rss_init_kb"] / 1024 for v in vals]),
+            Stat([v["rss_end_kb"] / 1024 for v in vals]),
+            Stat([v["rss_end_kb"] - v["rss_warm_kb"] for v in vals]),
+        )
 
 
 # --------------------------------------------------------------------------------- TLS --------
@@ -299,12 +386,30 @@ def engine_path() -> str | None:
 def tls_server(work: Path) -> Iterator[int]:
     """openssl s_server -Verify 2 -verify_return_error on 127.0.0.1; stopped on exit."""
     port = free_port()
-    log_file = open(work / "s_server.log", "w")  # noqa: SIM115 - closed below
+    log_file = open(work / "s_server.log", "w")
     proc = subprocess.Popen(
-        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", "server.crt", "-key",
-         "server.key", "-CAfile", "ca.crt", "-Verify", "2", "-verify_return_error", "-quiet"],
-        cwd=work, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            f"127.0.0.1:{port}",
+            "-cert",
+            "server.crt",
+            "-key",
+            "server.key",
+            "-CAfile",
+            "ca.crt",
+            "-Verify",
+            "2",
+            "-verify_return_error",
+            "-quiet",
+        ],
+        cwd=work,
+        stdin=subprocess.PIPE,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -332,14 +437,54 @@ def tls_setup(work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     for cmd in (
         ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"],
-        ["openssl", "req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "30", "-subj",
-         "/CN=Bench CA", "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-sha256",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Bench CA",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
         ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key"],
-        ["openssl", "req", "-new", "-key", "server.key", "-subj", "/CN=localhost", "-out",
-         "server.csr"],
-        ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-         "-CAcreateserial", "-days", "30", "-sha256", "-out", "server.crt"],
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-key",
+            "server.key",
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            "server.csr",
+        ],
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-sha256",
+            "-out",
+            "server.crt",
+        ],
     ):
         run(cmd, cwd=work)
 
@@ -350,26 +495,88 @@ def tls_client_cert(work: Path, tok: Token, engine: str, tag: str) -> tuple[Path
     template = (ROOT / "conf" / "openssl-pkcs11-engine.cnf.in").read_text()
     conf.write_text(template.replace("@ENGINE_PATH@", engine).replace("@MODULE_PATH@", tok.module))
     env = {**tok.env, "OPENSSL_CONF": str(conf)}
-    run(["openssl", "req", "-engine", "pkcs11", "-keyform", "engine", "-key", tok.key_uri,
-         "-new", "-out", f"client-{tag}.csr", "-subj", f"/CN=bench {tag}"], env=env, cwd=work)
+    run(
+        [
+            "openssl",
+            "req",
+            "-engine",
+            "pkcs11",
+            "-keyform",
+            "engine",
+            "-key",
+            tok.key_uri,
+            "-new",
+            "-out",
+            f"client-{tag}.csr",
+            "-subj",
+            f"/CN=bench {tag}",
+        ],
+        env=env,
+        cwd=work,
+    )
     ext = work / "client.ext"
-    ext.write_text("basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
-                   "extendedKeyUsage = clientAuth\n")
-    run(["openssl", "x509", "-req", "-in", f"client-{tag}.csr", "-CA", "ca.crt", "-CAkey",
-         "ca.key", "-CAcreateserial", "-days", "30", "-sha256", "-extfile", str(ext), "-out",
-         f"client-{tag}.crt"], cwd=work)
+    ext.write_text(
+        "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+        "extendedKeyUsage = clientAuth\n"
+    )
+    run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            f"client-{tag}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-sha256",
+            "-extfile",
+            str(ext),
+            "-out",
+            f"client-{tag}.crt",
+        ],
+        cwd=work,
+    )
     return conf, work / f"client-{tag}.crt"
 
 
 def tls_rate(work: Path, port: int, tok: Token, conf: Path, cert: Path, n: int) -> float:
     env = {**os.environ, **tok.env, "OPENSSL_CONF": str(conf)}
-    cmd = ["openssl", "s_client", "-engine", "pkcs11", "-keyform", "engine", "-key", tok.key_uri,
-           "-cert", str(cert), "-CAfile", "ca.crt", "-connect", f"127.0.0.1:{port}",
-           "-servername", "localhost", "-verify_return_error", "-brief"]
+    cmd = [
+        "openssl",
+        "s_client",
+        "-engine",
+        "pkcs11",
+        "-keyform",
+        "engine",
+        "-key",
+        tok.key_uri,
+        "-cert",
+        str(cert),
+        "-CAfile",
+        "ca.crt",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-servername",
+        "localhost",
+        "-verify_return_error",
+        "-brief",
+    ]
     t0 = time.perf_counter()
     for _ in range(n):
-        proc = subprocess.run(cmd, env=env, cwd=work, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            cmd,
+            env=env,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if proc.returncode != 0 or "CONNECTION ESTABLISHED" not in proc.stderr + proc.stdout:
             raise RuntimeError(f"s_client with {tok.name} failed:\n{proc.stdout}{proc.stderr}")
     return n / (time.perf_counter() - t0)
@@ -459,19 +666,28 @@ def targets(res: Results) -> list[str]:
 
     rows = res.rows
     out = []
-    for key, what in (("sign1", "sign throughput ≥ SoftHSM2, 1 thread"),
-                      ("sign4p", "sign throughput ≥ SoftHSM2, 4 processes")):
+    for key, what in (
+        ("sign1", "sign throughput ≥ SoftHSM2, 1 thread"),
+        ("sign4p", "sign throughput ≥ SoftHSM2, 4 processes"),
+    ):
         ratio = rows[key].ratio
-        out.append(f"{what}: ratio {ratio:.3g} → {verdict(None if ratio is None else ratio >= 1)}"
-                   if ratio is not None else f"{what}: n/a")
+        out.append(
+            f"{what}: ratio {ratio:.3g} → {verdict(None if ratio is None else ratio >= 1)}"
+            if ratio is not None
+            else f"{what}: n/a"
+        )
     ratio = rows["cold_list"].ratio
-    out.append(f"`pkcs11-tool -L` cold start ≤ 5× SoftHSM2's: "
-               f"{'n/a' if ratio is None else f'{ratio:.2f}×'} → "
-               f"{verdict(None if ratio is None else ratio <= 5)}")
+    out.append(
+        f"`pkcs11-tool -L` cold start ≤ 5× SoftHSM2's: "
+        f"{'n/a' if ratio is None else f'{ratio:.2f}×'} → "
+        f"{verdict(None if ratio is None else ratio <= 5)}"
+    )
     pct = res.realistic.get("overhead_pct")
-    out.append(f"realistic-timing overhead ≤ 5 % of the chip's time: "
-               f"{'n/a' if pct is None else f'{pct:.2f} %'} → "
-               f"{verdict(None if pct is None else pct <= 5)}")
+    out.append(
+        f"realistic-timing overhead ≤ 5 % of the chip's time: "
+        f"{'n/a' if pct is None else f'{pct:.2f} %'} → "
+        f"{verdict(None if pct is None else pct <= 5)}"
+    )
     return out
 
 
@@ -479,11 +695,19 @@ def chart(res: Results, path: Path) -> None:
     sys.path.insert(0, str(HERE))
     import png  # bench/png.py
 
-    short = {"sign1": "sign, 1 thread", "sign4t": "sign, 4 threads", "sign4p": "sign, 4 procs",
-             "random": "random(32)", "find": "find+get ec point", "cold_list": "pkcs11-tool -L",
-             "cold_sign": "start to 1st sign", "init": "first C_Initialize",
-             "tls": "mtls handshakes", "rss_init": "rss after init",
-             "rss_end": "rss after N signs"}
+    short = {
+        "sign1": "sign, 1 thread",
+        "sign4t": "sign, 4 threads",
+        "sign4p": "sign, 4 procs",
+        "random": "random(32)",
+        "find": "find+get ec point",
+        "cold_list": "pkcs11-tool -L",
+        "cold_sign": "start to 1st sign",
+        "init": "first C_Initialize",
+        "tls": "mtls handshakes",
+        "rss_init": "rss after init",
+        "rss_end": "rss after N signs",
+    }
     bars = [(short[k], res.rows[k].advantage) for k in short if k in res.rows]
     path.write_bytes(png.bar_chart("ours vs SoftHSM2, advantage (>1 = ours better)", bars))
 
@@ -536,8 +760,10 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = None if args.skip_tls else engine_path()
         if engine is None:
-            res.notes.append("TLS row skipped: " + ("--skip-tls" if args.skip_tls else
-                                                    "libp11's pkcs11 engine not found"))
+            res.notes.append(
+                "TLS row skipped: "
+                + ("--skip-tls" if args.skip_tls else "libp11's pkcs11 engine not found")
+            )
         else:
             tls_dir = work / "tls"
             tls_setup(tls_dir)
@@ -546,22 +772,34 @@ def main(argv: list[str] | None = None) -> int:
                 for tok, side in pairs:
                     log(f"tls: {tok.name}")
                     conf, cert = certs[side]
-                    setattr(res.rows["tls"], side, Stat([
-                        tls_rate(tls_dir, port, tok, conf, cert, params.tls_handshakes)
-                        for _ in range(params.tls_reps)]))
+                    setattr(
+                        res.rows["tls"],
+                        side,
+                        Stat(
+                            [
+                                tls_rate(tls_dir, port, tok, conf, cert, params.tls_handshakes)
+                                for _ in range(params.tls_reps)
+                            ]
+                        ),
+                    )
 
         log("realistic timing")
         from atecc.constants import EXEC_TIME_MAX_MS, Opcode
 
         chip_ms = float(sum(EXEC_TIME_MAX_MS[Opcode[name]] for name in SIGN_OPCODES))
         slow = setup_chip(work, "realistic")
-        lat = [b.client(slow, "latency", str(params.realistic_signatures))
-               for _ in range(params.realistic_reps)]
+        lat = [
+            b.client(slow, "latency", str(params.realistic_signatures))
+            for _ in range(params.realistic_reps)
+        ]
         medians = [v["median_ms"] for v in lat]
         latency = statistics.median(medians)
         res.realistic = {
-            "chip_ms": chip_ms, "latency_ms": latency, "latency_min_ms": min(medians),
-            "latency_max_ms": max(medians), "overhead_pct": (latency - chip_ms) / chip_ms * 100,
+            "chip_ms": chip_ms,
+            "latency_ms": latency,
+            "latency_min_ms": min(medians),
+            "latency_max_ms": max(medians),
+            "overhead_pct": (latency - chip_ms) / chip_ms * 100,
         }
 
     res.notes += [
@@ -595,11 +833,22 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(text)
     chart(res, args.out / "ratios.png")
     if args.json:
-        args.json.write_text(json.dumps({
-            "rows": {k: {"ours": r.ours.values if r.ours else None,
-                         "theirs": r.theirs.values if r.theirs else None,
-                         "ratio": r.ratio} for k, r in res.rows.items()},
-            "realistic": res.realistic}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": {
+                        k: {
+                            "ours": r.ours.values if r.ours else None,
+                            "theirs": r.theirs.values if r.theirs else None,
+                            "ratio": r.ratio,
+                        }
+                        for k, r in res.rows.items()
+                    },
+                    "realistic": res.realistic,
+                },
+                indent=1,
+            )
+        )
     print(text)
     log(f"wrote {args.out / 'results.md'} and {args.out / 'ratios.png'}")
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from logging import getLogger
 from typing import Any
 
 import cryptoki
@@ -37,7 +38,7 @@ from cryptoki.errors import (
     Pkcs11Error,
 )
 from cryptoki.types import (
-    AttributeError_,
+    AttributeFailure,
     Ecdh1DeriveParams,
     GcmParams,
     InitArgs,
@@ -45,7 +46,6 @@ from cryptoki.types import (
     MechanismParam,
     Template,
 )
-from logging import getLogger
 
 _log = getLogger("cryptoki")
 
@@ -69,22 +69,46 @@ _SIZEOF_GCM = _SIZEOF_GCM_V240 = _SIZEOF_ECDH1 = -1
 #: with one memmove: several times cheaper than one cffi attribute write per field. ``register``
 #: checks every field offset against cffi's (compiler-verified) layout before anything is used.
 _LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "CK_INFO": (("cryptokiVersion", "BB"), ("manufacturerID", "32s"), ("flags", "L"),
-                ("libraryDescription", "32s"), ("libraryVersion", "BB")),
-    "CK_SLOT_INFO": (("slotDescription", "64s"), ("manufacturerID", "32s"), ("flags", "L"),
-                     ("hardwareVersion", "BB"), ("firmwareVersion", "BB")),
-    "CK_TOKEN_INFO": (("label", "32s"), ("manufacturerID", "32s"), ("model", "16s"),
-                      ("serialNumber", "16s"), ("flags", "L"), ("ulMaxSessionCount", "L"),
-                      ("ulSessionCount", "L"), ("ulMaxRwSessionCount", "L"),
-                      ("ulRwSessionCount", "L"), ("ulMaxPinLen", "L"), ("ulMinPinLen", "L"),
-                      ("ulTotalPublicMemory", "L"), ("ulFreePublicMemory", "L"),
-                      ("ulTotalPrivateMemory", "L"), ("ulFreePrivateMemory", "L"),
-                      ("hardwareVersion", "BB"), ("firmwareVersion", "BB"), ("utcTime", "16s")),
+    "CK_INFO": (
+        ("cryptokiVersion", "BB"),
+        ("manufacturerID", "32s"),
+        ("flags", "L"),
+        ("libraryDescription", "32s"),
+        ("libraryVersion", "BB"),
+    ),
+    "CK_SLOT_INFO": (
+        ("slotDescription", "64s"),
+        ("manufacturerID", "32s"),
+        ("flags", "L"),
+        ("hardwareVersion", "BB"),
+        ("firmwareVersion", "BB"),
+    ),
+    "CK_TOKEN_INFO": (
+        ("label", "32s"),
+        ("manufacturerID", "32s"),
+        ("model", "16s"),
+        ("serialNumber", "16s"),
+        ("flags", "L"),
+        ("ulMaxSessionCount", "L"),
+        ("ulSessionCount", "L"),
+        ("ulMaxRwSessionCount", "L"),
+        ("ulRwSessionCount", "L"),
+        ("ulMaxPinLen", "L"),
+        ("ulMinPinLen", "L"),
+        ("ulTotalPublicMemory", "L"),
+        ("ulFreePublicMemory", "L"),
+        ("ulTotalPrivateMemory", "L"),
+        ("ulFreePrivateMemory", "L"),
+        ("hardwareVersion", "BB"),
+        ("firmwareVersion", "BB"),
+        ("utcTime", "16s"),
+    ),
     "CK_SESSION_INFO": (("slotID", "L"), ("state", "L"), ("flags", "L"), ("ulDeviceError", "L")),
     "CK_MECHANISM_INFO": (("ulMinKeySize", "L"), ("ulMaxKeySize", "L"), ("flags", "L")),
 }
 _PACKERS: dict[str, struct.Struct] = {
-    name: struct.Struct("@" + "".join(fmt for _, fmt in fields)) for name, fields in _LAYOUTS.items()
+    name: struct.Struct("@" + "".join(fmt for _, fmt in fields))
+    for name, fields in _LAYOUTS.items()
 }
 _pack_info = _PACKERS["CK_INFO"].pack
 _pack_slot_info = _PACKERS["CK_SLOT_INFO"].pack
@@ -106,8 +130,9 @@ def _check_layouts(ffi: Any) -> None:
             # A zero-count item aligns without adding data: the offset the next field gets.
             offset = struct.calcsize(prefix + "0" + fmt[-1])
             if offset != ffi.offsetof(name, field):
-                raise RuntimeError(f"{name}.{field}: packed at {offset}, "
-                                   f"C has {ffi.offsetof(name, field)}")
+                raise RuntimeError(
+                    f"{name}.{field}: packed at {offset}, C has {ffi.offsetof(name, field)}"
+                )
             prefix += fmt
         if struct.calcsize(prefix) > ffi.sizeof(name):
             raise RuntimeError(f"{name}: packed size exceeds sizeof")
@@ -189,8 +214,9 @@ def _onerror_for(name: str, out: str | None) -> Callable[[type, BaseException, A
             return rv
         if isinstance(exc, MemoryError):
             return _HOST_MEMORY
-        _log.error("%s failed with an unexpected %s", name, exc_type.__name__,
-                   exc_info=(exc_type, exc, tb))
+        _log.error(
+            "%s failed with an unexpected %s", name, exc_type.__name__, exc_info=(exc_type, exc, tb)
+        )
         return _GENERAL_ERROR
 
     return onerror
@@ -215,7 +241,8 @@ def register(ffi: Any, lib: Any) -> None:
     if declared != _ENTRIES.keys():
         raise RuntimeError(
             "library and cryptoki._abi disagree on Python-backed functions: "
-            f"missing {sorted(declared - _ENTRIES.keys())}, extra {sorted(_ENTRIES.keys() - declared)}"
+            f"missing {sorted(declared - _ENTRIES.keys())}, "
+            f"extra {sorted(_ENTRIES.keys() - declared)}"
         )
     _ffi, _lib = ffi, lib
     _buffer, _memmove, _cast = ffi.buffer, ffi.memmove, ffi.cast
@@ -406,12 +433,17 @@ def C_Initialize(pInitArgs: Any) -> int:
     args = _cast("CK_C_INITIALIZE_ARGS *", pInitArgs)
     if args.pReserved:
         return _ARGUMENTS_BAD
-    supplied = (bool(args.CreateMutex) + bool(args.DestroyMutex) + bool(args.LockMutex)
-                + bool(args.UnlockMutex))
+    supplied = (
+        bool(args.CreateMutex)
+        + bool(args.DestroyMutex)
+        + bool(args.LockMutex)
+        + bool(args.UnlockMutex)
+    )
     if supplied not in (0, 4):
         return _ARGUMENTS_BAD
-    _core.initialize(InitArgs(flags=args.flags, has_mutex_functions=supplied == 4,
-                              reserved_is_null=True))
+    _core.initialize(
+        InitArgs(flags=args.flags, has_mutex_functions=supplied == 4, reserved_is_null=True)
+    )
     return _OK
 
 
@@ -434,9 +466,19 @@ def C_GetInfo(pInfo: Any) -> int:
         return _ARGUMENTS_BAD
     info = _core.get_info()
     cv, lv = info.cryptoki_version, info.library_version
-    _memmove(pInfo, _pack_info(cv.major, cv.minor, _padded(info.manufacturer_id, 32), info.flags,
-                               _padded(info.library_description, 32), lv.major, lv.minor),
-             _SIZE_INFO)
+    _memmove(
+        pInfo,
+        _pack_info(
+            cv.major,
+            cv.minor,
+            _padded(info.manufacturer_id, 32),
+            info.flags,
+            _padded(info.library_description, 32),
+            lv.major,
+            lv.minor,
+        ),
+        _SIZE_INFO,
+    )
     return _OK
 
 
@@ -459,9 +501,19 @@ def C_GetSlotInfo(slotID: int, pInfo: Any) -> int:
         return _ARGUMENTS_BAD
     info = _core.get_slot_info(slotID)
     hw, fw = info.hardware_version, info.firmware_version
-    _memmove(pInfo, _pack_slot_info(_padded(info.slot_description, 64),
-                                    _padded(info.manufacturer_id, 32), info.flags,
-                                    hw.major, hw.minor, fw.major, fw.minor), _SIZE_SLOT_INFO)
+    _memmove(
+        pInfo,
+        _pack_slot_info(
+            _padded(info.slot_description, 64),
+            _padded(info.manufacturer_id, 32),
+            info.flags,
+            hw.major,
+            hw.minor,
+            fw.major,
+            fw.minor,
+        ),
+        _SIZE_SLOT_INFO,
+    )
     return _OK
 
 
@@ -472,13 +524,32 @@ def C_GetTokenInfo(slotID: int, pInfo: Any) -> int:
         return _ARGUMENTS_BAD
     info = _core.get_token_info(slotID)
     hw, fw = info.hardware_version, info.firmware_version
-    _memmove(pInfo, _pack_token_info(
-        _padded(info.label, 32), _padded(info.manufacturer_id, 32), _padded(info.model, 16),
-        _padded(info.serial_number, 16), info.flags, info.max_session_count, info.session_count,
-        info.max_rw_session_count, info.rw_session_count, info.max_pin_len, info.min_pin_len,
-        info.total_public_memory, info.free_public_memory, info.total_private_memory,
-        info.free_private_memory, hw.major, hw.minor, fw.major, fw.minor,
-        _padded(info.utc_time, 16)), _SIZE_TOKEN_INFO)
+    _memmove(
+        pInfo,
+        _pack_token_info(
+            _padded(info.label, 32),
+            _padded(info.manufacturer_id, 32),
+            _padded(info.model, 16),
+            _padded(info.serial_number, 16),
+            info.flags,
+            info.max_session_count,
+            info.session_count,
+            info.max_rw_session_count,
+            info.rw_session_count,
+            info.max_pin_len,
+            info.min_pin_len,
+            info.total_public_memory,
+            info.free_public_memory,
+            info.total_private_memory,
+            info.free_private_memory,
+            hw.major,
+            hw.minor,
+            fw.major,
+            fw.minor,
+            _padded(info.utc_time, 16),
+        ),
+        _SIZE_TOKEN_INFO,
+    )
     return _OK
 
 
@@ -500,13 +571,16 @@ def C_GetMechanismList(slotID: int, pMechanismList: Any, pulCount: Any) -> int:
 
 
 @entry
-def C_GetMechanismInfo(slotID: int, type: int, pInfo: Any) -> int:  # noqa: A002 (spec name)
+def C_GetMechanismInfo(slotID: int, type: int, pInfo: Any) -> int:
     """C_GetMechanismInfo (§5.5.6)."""
     if not pInfo:
         return _ARGUMENTS_BAD
     info = _core.get_mechanism_info(slotID, type)
-    _memmove(pInfo, _pack_mechanism_info(info.min_key_size, info.max_key_size, info.flags),
-             _SIZE_MECHANISM_INFO)
+    _memmove(
+        pInfo,
+        _pack_mechanism_info(info.min_key_size, info.max_key_size, info.flags),
+        _SIZE_MECHANISM_INFO,
+    )
     return _OK
 
 
@@ -538,8 +612,7 @@ def C_SetPIN(hSession: int, pOldPin: Any, ulOldLen: int, pNewPin: Any, ulNewLen:
 
 
 @entry
-def C_OpenSession(slotID: int, flags: int, pApplication: Any, Notify: Any,
-                  phSession: Any) -> int:
+def C_OpenSession(slotID: int, flags: int, pApplication: Any, Notify: Any, phSession: Any) -> int:
     """C_OpenSession (§5.6.1). Notify callbacks are accepted and never called."""
     if not phSession:
         return _ARGUMENTS_BAD
@@ -567,8 +640,11 @@ def C_GetSessionInfo(hSession: int, pInfo: Any) -> int:
     if not pInfo:
         return _ARGUMENTS_BAD
     info = _core.get_session_info(hSession)
-    _memmove(pInfo, _pack_session_info(info.slot_id, info.state, info.flags, info.device_error),
-             _SIZE_SESSION_INFO)
+    _memmove(
+        pInfo,
+        _pack_session_info(info.slot_id, info.state, info.flags, info.device_error),
+        _SIZE_SESSION_INFO,
+    )
     return _OK
 
 
@@ -585,18 +661,25 @@ def C_GetOperationState(hSession: int, pOperationState: Any, pulOperationStateLe
     if not pulOperationStateLen:
         return _ARGUMENTS_BAD
     cap = pulOperationStateLen[0] if pOperationState else None
-    return _emit(_core.get_operation_state(hSession, cap), pOperationState,
-                 pulOperationStateLen, cap)
+    return _emit(
+        _core.get_operation_state(hSession, cap), pOperationState, pulOperationStateLen, cap
+    )
 
 
 @entry
-def C_SetOperationState(hSession: int, pOperationState: Any, ulOperationStateLen: int,
-                        hEncryptionKey: int, hAuthenticationKey: int) -> int:
+def C_SetOperationState(
+    hSession: int,
+    pOperationState: Any,
+    ulOperationStateLen: int,
+    hEncryptionKey: int,
+    hAuthenticationKey: int,
+) -> int:
     """C_SetOperationState (§5.6.7)."""
     if not pOperationState:
         return _ARGUMENTS_BAD
-    _core.set_operation_state(hSession, _bytes(pOperationState, ulOperationStateLen),
-                              hEncryptionKey, hAuthenticationKey)
+    _core.set_operation_state(
+        hSession, _bytes(pOperationState, ulOperationStateLen), hEncryptionKey, hAuthenticationKey
+    )
     return _OK
 
 
@@ -608,11 +691,13 @@ def C_Login(hSession: int, userType: int, pPin: Any, ulPinLen: int) -> int:
 
 
 @entry
-def C_LoginUser(hSession: int, userType: int, pPin: Any, ulPinLen: int, pUsername: Any,
-                ulUsernameLen: int) -> int:
+def C_LoginUser(
+    hSession: int, userType: int, pPin: Any, ulPinLen: int, pUsername: Any, ulUsernameLen: int
+) -> int:
     """C_LoginUser (§5.6.9, v3.0)."""
-    _core.login_user(hSession, userType, _opt_bytes(pPin, ulPinLen),
-                     _opt_bytes(pUsername, ulUsernameLen))
+    _core.login_user(
+        hSession, userType, _opt_bytes(pPin, ulPinLen), _opt_bytes(pUsername, ulUsernameLen)
+    )
     return _OK
 
 
@@ -637,8 +722,9 @@ def C_CreateObject(hSession: int, pTemplate: Any, ulCount: int, phObject: Any) -
 
 
 @entry
-def C_CopyObject(hSession: int, hObject: int, pTemplate: Any, ulCount: int,
-                 phNewObject: Any) -> int:
+def C_CopyObject(
+    hSession: int, hObject: int, pTemplate: Any, ulCount: int, phNewObject: Any
+) -> int:
     """C_CopyObject (§5.7.2)."""
     if not phNewObject:
         return _ARGUMENTS_BAD
@@ -691,7 +777,7 @@ def C_GetAttributeValue(hSession: int, hObject: int, pTemplate: Any, ulCount: in
                 attr.ulValueLen = n
                 continue
             err = _BUFFER_TOO_SMALL
-        elif isinstance(value, AttributeError_):
+        elif isinstance(value, AttributeFailure):
             err = int(value.rv)
         else:
             raise GeneralError(f"core answered {type(value).__name__} for an attribute")
@@ -716,8 +802,7 @@ def C_FindObjectsInit(hSession: int, pTemplate: Any, ulCount: int) -> int:
 
 
 @entry
-def C_FindObjects(hSession: int, phObject: Any, ulMaxObjectCount: int,
-                  pulObjectCount: Any) -> int:
+def C_FindObjects(hSession: int, phObject: Any, ulMaxObjectCount: int, pulObjectCount: Any) -> int:
     """C_FindObjects (§5.7.8): writes at most ulMaxObjectCount handles."""
     if not pulObjectCount or (not phObject and ulMaxObjectCount):
         return _ARGUMENTS_BAD
@@ -750,25 +835,35 @@ def C_EncryptInit(hSession: int, pMechanism: Any, hKey: int) -> int:
 
 
 @entry(out="pulEncryptedDataLen")
-def C_Encrypt(hSession: int, pData: Any, ulDataLen: int, pEncryptedData: Any,
-              pulEncryptedDataLen: Any) -> int:
+def C_Encrypt(
+    hSession: int, pData: Any, ulDataLen: int, pEncryptedData: Any, pulEncryptedDataLen: Any
+) -> int:
     """C_Encrypt (§5.8.2)."""
     if not pulEncryptedDataLen:
         return _ARGUMENTS_BAD
     cap = pulEncryptedDataLen[0] if pEncryptedData else None
-    return _emit(_core.encrypt(hSession, _bytes(pData, ulDataLen), cap), pEncryptedData,
-                 pulEncryptedDataLen, cap)
+    return _emit(
+        _core.encrypt(hSession, _bytes(pData, ulDataLen), cap),
+        pEncryptedData,
+        pulEncryptedDataLen,
+        cap,
+    )
 
 
 @entry(out="pulEncryptedPartLen")
-def C_EncryptUpdate(hSession: int, pPart: Any, ulPartLen: int, pEncryptedPart: Any,
-                    pulEncryptedPartLen: Any) -> int:
+def C_EncryptUpdate(
+    hSession: int, pPart: Any, ulPartLen: int, pEncryptedPart: Any, pulEncryptedPartLen: Any
+) -> int:
     """C_EncryptUpdate (§5.8.3)."""
     if not pulEncryptedPartLen:
         return _ARGUMENTS_BAD
     cap = pulEncryptedPartLen[0] if pEncryptedPart else None
-    return _emit(_core.encrypt_update(hSession, _bytes(pPart, ulPartLen), cap), pEncryptedPart,
-                 pulEncryptedPartLen, cap)
+    return _emit(
+        _core.encrypt_update(hSession, _bytes(pPart, ulPartLen), cap),
+        pEncryptedPart,
+        pulEncryptedPartLen,
+        cap,
+    )
 
 
 @entry(out="pulLastEncryptedPartLen")
@@ -777,8 +872,9 @@ def C_EncryptFinal(hSession: int, pLastEncryptedPart: Any, pulLastEncryptedPartL
     if not pulLastEncryptedPartLen:
         return _ARGUMENTS_BAD
     cap = pulLastEncryptedPartLen[0] if pLastEncryptedPart else None
-    return _emit(_core.encrypt_final(hSession, cap), pLastEncryptedPart,
-                 pulLastEncryptedPartLen, cap)
+    return _emit(
+        _core.encrypt_final(hSession, cap), pLastEncryptedPart, pulLastEncryptedPartLen, cap
+    )
 
 
 @entry
@@ -789,25 +885,35 @@ def C_DecryptInit(hSession: int, pMechanism: Any, hKey: int) -> int:
 
 
 @entry(out="pulDataLen")
-def C_Decrypt(hSession: int, pEncryptedData: Any, ulEncryptedDataLen: int, pData: Any,
-              pulDataLen: Any) -> int:
+def C_Decrypt(
+    hSession: int, pEncryptedData: Any, ulEncryptedDataLen: int, pData: Any, pulDataLen: Any
+) -> int:
     """C_Decrypt (§5.9.2)."""
     if not pulDataLen:
         return _ARGUMENTS_BAD
     cap = pulDataLen[0] if pData else None
-    return _emit(_core.decrypt(hSession, _bytes(pEncryptedData, ulEncryptedDataLen), cap),
-                 pData, pulDataLen, cap)
+    return _emit(
+        _core.decrypt(hSession, _bytes(pEncryptedData, ulEncryptedDataLen), cap),
+        pData,
+        pulDataLen,
+        cap,
+    )
 
 
 @entry(out="pulPartLen")
-def C_DecryptUpdate(hSession: int, pEncryptedPart: Any, ulEncryptedPartLen: int, pPart: Any,
-                    pulPartLen: Any) -> int:
+def C_DecryptUpdate(
+    hSession: int, pEncryptedPart: Any, ulEncryptedPartLen: int, pPart: Any, pulPartLen: Any
+) -> int:
     """C_DecryptUpdate (§5.9.3)."""
     if not pulPartLen:
         return _ARGUMENTS_BAD
     cap = pulPartLen[0] if pPart else None
-    return _emit(_core.decrypt_update(hSession, _bytes(pEncryptedPart, ulEncryptedPartLen), cap),
-                 pPart, pulPartLen, cap)
+    return _emit(
+        _core.decrypt_update(hSession, _bytes(pEncryptedPart, ulEncryptedPartLen), cap),
+        pPart,
+        pulPartLen,
+        cap,
+    )
 
 
 @entry(out="pulLastPartLen")
@@ -836,8 +942,7 @@ def C_Digest(hSession: int, pData: Any, ulDataLen: int, pDigest: Any, pulDigestL
     if not pulDigestLen:
         return _ARGUMENTS_BAD
     cap = pulDigestLen[0] if pDigest else None
-    return _emit(_core.digest(hSession, _bytes(pData, ulDataLen), cap), pDigest, pulDigestLen,
-                 cap)
+    return _emit(_core.digest(hSession, _bytes(pData, ulDataLen), cap), pDigest, pulDigestLen, cap)
 
 
 @entry
@@ -875,14 +980,14 @@ def C_SignInit(hSession: int, pMechanism: Any, hKey: int) -> int:
 
 
 @entry(out="pulSignatureLen")
-def C_Sign(hSession: int, pData: Any, ulDataLen: int, pSignature: Any,
-           pulSignatureLen: Any) -> int:
+def C_Sign(hSession: int, pData: Any, ulDataLen: int, pSignature: Any, pulSignatureLen: Any) -> int:
     """C_Sign (§5.11.2). A NULL pSignature is a length query and keeps the operation active."""
     if not pulSignatureLen:
         return _ARGUMENTS_BAD
     cap = pulSignatureLen[0] if pSignature else None
-    return _emit(_core.sign(hSession, _bytes(pData, ulDataLen), cap), pSignature,
-                 pulSignatureLen, cap)
+    return _emit(
+        _core.sign(hSession, _bytes(pData, ulDataLen), cap), pSignature, pulSignatureLen, cap
+    )
 
 
 @entry
@@ -909,8 +1014,9 @@ def C_VerifyInit(hSession: int, pMechanism: Any, hKey: int) -> int:
 
 
 @entry
-def C_Verify(hSession: int, pData: Any, ulDataLen: int, pSignature: Any,
-             ulSignatureLen: int) -> int:
+def C_Verify(
+    hSession: int, pData: Any, ulDataLen: int, pSignature: Any, ulSignatureLen: int
+) -> int:
     """C_Verify (§5.12.2)."""
     _core.verify(hSession, _bytes(pData, ulDataLen), _bytes(pSignature, ulSignatureLen))
     return _OK
@@ -935,8 +1041,7 @@ def C_VerifyFinal(hSession: int, pSignature: Any, ulSignatureLen: int) -> int:
 
 
 @entry
-def C_GenerateKey(hSession: int, pMechanism: Any, pTemplate: Any, ulCount: int,
-                  phKey: Any) -> int:
+def C_GenerateKey(hSession: int, pMechanism: Any, pTemplate: Any, ulCount: int, phKey: Any) -> int:
     """C_GenerateKey (§5.14.1)."""
     if not phKey:
         return _ARGUMENTS_BAD
@@ -945,10 +1050,16 @@ def C_GenerateKey(hSession: int, pMechanism: Any, pTemplate: Any, ulCount: int,
 
 
 @entry
-def C_GenerateKeyPair(hSession: int, pMechanism: Any, pPublicKeyTemplate: Any,
-                      ulPublicKeyAttributeCount: int, pPrivateKeyTemplate: Any,
-                      ulPrivateKeyAttributeCount: int, phPublicKey: Any,
-                      phPrivateKey: Any) -> int:
+def C_GenerateKeyPair(
+    hSession: int,
+    pMechanism: Any,
+    pPublicKeyTemplate: Any,
+    ulPublicKeyAttributeCount: int,
+    pPrivateKeyTemplate: Any,
+    ulPrivateKeyAttributeCount: int,
+    phPublicKey: Any,
+    phPrivateKey: Any,
+) -> int:
     """C_GenerateKeyPair (§5.14.2)."""
     if not phPublicKey or not phPrivateKey:
         return _ARGUMENTS_BAD
@@ -964,13 +1075,15 @@ def C_GenerateKeyPair(hSession: int, pMechanism: Any, pPublicKeyTemplate: Any,
 
 
 @entry
-def C_DeriveKey(hSession: int, pMechanism: Any, hBaseKey: int, pTemplate: Any,
-                ulAttributeCount: int, phKey: Any) -> int:
+def C_DeriveKey(
+    hSession: int, pMechanism: Any, hBaseKey: int, pTemplate: Any, ulAttributeCount: int, phKey: Any
+) -> int:
     """C_DeriveKey (§5.14.5)."""
     if not phKey:
         return _ARGUMENTS_BAD
-    phKey[0] = _core.derive_key(hSession, _mechanism(pMechanism), hBaseKey,
-                                _template(pTemplate, ulAttributeCount))
+    phKey[0] = _core.derive_key(
+        hSession, _mechanism(pMechanism), hBaseKey, _template(pTemplate, ulAttributeCount)
+    )
     return _OK
 
 
@@ -996,4 +1109,3 @@ def C_GenerateRandom(hSession: int, pRandomData: Any, ulRandomLen: int) -> int:
     if ulRandomLen:
         _memmove(pRandomData, data, ulRandomLen)
     return _OK
-

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from logging import getLogger
 from pathlib import Path
 from typing import Any
-from logging import getLogger
 
 log = getLogger("cryptoki.config")
 

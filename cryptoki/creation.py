@@ -94,8 +94,9 @@ def build(template: Template, *, pin_configured: bool) -> dict[int, Any] | AesIm
         value = bytes(values[CKA.VALUE])
         if len(value) != 16:
             raise errors.AttributeValueInvalid("the chip holds AES-128 keys (16 bytes) only")
-        request = policy.secret_key_request(values, pin_configured=pin_configured,
-                                            value_len_required=False)
+        request = policy.secret_key_request(
+            values, pin_configured=pin_configured, value_len_required=False
+        )
         return AesImport(value, request)
     if cls == CKO.PRIVATE_KEY:
         raise errors.TemplateInconsistent("private keys are made on the chip, not imported")
@@ -105,12 +106,14 @@ def build(template: Template, *, pin_configured: bool) -> dict[int, Any] | AesIm
 def _data(values: dict[int, Any]) -> dict[int, Any]:
     uid = new_uid()
     attrs = _storage_defaults(values, uid)
-    attrs.update({
-        CKA.CLASS: CKO.DATA,
-        CKA.APPLICATION: str(values.get(CKA.APPLICATION, "")),
-        CKA.OBJECT_ID: bytes(values.get(CKA.OBJECT_ID, b"")),
-        CKA.VALUE: bytes(values.get(CKA.VALUE, b"")),
-    })
+    attrs.update(
+        {
+            CKA.CLASS: CKO.DATA,
+            CKA.APPLICATION: str(values.get(CKA.APPLICATION, "")),
+            CKA.OBJECT_ID: bytes(values.get(CKA.OBJECT_ID, b"")),
+            CKA.VALUE: bytes(values.get(CKA.VALUE, b"")),
+        }
+    )
     return attrs
 
 
@@ -132,34 +135,37 @@ def _certificate(values: dict[int, Any]) -> dict[int, Any]:
     if CKA.CHECK_VALUE in values and bytes(values[CKA.CHECK_VALUE]) != check:
         raise errors.AttributeValueInvalid("CKA_CHECK_VALUE does not match the certificate")
     if CKA.PUBLIC_KEY_INFO in values and bytes(values[CKA.PUBLIC_KEY_INFO]) not in (
-        b"", fields.spki
+        b"",
+        fields.spki,
     ):
         raise errors.AttributeValueInvalid("CKA_PUBLIC_KEY_INFO does not match the certificate")
     uid = new_uid()
     attrs = _storage_defaults(values, uid)
-    attrs.update({
-        CKA.CLASS: CKO.CERTIFICATE,
-        CKA.CERTIFICATE_TYPE: CKC.X_509,
-        CKA.TRUSTED: False,
-        CKA.CERTIFICATE_CATEGORY: int(
-            values.get(CKA.CERTIFICATE_CATEGORY, CertificateCategory.UNSPECIFIED)
-        ),
-        CKA.CHECK_VALUE: check,
-        CKA.START_DATE: bytes(values.get(CKA.START_DATE, b"")),
-        CKA.END_DATE: bytes(values.get(CKA.END_DATE, b"")),
-        CKA.PUBLIC_KEY_INFO: fields.spki,
-        # The caller's SUBJECT/ISSUER/SERIAL are what it wants to search by (pkcs11-tool and
-        # p11tool send the DER's own); without them, the DER's are used.
-        CKA.SUBJECT: bytes(values.get(CKA.SUBJECT, fields.subject)),
-        CKA.ID: bytes(values.get(CKA.ID, der.spki_id(fields.spki))),
-        CKA.ISSUER: bytes(values.get(CKA.ISSUER, fields.issuer)),
-        CKA.SERIAL_NUMBER: bytes(values.get(CKA.SERIAL_NUMBER, fields.serial_number)),
-        CKA.VALUE: value,
-        CKA.URL: str(values.get(CKA.URL, "")),
-        CKA.HASH_OF_SUBJECT_PUBLIC_KEY: bytes(values.get(CKA.HASH_OF_SUBJECT_PUBLIC_KEY, b"")),
-        CKA.HASH_OF_ISSUER_PUBLIC_KEY: bytes(values.get(CKA.HASH_OF_ISSUER_PUBLIC_KEY, b"")),
-        CKA.JAVA_MIDP_SECURITY_DOMAIN: int(values.get(CKA.JAVA_MIDP_SECURITY_DOMAIN, 0)),
-    })
+    attrs.update(
+        {
+            CKA.CLASS: CKO.CERTIFICATE,
+            CKA.CERTIFICATE_TYPE: CKC.X_509,
+            CKA.TRUSTED: False,
+            CKA.CERTIFICATE_CATEGORY: int(
+                values.get(CKA.CERTIFICATE_CATEGORY, CertificateCategory.UNSPECIFIED)
+            ),
+            CKA.CHECK_VALUE: check,
+            CKA.START_DATE: bytes(values.get(CKA.START_DATE, b"")),
+            CKA.END_DATE: bytes(values.get(CKA.END_DATE, b"")),
+            CKA.PUBLIC_KEY_INFO: fields.spki,
+            # The caller's SUBJECT/ISSUER/SERIAL are what it wants to search by (pkcs11-tool and
+            # p11tool send the DER's own); without them, the DER's are used.
+            CKA.SUBJECT: bytes(values.get(CKA.SUBJECT, fields.subject)),
+            CKA.ID: bytes(values.get(CKA.ID, der.spki_id(fields.spki))),
+            CKA.ISSUER: bytes(values.get(CKA.ISSUER, fields.issuer)),
+            CKA.SERIAL_NUMBER: bytes(values.get(CKA.SERIAL_NUMBER, fields.serial_number)),
+            CKA.VALUE: value,
+            CKA.URL: str(values.get(CKA.URL, "")),
+            CKA.HASH_OF_SUBJECT_PUBLIC_KEY: bytes(values.get(CKA.HASH_OF_SUBJECT_PUBLIC_KEY, b"")),
+            CKA.HASH_OF_ISSUER_PUBLIC_KEY: bytes(values.get(CKA.HASH_OF_ISSUER_PUBLIC_KEY, b"")),
+            CKA.JAVA_MIDP_SECURITY_DOMAIN: int(values.get(CKA.JAVA_MIDP_SECURITY_DOMAIN, 0)),
+        }
+    )
     return attrs
 
 
@@ -173,31 +179,34 @@ def _ec_public(values: dict[int, Any]) -> dict[int, Any]:
     if pub is None:
         raise errors.AttributeValueInvalid("CKA_EC_POINT is not a P-256 point")
     if CKA.PUBLIC_KEY_INFO in values and bytes(values[CKA.PUBLIC_KEY_INFO]) not in (
-        b"", der.spki(pub)
+        b"",
+        der.spki(pub),
     ):
         raise errors.AttributeValueInvalid("CKA_PUBLIC_KEY_INFO does not match CKA_EC_POINT")
     uid = new_uid()
     attrs = _storage_defaults(values, uid)
-    attrs.update({
-        CKA.CLASS: CKO.PUBLIC_KEY,
-        CKA.KEY_TYPE: CKK.EC,
-        CKA.ID: bytes(values.get(CKA.ID, der.key_id(pub))),
-        CKA.START_DATE: bytes(values.get(CKA.START_DATE, b"")),
-        CKA.END_DATE: bytes(values.get(CKA.END_DATE, b"")),
-        CKA.DERIVE: False,
-        CKA.LOCAL: False,
-        CKA.KEY_GEN_MECHANISM: CK_UNAVAILABLE_INFORMATION,
-        CKA.ALLOWED_MECHANISMS: tuple(values.get(CKA.ALLOWED_MECHANISMS, EC_SIGN_MECHANISMS)),
-        CKA.SUBJECT: bytes(values.get(CKA.SUBJECT, b"")),
-        CKA.ENCRYPT: False,
-        CKA.VERIFY: bool(values.get(CKA.VERIFY, True)),
-        CKA.VERIFY_RECOVER: False,
-        CKA.WRAP: False,
-        CKA.TRUSTED: False,
-        CKA.EC_PARAMS: P256_EC_PARAMS,
-        CKA.EC_POINT: der.ec_point(pub),
-        CKA.PUBLIC_KEY_INFO: der.spki(pub),
-    })
+    attrs.update(
+        {
+            CKA.CLASS: CKO.PUBLIC_KEY,
+            CKA.KEY_TYPE: CKK.EC,
+            CKA.ID: bytes(values.get(CKA.ID, der.key_id(pub))),
+            CKA.START_DATE: bytes(values.get(CKA.START_DATE, b"")),
+            CKA.END_DATE: bytes(values.get(CKA.END_DATE, b"")),
+            CKA.DERIVE: False,
+            CKA.LOCAL: False,
+            CKA.KEY_GEN_MECHANISM: CK_UNAVAILABLE_INFORMATION,
+            CKA.ALLOWED_MECHANISMS: tuple(values.get(CKA.ALLOWED_MECHANISMS, EC_SIGN_MECHANISMS)),
+            CKA.SUBJECT: bytes(values.get(CKA.SUBJECT, b"")),
+            CKA.ENCRYPT: False,
+            CKA.VERIFY: bool(values.get(CKA.VERIFY, True)),
+            CKA.VERIFY_RECOVER: False,
+            CKA.WRAP: False,
+            CKA.TRUSTED: False,
+            CKA.EC_PARAMS: P256_EC_PARAMS,
+            CKA.EC_POINT: der.ec_point(pub),
+            CKA.PUBLIC_KEY_INFO: der.spki(pub),
+        }
+    )
     return attrs
 
 
@@ -236,7 +245,11 @@ def copy_attrs(obj: Pkcs11Object, template: Template) -> dict[int, Any]:
     """
     values = attributes.decode_template(template)
     allowed = set(MODIFIABLE_ATTRS) | {
-        CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTROYABLE,
+        CKA.TOKEN,
+        CKA.PRIVATE,
+        CKA.MODIFIABLE,
+        CKA.COPYABLE,
+        CKA.DESTROYABLE,
     }
     for attr_type, value in values.items():
         if attr_type not in obj.attrs and attr_type not in (CKA.UNIQUE_ID,):

@@ -1,9 +1,10 @@
 """PKCS#11 errors: one exception class per CK_RV, raised by the core and mapped in one place.
 
-Core code only raises these; ``cryptoki._abi`` turns a :class:`Pkcs11Error` into its ``rv`` and any other
-exception into ``CKR_GENERAL_ERROR`` (never ``CKR_OK``). Class names are the CKR names in CamelCase
-without the prefix (``CKR_PIN_INCORRECT`` -> :class:`PinIncorrect`). :class:`BufferTooSmall` carries
-the length the caller needs. Generated once from ``constants.CKR``; keep the two in step.
+Core code only raises these; ``cryptoki._abi`` turns a :class:`Pkcs11Error` into its ``rv`` and
+any other exception into ``CKR_GENERAL_ERROR`` (never ``CKR_OK``). Class names are the CKR names
+in CamelCase without the prefix (``CKR_PIN_INCORRECT`` -> :class:`PinIncorrect`).
+:class:`BufferTooSmall` carries the length the caller needs. Generated once from ``constants.CKR``;
+keep the two in step.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class SlotIdInvalid(Pkcs11Error):
 
 
 class GeneralError(Pkcs11Error):
-    """An unrecoverable error inside the module; also what any unexpected Python exception becomes."""
+    """An unrecoverable error inside the module; what any unexpected Python exception becomes."""
 
     rv = CKR.GENERAL_ERROR
 

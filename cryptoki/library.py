@@ -30,8 +30,8 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from logging import getLogger
 from pathlib import Path
-
 from typing import Any
 
 from cryptoki import attributes, config, errors, mechanisms, objects
@@ -54,7 +54,7 @@ from cryptoki.session import (
 from cryptoki.slot import Slot
 from cryptoki.token import MANUFACTURER, MAX_RW_SESSIONS, MAX_SESSIONS, Token
 from cryptoki.types import (
-    AttributeError_,
+    AttributeFailure,
     InitArgs,
     LibraryInfo,
     Mechanism,
@@ -66,7 +66,6 @@ from cryptoki.types import (
     TokenInfo,
     Version,
 )
-from logging import getLogger
 
 log = getLogger("cryptoki.library")
 
@@ -179,8 +178,11 @@ class Library:
                 token = Token(cfg, self._backend_factory(cfg), self._new_object_handle)
                 self._slots[cfg.slot_id] = Slot(cfg, token)
             self._pid = pid
-            log.info("initialised with %d slot(s): %s", len(self._slots),
-                     ", ".join(str(s) for s in self._slots) or "none")
+            log.info(
+                "initialised with %d slot(s): %s",
+                len(self._slots),
+                ", ".join(str(s) for s in self._slots) or "none",
+            )
 
     def finalize(self) -> None:
         """C_Finalize (§5.4.2): close every session and device. Survives interpreter exit."""
@@ -374,9 +376,7 @@ class Library:
         """C_Login (§5.6.8). See Token.login for why any PIN is accepted."""
         sess, token = self._session(session)
         with self._lock:
-            ro_exists = any(
-                not s.rw for s in self._sessions.values() if s.slot_id == sess.slot_id
-            )
+            ro_exists = any(not s.rw for s in self._sessions.values() if s.slot_id == sess.slot_id)
             token.login(user_type, pin, ro_exists)
 
     def login_user(
@@ -456,9 +456,14 @@ class Library:
             return token.create(attrs, session).handle
         attrs.pop(CKA.UNIQUE_ID, None)
         copy = Pkcs11Object(
-            handle=token.new_handle(), attrs=attrs, sensitive=found.sensitive,
-            chip_slot=found.chip_slot, public_key=found.public_key, owner_session=session,
-            origin="copy", key_block=found.key_block,
+            handle=token.new_handle(),
+            attrs=attrs,
+            sensitive=found.sensitive,
+            chip_slot=found.chip_slot,
+            public_key=found.public_key,
+            owner_session=session,
+            origin="copy",
+            key_block=found.key_block,
         )
         return token.add_session_object(copy).handle
 
@@ -483,7 +488,7 @@ class Library:
 
     def get_attribute_value(
         self, session: int, obj: int, types: list[int]
-    ) -> list[bytes | AttributeError_]:
+    ) -> list[bytes | AttributeFailure]:
         """C_GetAttributeValue (§5.7.5): per-attribute answers; the ABI sets the return code."""
         _, token = self._session(session)
         return self._object(token, obj).get_attribute_values(types)
@@ -506,7 +511,8 @@ class Library:
         for attr_type in values:
             if attr_type not in found.attrs and attr_type not in allowed:
                 raise errors.AttributeTypeInvalid(
-                    f"{attributes.names([attr_type])} is not an attribute of this object")
+                    f"{attributes.names([attr_type])} is not an attribute of this object"
+                )
         for attr_type in values:
             if attr_type not in allowed:
                 raise errors.AttributeReadOnly(f"{attributes.names([attr_type])} is read-only")
@@ -519,9 +525,7 @@ class Library:
         sess.check_idle(FIND)
         criteria = [(t, bytes(v)) for t, v in template]
         handles = [
-            o.handle
-            for o in token.objects()
-            if self._visible(token, o) and o.matches(criteria)
+            o.handle for o in token.objects() if self._visible(token, o) and o.matches(criteria)
         ]
         sess.begin(FIND, FindCursor(handles))
 
@@ -547,8 +551,7 @@ class Library:
         ):
             raise errors.KeyTypeInconsistent("AES mechanisms need an AES key in a chip slot")
         if not obj.flag(usage):
-            raise errors.KeyFunctionNotPermitted(
-                f"key has {attributes.names([usage])} false")
+            raise errors.KeyFunctionNotPermitted(f"key has {attributes.names([usage])} false")
         if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
             raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
         return obj

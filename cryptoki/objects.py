@@ -27,13 +27,13 @@ from cryptoki.constants import (
     P256_EC_PARAMS,
     CertificateCategory,
 )
-from cryptoki.types import AttributeError_
+from cryptoki.types import AttributeFailure
 
 #: What a chip ECC private key can do through this token, in CKA_ALLOWED_MECHANISMS order.
 EC_SIGN_MECHANISMS = (CKM.ECDSA, CKM.ECDSA_SHA256)
 
-_TYPE_INVALID = AttributeError_(CKR.ATTRIBUTE_TYPE_INVALID)
-_SENSITIVE = AttributeError_(CKR.ATTRIBUTE_SENSITIVE)
+_TYPE_INVALID = AttributeFailure(CKR.ATTRIBUTE_TYPE_INVALID)
+_SENSITIVE = AttributeFailure(CKR.ATTRIBUTE_SENSITIVE)
 
 # The accessors below run on every C_SignInit/C_FindObjectsInit: a module global costs ~20 ns,
 # ``CKA.CLASS`` (a lookup through the enum metaclass) ~70-120 ns on the benchmark machine.
@@ -111,7 +111,7 @@ class Pkcs11Object:
         return bool(self.attrs.get(attr_type, False))
 
     # -- C_GetAttributeValue / C_FindObjects ----------------------------------------------
-    def raw(self, attr_type: int) -> bytes | AttributeError_:
+    def raw(self, attr_type: int) -> bytes | AttributeFailure:
         """The pValue bytes of one attribute, or the per-entry error the spec names."""
         if attr_type in self.sensitive:
             return _SENSITIVE
@@ -123,7 +123,7 @@ class Pkcs11Object:
             self._raw_cache[attr_type] = cached
         return cached
 
-    def get_attribute_values(self, types: list[int]) -> list[bytes | AttributeError_]:
+    def get_attribute_values(self, types: list[int]) -> list[bytes | AttributeFailure]:
         """One answer per requested type, in order; errors are per entry (spec §5.7.5)."""
         return [self.raw(t) for t in types]
 
@@ -135,7 +135,7 @@ class Pkcs11Object:
         """
         for attr_type, raw in criteria:
             mine = self.raw(attr_type)
-            if isinstance(mine, AttributeError_):
+            if isinstance(mine, AttributeFailure):
                 return False
             if attributes.normalise_raw(attr_type, mine) != attributes.normalise_raw(
                 attr_type, raw
@@ -154,10 +154,17 @@ class Pkcs11Object:
 
 #: Attributes C_SetAttributeValue may change (spec §4.4-§4.9 footnote 8), where the object has
 #: them; certificates keep the subject their DER names, and only data objects change CKA_VALUE.
-MODIFIABLE_ATTRS = frozenset({
-    CKA.LABEL, CKA.ID, CKA.SUBJECT, CKA.START_DATE, CKA.END_DATE, CKA.APPLICATION,
-    CKA.OBJECT_ID,
-})
+MODIFIABLE_ATTRS = frozenset(
+    {
+        CKA.LABEL,
+        CKA.ID,
+        CKA.SUBJECT,
+        CKA.START_DATE,
+        CKA.END_DATE,
+        CKA.APPLICATION,
+        CKA.OBJECT_ID,
+    }
+)
 
 
 def modifiable(obj: Pkcs11Object) -> frozenset[int]:
@@ -232,15 +239,21 @@ class KeySpec:
 
 def ec_private_key(handle: int, spec: KeySpec, owner: int | None = None) -> Pkcs11Object:
     """A private key that lives in chip slot ``spec.chip_slot`` (spec §4.9, §6.3.4)."""
-    attrs = _storage(spec.label, private=spec.private, destroyable=spec.destroyable,
-                     token=spec.token)
+    attrs = _storage(
+        spec.label, private=spec.private, destroyable=spec.destroyable, token=spec.token
+    )
     attrs[CKA.CLASS] = CKO.PRIVATE_KEY
     mechanisms = tuple(spec.mechanisms)
     if spec.derive and mechanisms == EC_SIGN_MECHANISMS:  # not narrowed by the caller
         mechanisms += (CKM.ECDH1_DERIVE,)
     attrs.update(
-        _key(key_id=spec.key_id, local=spec.local, derive=spec.derive, subject=spec.subject,
-             mechanisms=mechanisms)
+        _key(
+            key_id=spec.key_id,
+            local=spec.local,
+            derive=spec.derive,
+            subject=spec.subject,
+            mechanisms=mechanisms,
+        )
     )
     attrs.update(
         {
@@ -275,8 +288,13 @@ def ec_public_key(handle: int, spec: KeySpec, owner: int | None = None) -> Pkcs1
     attrs = _storage(spec.label, private=False, destroyable=spec.destroyable, token=spec.token)
     attrs[CKA.CLASS] = CKO.PUBLIC_KEY
     attrs.update(
-        _key(key_id=spec.key_id, local=spec.local, derive=False, subject=spec.subject,
-             mechanisms=spec.mechanisms)
+        _key(
+            key_id=spec.key_id,
+            local=spec.local,
+            derive=False,
+            subject=spec.subject,
+            mechanisms=spec.mechanisms,
+        )
     )
     attrs.update(
         {
@@ -391,14 +409,17 @@ def secret_key(
         }
     )
     return Pkcs11Object(
-        handle=handle, attrs=attrs, sensitive=frozenset({CKA.VALUE}), chip_slot=chip_slot,
-        key_block=key_block, owner_session=owner, origin=origin,
+        handle=handle,
+        attrs=attrs,
+        sensitive=frozenset({CKA.VALUE}),
+        chip_slot=chip_slot,
+        key_block=key_block,
+        owner_session=owner,
+        origin=origin,
     )
 
 
-def derived_secret(
-    handle: int, value: bytes, attrs_in: dict[int, Any], owner: int
-) -> Pkcs11Object:
+def derived_secret(handle: int, value: bytes, attrs_in: dict[int, Any], owner: int) -> Pkcs11Object:
     """The CKK_GENERIC_SECRET session object C_DeriveKey(CKM_ECDH1_DERIVE) makes.
 
     CKA_VALUE is readable only when the template asked for CKA_EXTRACTABLE true and
@@ -406,8 +427,12 @@ def derived_secret(
     """
     sensitive = bool(attrs_in.get(CKA.SENSITIVE, True))
     extractable = bool(attrs_in.get(CKA.EXTRACTABLE, False))
-    attrs = _storage(str(attrs_in.get(CKA.LABEL, "")), private=bool(attrs_in.get(CKA.PRIVATE,
-                     False)), destroyable=True, token=False)
+    attrs = _storage(
+        str(attrs_in.get(CKA.LABEL, "")),
+        private=bool(attrs_in.get(CKA.PRIVATE, False)),
+        destroyable=True,
+        token=False,
+    )
     attrs[CKA.COPYABLE] = bool(attrs_in.get(CKA.COPYABLE, True))
     attrs[CKA.MODIFIABLE] = bool(attrs_in.get(CKA.MODIFIABLE, True))
     attrs.update(
@@ -436,8 +461,9 @@ def derived_secret(
         }
     )
     hidden = frozenset() if extractable and not sensitive else frozenset({CKA.VALUE})
-    return Pkcs11Object(handle=handle, attrs=attrs, sensitive=hidden, owner_session=owner,
-                        origin="derived")
+    return Pkcs11Object(
+        handle=handle, attrs=attrs, sensitive=hidden, owner_session=owner, origin="derived"
+    )
 
 
 def created(
@@ -447,6 +473,9 @@ def created(
     by ``cryptoki.creation``. Token ones are found again by ``store_key`` ``obj:<uid>``."""
     token = bool(attrs.get(CKA.TOKEN, False))
     return Pkcs11Object(
-        handle=handle, attrs=dict(attrs), owner_session=owner, origin="created",
+        handle=handle,
+        attrs=dict(attrs),
+        owner_session=owner,
+        origin="created",
         store_key=f"obj:{uid}" if token else None,
     )

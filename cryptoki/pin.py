@@ -48,8 +48,13 @@ def pin_matches(record: dict[str, Any], pin: bytes) -> bool:
         salt = bytes.fromhex(str(record["salt"]))
         expected = bytes.fromhex(str(record["hash"]))
         digest = hashlib.scrypt(
-            bytes(pin), salt=salt, n=int(record["n"]), r=int(record["r"]), p=int(record["p"]),
-            dklen=len(expected), maxmem=64 * 2**20,
+            bytes(pin),
+            salt=salt,
+            n=int(record["n"]),
+            r=int(record["r"]),
+            p=int(record["p"]),
+            dklen=len(expected),
+            maxmem=64 * 2**20,
         )
     except (KeyError, TypeError, ValueError):
         return False

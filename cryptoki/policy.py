@@ -9,11 +9,11 @@ need a PIN to protect them. Must not: decode templates (templates.py does) or pi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from logging import getLogger
 from typing import Any
 
 from cryptoki import der, errors
 from cryptoki.constants import CKA, CKM
-from logging import getLogger
 
 log = getLogger("cryptoki.policy")
 

@@ -51,8 +51,9 @@ def store_certificate(
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
         raise ValueError("the certificate's key is not a P-256 key, so it is not on this chip")
-    point = public.public_bytes(serialization.Encoding.X962,
-                                serialization.PublicFormat.UncompressedPoint)
+    point = public.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     key_id = hashlib.sha1(point).digest()
 
     lib = Library(filestore=filestore)
@@ -68,15 +69,18 @@ def store_certificate(
                 "certificate was not issued for a key of this chip"
             )
         (key_label,) = lib.get_attribute_value(session, keys[0], [CKA.LABEL])
-        lib.create_object(session, [
-            (CKA.CLASS, _ulong(CKO.CERTIFICATE)),
-            (CKA.CERTIFICATE_TYPE, _ulong(CKC.X_509)),
-            (CKA.TOKEN, _TRUE),
-            (CKA.PRIVATE, _FALSE),
-            (CKA.LABEL, label.encode()),
-            (CKA.ID, key_id),
-            (CKA.VALUE, cert_der),
-        ])
+        lib.create_object(
+            session,
+            [
+                (CKA.CLASS, _ulong(CKO.CERTIFICATE)),
+                (CKA.CERTIFICATE_TYPE, _ulong(CKC.X_509)),
+                (CKA.TOKEN, _TRUE),
+                (CKA.PRIVATE, _FALSE),
+                (CKA.LABEL, label.encode()),
+                (CKA.ID, key_id),
+                (CKA.VALUE, cert_der),
+            ],
+        )
     except errors.Pkcs11Error as exc:
         raise ValueError(f"the token refused: {exc}") from None
     finally:

@@ -46,10 +46,10 @@ import contextlib
 import errno
 import fcntl
 import json
-from logging import getLogger
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from logging import getLogger
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,12 @@ class SecretRecord:
 
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
-            "slot": self.slot, "key_block": self.key_block, "uid": self.uid,
-            "label": self.label, "id": self.id.hex(), "local": self.local,
+            "slot": self.slot,
+            "key_block": self.key_block,
+            "uid": self.uid,
+            "label": self.label,
+            "id": self.id.hex(),
+            "local": self.local,
             "attrs": attrs_to_json(self.attrs),
         }
         if self.session_pid is not None:
@@ -182,8 +186,11 @@ class SecretRecord:
     def from_json(cls, doc: dict[str, Any]) -> SecretRecord:
         pid = doc.get("session_pid")
         return cls(
-            slot=int(doc["slot"]), key_block=int(doc.get("key_block", 0)), uid=str(doc["uid"]),
-            label=str(doc.get("label", "")), id=bytes.fromhex(str(doc.get("id", ""))),
+            slot=int(doc["slot"]),
+            key_block=int(doc.get("key_block", 0)),
+            uid=str(doc["uid"]),
+            label=str(doc.get("label", "")),
+            id=bytes.fromhex(str(doc.get("id", ""))),
             local=bool(doc.get("local", True)),
             session_pid=int(pid) if pid is not None else None,
             attrs=attrs_from_json(dict(doc.get("attrs", {}))),
@@ -270,13 +277,18 @@ class MetadataStore:
             log.error("%s: not a token metadata file, ignored", self.path)
             return Metadata()
         if doc.get("version") not in READABLE_VERSIONS:
-            log.error("%s: metadata version %r not understood, ignored", self.path,
-                      doc.get("version"))
+            log.error(
+                "%s: metadata version %r not understood, ignored", self.path, doc.get("version")
+            )
             return Metadata()
         serial = doc.get("chip_serial")
         if serial and self.chip_serial and str(serial).upper() != self.chip_serial.upper():
-            log.warning("%s: written for chip %s, this token's chip is %s; ignored",
-                        self.path, serial, self.chip_serial)
+            log.warning(
+                "%s: written for chip %s, this token's chip is %s; ignored",
+                self.path,
+                serial,
+                self.chip_serial,
+            )
             return Metadata()
         meta = Metadata()
         for name, target, cls in (

@@ -16,10 +16,10 @@ file per C_FindObjectsInit is the only I/O).
 
 from __future__ import annotations
 
-from logging import getLogger
 import os
 import threading
 from collections.abc import Callable
+from logging import getLogger
 from typing import TYPE_CHECKING, Any
 
 from cryptoki import der, errors, objects, pin
@@ -126,8 +126,10 @@ class Token:
                 self.config.metadata_path, self._identity.serial.hex().upper()
             )
             log.info(
-                "slot %d: %s serial %s", self.config.slot_id,
-                model_name(self._identity.revision), self._identity.serial.hex().upper(),
+                "slot %d: %s serial %s",
+                self.config.slot_id,
+                model_name(self._identity.revision),
+                self._identity.serial.hex().upper(),
             )
             return True
 
@@ -196,8 +198,9 @@ class Token:
             pin.verify(self._store, user_type, pin_value)
         del pin_value  # never stored or logged
         self.logged_in = user_type
-        log.info("slot %d: %s logged in", self.config.slot_id,
-                 "user" if user_type == CKU.USER else "SO")
+        log.info(
+            "slot %d: %s logged in", self.config.slot_id, "user" if user_type == CKU.USER else "SO"
+        )
 
     def logout(self) -> None:
         if self.logged_in is None:
@@ -259,7 +262,9 @@ class Token:
             return self._load().get(handle)
 
     def _add(
-        self, table: dict[int, Pkcs11Object], build: Callable[[int], Pkcs11Object],
+        self,
+        table: dict[int, Pkcs11Object],
+        build: Callable[[int], Pkcs11Object],
         store_key: str | None = None,
     ) -> Pkcs11Object:
         handle = self._new_handle()
@@ -280,8 +285,14 @@ class Token:
             try:
                 self._load_configured(table, spec)
             except errors.Pkcs11Error as exc:
-                log.error("slot %d: object %s,%s,%d skipped: %s", self.config.slot_id,
-                          spec.kind, spec.label, spec.slot, exc)
+                log.error(
+                    "slot %d: object %s,%s,%d skipped: %s",
+                    self.config.slot_id,
+                    spec.kind,
+                    spec.label,
+                    spec.slot,
+                    exc,
+                )
         self._objects = table
         self._store_fp = None  # force reading the metadata store
         return table
@@ -305,17 +316,44 @@ class Token:
             device_der, signer_der = chain
             subject = der.parse_certificate(device_der).subject
             signer_id = der.spki_id(der.parse_certificate(signer_der).spki)
-            self._add(table, lambda h: objects.x509_certificate(
-                h, device_der, label="device", cert_id=dev_id,
-                category=CertificateCategory.TOKEN_USER), "tng:cert:device")
-            self._add(table, lambda h: objects.x509_certificate(
-                h, signer_der, label="signer", cert_id=signer_id,
-                category=CertificateCategory.AUTHORITY, trusted=True), "tng:cert:signer")
+            self._add(
+                table,
+                lambda h: objects.x509_certificate(
+                    h,
+                    device_der,
+                    label="device",
+                    cert_id=dev_id,
+                    category=CertificateCategory.TOKEN_USER,
+                ),
+                "tng:cert:device",
+            )
+            self._add(
+                table,
+                lambda h: objects.x509_certificate(
+                    h,
+                    signer_der,
+                    label="signer",
+                    cert_id=signer_id,
+                    category=CertificateCategory.AUTHORITY,
+                    trusted=True,
+                ),
+                "tng:cert:signer",
+            )
         caps = self.backend.slot_caps(TNG_DEVICE_KEY_SLOT)
-        self._key_pair(table, KeySpec(
-            chip_slot=TNG_DEVICE_KEY_SLOT, label="device", public_key=pub, key_id=dev_id,
-            local=True, derive=caps.ecdh, subject=subject, private=self.pin_configured),
-            f"tng:{TNG_DEVICE_KEY_SLOT}")
+        self._key_pair(
+            table,
+            KeySpec(
+                chip_slot=TNG_DEVICE_KEY_SLOT,
+                label="device",
+                public_key=pub,
+                key_id=dev_id,
+                local=True,
+                derive=caps.ecdh,
+                subject=subject,
+                private=self.pin_configured,
+            ),
+            f"tng:{TNG_DEVICE_KEY_SLOT}",
+        )
 
     def _load_configured(self, table: dict[int, Pkcs11Object], spec: ObjectSpec) -> None:
         """Objects for one ``object = kind,label,slot`` line.
@@ -331,13 +369,24 @@ class Token:
         if kind == "private":
             pub = self.backend.public_key(slot)
             caps = self.backend.slot_caps(slot)
-            self._key_pair(table, KeySpec(
-                chip_slot=slot, label=label, public_key=pub, key_id=der.key_id(pub),
-                local=False, derive=caps.ecdh, private=self.pin_configured), key)
+            self._key_pair(
+                table,
+                KeySpec(
+                    chip_slot=slot,
+                    label=label,
+                    public_key=pub,
+                    key_id=der.key_id(pub),
+                    local=False,
+                    derive=caps.ecdh,
+                    private=self.pin_configured,
+                ),
+                key,
+            )
         elif kind == "public":
             pub = self.backend.stored_public_key(slot)
-            ks = KeySpec(chip_slot=slot, label=label, public_key=pub, key_id=der.key_id(pub),
-                         local=False)
+            ks = KeySpec(
+                chip_slot=slot, label=label, public_key=pub, key_id=der.key_id(pub), local=False
+            )
             self._add(table, lambda h: objects.ec_public_key(h, ks), key)
         elif kind == "certificate":
             data = self.backend.read_slot(slot)
@@ -347,14 +396,26 @@ class Token:
             except ValueError as exc:
                 raise errors.FunctionFailed(f"slot {slot} holds no DER certificate") from exc
             cert_id = der.spki_id(spki)
-            self._add(table, lambda h: objects.x509_certificate(
-                h, value, label=label, cert_id=cert_id), key)
+            self._add(
+                table,
+                lambda h: objects.x509_certificate(h, value, label=label, cert_id=cert_id),
+                key,
+            )
         elif kind == "secret":
             caps = self.backend.slot_caps(slot)
             aes = caps.aes and self.backend.aes_enabled()
-            self._add(table, lambda h: objects.secret_key(
-                h, label=label, chip_slot=slot, aes=aes, hmac=caps.hmac,
-                private=self.pin_configured), key)
+            self._add(
+                table,
+                lambda h: objects.secret_key(
+                    h,
+                    label=label,
+                    chip_slot=slot,
+                    aes=aes,
+                    hmac=caps.hmac,
+                    private=self.pin_configured,
+                ),
+                key,
+            )
         else:
             raise errors.GeneralError(f"unknown object kind {kind!r}")
 
@@ -408,19 +469,33 @@ class Token:
 
     def _spec_from_record(self, rec: KeyRecord, *, token: bool) -> KeySpec:
         return KeySpec(
-            chip_slot=rec.slot, label=rec.label, public_key=rec.public_key, key_id=rec.id,
-            local=True, derive=rec.derive, destroyable=True, token=token, subject=rec.subject,
+            chip_slot=rec.slot,
+            label=rec.label,
+            public_key=rec.public_key,
+            key_id=rec.id,
+            local=True,
+            derive=rec.derive,
+            destroyable=True,
+            token=token,
+            subject=rec.subject,
             mechanisms=rec.mechanisms or objects.EC_SIGN_MECHANISMS,
             private=self.pin_configured,
         )
 
-    def _secret_object(
-        self, handle: int, rec: SecretRecord, owner: int | None
-    ) -> Pkcs11Object:
+    def _secret_object(self, handle: int, rec: SecretRecord, owner: int | None) -> Pkcs11Object:
         obj = objects.secret_key(
-            handle, label=rec.label, chip_slot=rec.slot, aes=True, key_block=rec.key_block,
-            key_id=rec.id, local=rec.local, destroyable=True, token=rec.session_pid is None,
-            private=bool(rec.attrs.get(CKA.PRIVATE, False)), usage=rec.attrs, owner=owner,
+            handle,
+            label=rec.label,
+            chip_slot=rec.slot,
+            aes=True,
+            key_block=rec.key_block,
+            key_id=rec.id,
+            local=rec.local,
+            destroyable=True,
+            token=rec.session_pid is None,
+            private=bool(rec.attrs.get(CKA.PRIVATE, False)),
+            usage=rec.attrs,
+            owner=owner,
             origin="generated-secret",
         )
         obj.attrs[CKA.UNIQUE_ID] = rec.uid
@@ -508,8 +583,9 @@ class Token:
                 rec = self._generate_locked(req)
             except OSError as exc:
                 # A read-only or missing filestore fails here, before GenKey touches the chip.
-                log.error("slot %d: metadata store %s: %s", self.config.slot_id,
-                          self._store.path, exc)
+                log.error(
+                    "slot %d: metadata store %s: %s", self.config.slot_id, self._store.path, exc
+                )
                 raise errors.FunctionFailed(f"cannot record the key: {exc.strerror}") from exc
             spec = self._spec_from_record(rec, token=req.token)
             target = table if req.token else self._session_objects
@@ -535,14 +611,22 @@ class Token:
             pub = self.backend.generate_key(slot)
             caps = self.backend.slot_caps(slot)
             rec = KeyRecord(
-                slot=slot, label=req.label, id=req.key_id or der.key_id(pub),
-                public_key=pub, session_pid=None if req.token else os.getpid(),
-                derive=req.derive and caps.ecdh, mechanisms=req.allowed_mechanisms,
+                slot=slot,
+                label=req.label,
+                id=req.key_id or der.key_id(pub),
+                public_key=pub,
+                session_pid=None if req.token else os.getpid(),
+                derive=req.derive and caps.ecdh,
+                mechanisms=req.allowed_mechanisms,
                 subject=req.subject,
             )
             self._store.write([r for r in records if r.slot != slot] + [rec])
-        log.info("slot %d: generated %s key pair in chip slot %d", self.config.slot_id,
-                 "token" if req.token else "session", slot)
+        log.info(
+            "slot %d: generated %s key pair in chip slot %d",
+            self.config.slot_id,
+            "token" if req.token else "session",
+            slot,
+        )
         return rec
 
     def store_secret_key(
@@ -563,7 +647,8 @@ class Token:
                     slot, block = free[0]
                     key = value if value is not None else self.backend.random(16)
                     self.backend.write_secret_block(
-                        slot, 16 * block, bytes(key) + self.backend.random(16))
+                        slot, 16 * block, bytes(key) + self.backend.random(16)
+                    )
                     del key
                     uid = os.urandom(16).hex()  # = secrets.token_hex(16)
                     attrs: dict[int, Any] = dict(req.usage)
@@ -571,9 +656,14 @@ class Token:
                     if req.allowed_mechanisms is not None:
                         attrs[CKA.ALLOWED_MECHANISMS] = req.allowed_mechanisms
                     rec = SecretRecord(
-                        slot=slot, key_block=block, uid=uid, label=req.label,
-                        id=req.key_id or bytes.fromhex(uid[:16]), local=value is None,
-                        session_pid=None if req.token else os.getpid(), attrs=attrs,
+                        slot=slot,
+                        key_block=block,
+                        uid=uid,
+                        label=req.label,
+                        id=req.key_id or bytes.fromhex(uid[:16]),
+                        local=value is None,
+                        session_pid=None if req.token else os.getpid(),
+                        attrs=attrs,
                     )
                     meta.secrets.append(rec)
                     self._store.save(meta)
@@ -585,8 +675,13 @@ class Token:
                 table[obj.handle] = obj
             else:
                 self._session_objects[obj.handle] = obj
-            log.info("slot %d: %s AES key in chip slot %d key block %d", self.config.slot_id,
-                     "generated" if value is None else "imported", slot, block)
+            log.info(
+                "slot %d: %s AES key in chip slot %d key block %d",
+                self.config.slot_id,
+                "generated" if value is None else "imported",
+                slot,
+                block,
+            )
             return obj
 
     def create(self, attrs: dict[int, Any], owner_session: int) -> Pkcs11Object:
@@ -596,7 +691,8 @@ class Token:
             uid = str(attrs[CKA.UNIQUE_ID])
             token = bool(attrs.get(CKA.TOKEN, False))
             obj = self._created_object(
-                self._new_handle(), attrs, uid, None if token else owner_session)
+                self._new_handle(), attrs, uid, None if token else owner_session
+            )
             if not token:
                 self._session_objects[obj.handle] = obj
                 return obj
@@ -665,7 +761,9 @@ class Token:
                 if self._store is not None:
                     self._store.modify(
                         lambda meta: meta.objects.__setitem__(
-                            slice(None), [r for r in meta.objects if r.uid != uid]))
+                            slice(None), [r for r in meta.objects if r.uid != uid]
+                        )
+                    )
                 for table in tables:
                     table.pop(obj.handle, None)
                 return
@@ -676,14 +774,18 @@ class Token:
                 self.backend.write_secret_block(slot, 16 * block, self.backend.random(32))
                 for table in tables:
                     for handle, other in list(table.items()):
-                        if other.chip_slot == slot and other.key_block == block and (
-                            other.origin in ("generated-secret", "copy")
+                        if (
+                            other.chip_slot == slot
+                            and other.key_block == block
+                            and (other.origin in ("generated-secret", "copy"))
                         ):
                             del table[handle]
                 if self._store is not None:
+
                     def drop_secret(meta: Metadata) -> None:
                         meta.secrets[:] = [
-                            r for r in meta.secrets if (r.slot, r.key_block) != (slot, block)]
+                            r for r in meta.secrets if (r.slot, r.key_block) != (slot, block)
+                        ]
                         meta.overrides.pop(obj.store_key or "", None)
 
                     self._store.modify(drop_secret)
@@ -691,8 +793,10 @@ class Token:
                 return
             for table in tables:
                 for handle, other in list(table.items()):
-                    if other.origin in ("generated", "copy") and other.chip_slot == slot and (
-                        other.key_block == 0
+                    if (
+                        other.origin in ("generated", "copy")
+                        and other.chip_slot == slot
+                        and (other.key_block == 0)
                     ):
                         del table[handle]
             if self._store is not None and slot is not None:
@@ -710,7 +814,8 @@ class Token:
         """Destroy the session objects of ``session`` (all of them when None)."""
         with self.lock:
             doomed = [
-                o for o in self._session_objects.values()
+                o
+                for o in self._session_objects.values()
                 if session is None or o.owner_session == session
             ]
             for obj in doomed:
@@ -719,8 +824,11 @@ class Token:
                         self.destroy(obj)
                     except (OSError, errors.Pkcs11Error) as exc:
                         # never fail a close because the store or the chip is gone
-                        log.warning("slot %d: session object not fully removed: %s",
-                                    self.config.slot_id, exc)
+                        log.warning(
+                            "slot %d: session object not fully removed: %s",
+                            self.config.slot_id,
+                            exc,
+                        )
                         self._session_objects.pop(obj.handle, None)
 
     # -- chip operations ------------------------------------------------------------------------

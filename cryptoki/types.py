@@ -13,8 +13,8 @@ operation active. With a buffer, the core raises ``BufferTooSmall(required)`` if
 small (operation stays active) or returns the ``bytes`` (operation ends for single-part calls).
 
 Attribute values are raw bytes exactly as they sit in CK_ATTRIBUTE.pValue (CK_ULONG as native
-``unsigned long``, CK_BBOOL as one byte). ``get_attribute_value`` returns, per requested type, either
-the bytes or an ``AttributeError_`` naming the CKR for that entry (ATTRIBUTE_SENSITIVE or
+``unsigned long``, CK_BBOOL as one byte). ``get_attribute_value`` returns, per requested type,
+either the bytes or an ``AttributeFailure`` naming the CKR for that entry (ATTRIBUTE_SENSITIVE or
 ATTRIBUTE_TYPE_INVALID); the ABI applies the length conventions and CK_UNAVAILABLE_INFORMATION.
 
 The value types are ``NamedTuple``s (immutable, compared by value) rather than frozen dataclasses:
@@ -25,10 +25,10 @@ one (``Mechanism`` on every C_SignInit) is also about twice as fast.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Union
+from typing import NamedTuple, Protocol
 
 Template = list[tuple[int, bytes]]  #: (CKA type, raw value bytes) in caller order
-Output = Union[bytes, int]  #: bytes, or the required length for a NULL-buffer query
+Output = bytes | int  #: bytes, or the required length for a NULL-buffer query
 
 
 class InitArgs(NamedTuple):
@@ -111,7 +111,7 @@ class Ecdh1DeriveParams(NamedTuple):
     public_data: bytes
 
 
-MechanismParam = Union[None, bytes, GcmParams, Ecdh1DeriveParams]
+MechanismParam = None | bytes | GcmParams | Ecdh1DeriveParams
 
 
 class Mechanism(NamedTuple):
@@ -122,7 +122,7 @@ class Mechanism(NamedTuple):
     param: MechanismParam = None
 
 
-class AttributeError_(NamedTuple):
+class AttributeFailure(NamedTuple):
     """Per-attribute failure in get_attribute_value (rv is a CKR value)."""
 
     rv: int
@@ -176,7 +176,7 @@ class Core(Protocol):
     def get_object_size(self, session: int, obj: int) -> int: ...
     def get_attribute_value(
         self, session: int, obj: int, types: list[int]
-    ) -> list[bytes | AttributeError_]: ...
+    ) -> list[bytes | AttributeFailure]: ...
     def set_attribute_value(self, session: int, obj: int, template: Template) -> None: ...
     def find_objects_init(self, session: int, template: Template) -> None: ...
     def find_objects(self, session: int, max_count: int) -> list[int]: ...
@@ -212,7 +212,10 @@ class Core(Protocol):
     # Key management (§5.14)
     def generate_key(self, session: int, mechanism: Mechanism, template: Template) -> int: ...
     def generate_key_pair(
-        self, session: int, mechanism: Mechanism, public_template: Template,
+        self,
+        session: int,
+        mechanism: Mechanism,
+        public_template: Template,
         private_template: Template,
     ) -> tuple[int, int]: ...
     def derive_key(

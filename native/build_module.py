@@ -17,8 +17,9 @@ preamble holds everything that must not depend on Python being alive:
 
 Everything else is ``static``/hidden so the function lists can never be interposed by another
 module's ``C_*`` symbols; ``-fvisibility=hidden`` leaves exported only the three entry points and
-cffi's ``PyInit_*`` (checked by ``tests/abi/test_exports.py``). The Python side is ``cryptoki._abi``; the embedding init code only imports it,
-calls ``register(ffi, lib)`` and sets ``lib.p11_ready = 1`` last.
+cffi's ``PyInit_*`` (checked by ``tests/abi/test_exports.py``). The Python side is
+``cryptoki._abi``; the embedding init code only imports it, calls ``register(ffi, lib)`` and sets
+``lib.p11_ready = 1`` last.
 
 Must not: be imported at run time (``native/`` is build-time only), contain token logic, or
 write to stdout (the host owns it; start-up failures go to stderr).
@@ -448,14 +449,18 @@ def _generated_functions() -> str:
     ):
         struct = "CK_FUNCTION_LIST" if var == "p11_list_240" else "CK_FUNCTION_LIST_3_0"
         body = "".join(f"    .{n} = {_slot_function(n)},\n" for n, _ in entries)
-        out.append(f"static {struct} {var} = {{\n    .version = {{ {major}, {minor} }},\n{body}}};\n")
+        out.append(
+            f"static {struct} {var} = {{\n    .version = {{ {major}, {minor} }},\n{body}}};\n"
+        )
     return "".join(out)
 
 
 def _cdef() -> str:
     """What Python sees of the module: the types, the ready flag, build facts, the externs."""
     externs = "".join(
-        f"    CK_RV py_{name}({params});\n" for name, params in FUNCTIONS if name in PYTHON_FUNCTIONS
+        f"    CK_RV py_{name}({params});\n"
+        for name, params in FUNCTIONS
+        if name in PYTHON_FUNCTIONS
     )
     return (
         TYPES
@@ -463,7 +468,9 @@ def _cdef() -> str:
         + "const char *p11_package_version(void);\n"
         + "const char *p11_python_function_names(void);\n"
         + "const char *p11_module_file(void);\n"
-        + 'extern "Python" {\n' + externs + "}\n"
+        + 'extern "Python" {\n'
+        + externs
+        + "}\n"
     )
 
 
@@ -486,8 +493,9 @@ lib.p11_ready = 1
 """
 
 
-def make_ffi(target_path: str | os.PathLike[str] | None = None, *,
-             python_executable: str | None = None) -> cffi.FFI:
+def make_ffi(
+    target_path: str | os.PathLike[str] | None = None, *, python_executable: str | None = None
+) -> cffi.FFI:
     """The FFI for the Cryptoki library.
 
     :param target_path: where the library will be written (only checked for a plain name: the
@@ -521,7 +529,7 @@ def make_ffi(target_path: str | os.PathLike[str] | None = None, *,
         extra_compile_args=["-fvisibility=hidden", "-Wall", "-Wno-unused-function"],
         extra_link_args=[
             f"-Wl,-rpath,{sysconfig.get_config_var('LIBDIR')}",  # our libpython, not the loader's
-            "-Wl,-z,nodelete",       # the interpreter keeps pointers into us after dlclose
+            "-Wl,-z,nodelete",  # the interpreter keeps pointers into us after dlclose
             "-Wl,--exclude-libs,ALL",
             "-Wl,--no-undefined",
         ],
@@ -529,8 +537,13 @@ def make_ffi(target_path: str | os.PathLike[str] | None = None, *,
     return ffi
 
 
-def build(target: str | os.PathLike[str] = DEFAULT_TARGET, *, tmpdir: str | None = None,
-          python_executable: str | None = None, verbose: bool = False) -> Path:
+def build(
+    target: str | os.PathLike[str] = DEFAULT_TARGET,
+    *,
+    tmpdir: str | None = None,
+    python_executable: str | None = None,
+    verbose: bool = False,
+) -> Path:
     """Compile the library to ``target`` and return its absolute path."""
     target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -546,16 +559,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m native.build_module", description="Build the Cryptoki shared library."
     )
-    parser.add_argument("output", nargs="?", default=str(DEFAULT_TARGET),
-                        help=f"output .so path (default: {DEFAULT_TARGET})")
-    parser.add_argument("--python", default=None,
-                        help="interpreter to record as program_name (default: sys.executable)")
+    parser.add_argument(
+        "output",
+        nargs="?",
+        default=str(DEFAULT_TARGET),
+        help=f"output .so path (default: {DEFAULT_TARGET})",
+    )
+    parser.add_argument(
+        "--python",
+        default=None,
+        help="interpreter to record as program_name (default: sys.executable)",
+    )
     parser.add_argument("--tmpdir", default=None, help="keep the generated C and objects here")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     try:
-        path = build(args.output, tmpdir=args.tmpdir, python_executable=args.python,
-                     verbose=args.verbose)
+        path = build(
+            args.output, tmpdir=args.tmpdir, python_executable=args.python, verbose=args.verbose
+        )
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

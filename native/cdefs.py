@@ -202,108 +202,193 @@ FUNCTIONS: tuple[tuple[str, str], ...] = (
     ("C_GetSlotList", "CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount"),
     ("C_GetSlotInfo", "CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo"),
     ("C_GetTokenInfo", "CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo"),
-    ("C_GetMechanismList",
-     "CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList, CK_ULONG_PTR pulCount"),
-    ("C_GetMechanismInfo",
-     "CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo"),
-    ("C_InitToken",
-     "CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel"),
+    (
+        "C_GetMechanismList",
+        "CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList, CK_ULONG_PTR pulCount",
+    ),
+    (
+        "C_GetMechanismInfo",
+        "CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo",
+    ),
+    (
+        "C_InitToken",
+        "CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel",
+    ),
     ("C_InitPIN", f"{_S}, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen"),
-    ("C_SetPIN", f"{_S}, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen, "
-                 "CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen"),
+    (
+        "C_SetPIN",
+        f"{_S}, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen, "
+        "CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen",
+    ),
     # Session management (§5.6)
-    ("C_OpenSession", "CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, "
-                      "CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession"),
+    (
+        "C_OpenSession",
+        "CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, "
+        "CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession",
+    ),
     ("C_CloseSession", _S),
     ("C_CloseAllSessions", "CK_SLOT_ID slotID"),
     ("C_GetSessionInfo", f"{_S}, CK_SESSION_INFO_PTR pInfo"),
-    ("C_GetOperationState",
-     f"{_S}, CK_BYTE_PTR pOperationState, CK_ULONG_PTR pulOperationStateLen"),
-    ("C_SetOperationState", f"{_S}, CK_BYTE_PTR pOperationState, CK_ULONG ulOperationStateLen, "
-                            "CK_OBJECT_HANDLE hEncryptionKey, CK_OBJECT_HANDLE hAuthenticationKey"),
+    (
+        "C_GetOperationState",
+        f"{_S}, CK_BYTE_PTR pOperationState, CK_ULONG_PTR pulOperationStateLen",
+    ),
+    (
+        "C_SetOperationState",
+        f"{_S}, CK_BYTE_PTR pOperationState, CK_ULONG ulOperationStateLen, "
+        "CK_OBJECT_HANDLE hEncryptionKey, CK_OBJECT_HANDLE hAuthenticationKey",
+    ),
     ("C_Login", f"{_S}, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen"),
     ("C_Logout", _S),
     # Object management (§5.7)
-    ("C_CreateObject",
-     f"{_S}, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject"),
-    ("C_CopyObject", f"{_S}, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate, "
-                     "CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject"),
+    (
+        "C_CreateObject",
+        f"{_S}, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject",
+    ),
+    (
+        "C_CopyObject",
+        f"{_S}, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate, "
+        "CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject",
+    ),
     ("C_DestroyObject", f"{_S}, CK_OBJECT_HANDLE hObject"),
     ("C_GetObjectSize", f"{_S}, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize"),
-    ("C_GetAttributeValue",
-     f"{_S}, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount"),
-    ("C_SetAttributeValue",
-     f"{_S}, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount"),
+    (
+        "C_GetAttributeValue",
+        f"{_S}, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount",
+    ),
+    (
+        "C_SetAttributeValue",
+        f"{_S}, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount",
+    ),
     ("C_FindObjectsInit", f"{_S}, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount"),
-    ("C_FindObjects", f"{_S}, CK_OBJECT_HANDLE_PTR phObject, CK_ULONG ulMaxObjectCount, "
-                      "CK_ULONG_PTR pulObjectCount"),
+    (
+        "C_FindObjects",
+        f"{_S}, CK_OBJECT_HANDLE_PTR phObject, CK_ULONG ulMaxObjectCount, "
+        "CK_ULONG_PTR pulObjectCount",
+    ),
     ("C_FindObjectsFinal", _S),
     # Encryption (§5.8)
     ("C_EncryptInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_Encrypt", f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                  "CK_BYTE_PTR pEncryptedData, CK_ULONG_PTR pulEncryptedDataLen"),
-    ("C_EncryptUpdate", f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, "
-                        "CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen"),
-    ("C_EncryptFinal",
-     f"{_S}, CK_BYTE_PTR pLastEncryptedPart, CK_ULONG_PTR pulLastEncryptedPartLen"),
+    (
+        "C_Encrypt",
+        f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pEncryptedData, CK_ULONG_PTR pulEncryptedDataLen",
+    ),
+    (
+        "C_EncryptUpdate",
+        f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, "
+        "CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen",
+    ),
+    (
+        "C_EncryptFinal",
+        f"{_S}, CK_BYTE_PTR pLastEncryptedPart, CK_ULONG_PTR pulLastEncryptedPartLen",
+    ),
     # Decryption (§5.9)
     ("C_DecryptInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_Decrypt", f"{_S}, CK_BYTE_PTR pEncryptedData, CK_ULONG ulEncryptedDataLen, "
-                  "CK_BYTE_PTR pData, CK_ULONG_PTR pulDataLen"),
-    ("C_DecryptUpdate", f"{_S}, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen, "
-                        "CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen"),
+    (
+        "C_Decrypt",
+        f"{_S}, CK_BYTE_PTR pEncryptedData, CK_ULONG ulEncryptedDataLen, "
+        "CK_BYTE_PTR pData, CK_ULONG_PTR pulDataLen",
+    ),
+    (
+        "C_DecryptUpdate",
+        f"{_S}, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen, "
+        "CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen",
+    ),
     ("C_DecryptFinal", f"{_S}, CK_BYTE_PTR pLastPart, CK_ULONG_PTR pulLastPartLen"),
     # Message digesting (§5.10)
     ("C_DigestInit", f"{_S}, CK_MECHANISM_PTR pMechanism"),
-    ("C_Digest", f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                 "CK_BYTE_PTR pDigest, CK_ULONG_PTR pulDigestLen"),
+    (
+        "C_Digest",
+        f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pDigest, CK_ULONG_PTR pulDigestLen",
+    ),
     ("C_DigestUpdate", f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen"),
     ("C_DigestKey", f"{_S}, CK_OBJECT_HANDLE hKey"),
     ("C_DigestFinal", f"{_S}, CK_BYTE_PTR pDigest, CK_ULONG_PTR pulDigestLen"),
     # Signing and MACing (§5.11)
     ("C_SignInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_Sign", f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-               "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen"),
+    (
+        "C_Sign",
+        f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen",
+    ),
     ("C_SignUpdate", f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen"),
     ("C_SignFinal", f"{_S}, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen"),
     ("C_SignRecoverInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_SignRecover", f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                      "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen"),
+    (
+        "C_SignRecover",
+        f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen",
+    ),
     # Verifying signatures and MACs (§5.12)
     ("C_VerifyInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_Verify", f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                 "CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen"),
+    (
+        "C_Verify",
+        f"{_S}, CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen",
+    ),
     ("C_VerifyUpdate", f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen"),
     ("C_VerifyFinal", f"{_S}, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen"),
     ("C_VerifyRecoverInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_VerifyRecover", f"{_S}, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen, "
-                        "CK_BYTE_PTR pData, CK_ULONG_PTR pulDataLen"),
+    (
+        "C_VerifyRecover",
+        f"{_S}, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen, "
+        "CK_BYTE_PTR pData, CK_ULONG_PTR pulDataLen",
+    ),
     # Dual-function cryptographic functions (§5.13)
-    ("C_DigestEncryptUpdate", f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, "
-                              "CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen"),
-    ("C_DecryptDigestUpdate", f"{_S}, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen, "
-                              "CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen"),
-    ("C_SignEncryptUpdate", f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, "
-                            "CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen"),
-    ("C_DecryptVerifyUpdate", f"{_S}, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen, "
-                              "CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen"),
+    (
+        "C_DigestEncryptUpdate",
+        f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, "
+        "CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen",
+    ),
+    (
+        "C_DecryptDigestUpdate",
+        f"{_S}, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen, "
+        "CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen",
+    ),
+    (
+        "C_SignEncryptUpdate",
+        f"{_S}, CK_BYTE_PTR pPart, CK_ULONG ulPartLen, "
+        "CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen",
+    ),
+    (
+        "C_DecryptVerifyUpdate",
+        f"{_S}, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen, "
+        "CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen",
+    ),
     # Key management (§5.14)
-    ("C_GenerateKey", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate, "
-                      "CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey"),
-    ("C_GenerateKeyPair", f"{_S}, CK_MECHANISM_PTR pMechanism, "
-                          "CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount, "
-                          "CK_ATTRIBUTE_PTR pPrivateKeyTemplate, "
-                          "CK_ULONG ulPrivateKeyAttributeCount, "
-                          "CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey"),
-    ("C_WrapKey", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey, "
-                  "CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen"),
-    ("C_UnwrapKey", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hUnwrappingKey, "
-                    "CK_BYTE_PTR pWrappedKey, CK_ULONG ulWrappedKeyLen, "
-                    "CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, "
-                    "CK_OBJECT_HANDLE_PTR phKey"),
-    ("C_DeriveKey", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey, "
-                    "CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, "
-                    "CK_OBJECT_HANDLE_PTR phKey"),
+    (
+        "C_GenerateKey",
+        f"{_S}, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate, "
+        "CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey",
+    ),
+    (
+        "C_GenerateKeyPair",
+        f"{_S}, CK_MECHANISM_PTR pMechanism, "
+        "CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount, "
+        "CK_ATTRIBUTE_PTR pPrivateKeyTemplate, "
+        "CK_ULONG ulPrivateKeyAttributeCount, "
+        "CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey",
+    ),
+    (
+        "C_WrapKey",
+        f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey, "
+        "CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen",
+    ),
+    (
+        "C_UnwrapKey",
+        f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hUnwrappingKey, "
+        "CK_BYTE_PTR pWrappedKey, CK_ULONG ulWrappedKeyLen, "
+        "CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, "
+        "CK_OBJECT_HANDLE_PTR phKey",
+    ),
+    (
+        "C_DeriveKey",
+        f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey, "
+        "CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, "
+        "CK_OBJECT_HANDLE_PTR phKey",
+    ),
     # Random number generation (§5.15)
     ("C_SeedRandom", f"{_S}, CK_BYTE_PTR pSeed, CK_ULONG ulSeedLen"),
     ("C_GenerateRandom", f"{_S}, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen"),
@@ -314,54 +399,90 @@ FUNCTIONS: tuple[tuple[str, str], ...] = (
     ("C_WaitForSlotEvent", "CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved"),
     # ---- 3.0 additions (CK_FUNCTION_LIST_3_0 only) ----
     ("C_GetInterfaceList", "CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount"),
-    ("C_GetInterface", "CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion, "
-                       "CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags"),
-    ("C_LoginUser", f"{_S}, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, "
-                    "CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen"),
+    (
+        "C_GetInterface",
+        "CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion, "
+        "CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags",
+    ),
+    (
+        "C_LoginUser",
+        f"{_S}, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, "
+        "CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen",
+    ),
     ("C_SessionCancel", f"{_S}, CK_FLAGS flags"),
     # Message-based encryption (§5.8 in 3.0)
     ("C_MessageEncryptInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_EncryptMessage", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                         "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen, "
-                         "CK_BYTE_PTR pPlaintext, CK_ULONG ulPlaintextLen, "
-                         "CK_BYTE_PTR pCiphertext, CK_ULONG_PTR pulCiphertextLen"),
-    ("C_EncryptMessageBegin", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                              "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen"),
-    ("C_EncryptMessageNext", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                             "CK_BYTE_PTR pPlaintextPart, CK_ULONG ulPlaintextPartLen, "
-                             "CK_BYTE_PTR pCiphertextPart, CK_ULONG_PTR pulCiphertextPartLen, "
-                             "CK_FLAGS flags"),
+    (
+        "C_EncryptMessage",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen, "
+        "CK_BYTE_PTR pPlaintext, CK_ULONG ulPlaintextLen, "
+        "CK_BYTE_PTR pCiphertext, CK_ULONG_PTR pulCiphertextLen",
+    ),
+    (
+        "C_EncryptMessageBegin",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen",
+    ),
+    (
+        "C_EncryptMessageNext",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pPlaintextPart, CK_ULONG ulPlaintextPartLen, "
+        "CK_BYTE_PTR pCiphertextPart, CK_ULONG_PTR pulCiphertextPartLen, "
+        "CK_FLAGS flags",
+    ),
     ("C_MessageEncryptFinal", _S),
     ("C_MessageDecryptInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_DecryptMessage", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                         "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen, "
-                         "CK_BYTE_PTR pCiphertext, CK_ULONG ulCiphertextLen, "
-                         "CK_BYTE_PTR pPlaintext, CK_ULONG_PTR pulPlaintextLen"),
-    ("C_DecryptMessageBegin", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                              "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen"),
-    ("C_DecryptMessageNext", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                             "CK_BYTE_PTR pCiphertextPart, CK_ULONG ulCiphertextPartLen, "
-                             "CK_BYTE_PTR pPlaintextPart, CK_ULONG_PTR pulPlaintextPartLen, "
-                             "CK_FLAGS flags"),
+    (
+        "C_DecryptMessage",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen, "
+        "CK_BYTE_PTR pCiphertext, CK_ULONG ulCiphertextLen, "
+        "CK_BYTE_PTR pPlaintext, CK_ULONG_PTR pulPlaintextLen",
+    ),
+    (
+        "C_DecryptMessageBegin",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen",
+    ),
+    (
+        "C_DecryptMessageNext",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pCiphertextPart, CK_ULONG ulCiphertextPartLen, "
+        "CK_BYTE_PTR pPlaintextPart, CK_ULONG_PTR pulPlaintextPartLen, "
+        "CK_FLAGS flags",
+    ),
     ("C_MessageDecryptFinal", _S),
     # Message-based signing and verifying (§5.11, §5.12 in 3.0)
     ("C_MessageSignInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_SignMessage", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                      "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                      "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen"),
+    (
+        "C_SignMessage",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen",
+    ),
     ("C_SignMessageBegin", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen"),
-    ("C_SignMessageNext", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                          "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                          "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen"),
+    (
+        "C_SignMessageNext",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen",
+    ),
     ("C_MessageSignFinal", _S),
     ("C_MessageVerifyInit", f"{_S}, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey"),
-    ("C_VerifyMessage", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                        "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                        "CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen"),
+    (
+        "C_VerifyMessage",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen",
+    ),
     ("C_VerifyMessageBegin", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen"),
-    ("C_VerifyMessageNext", f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
-                            "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
-                            "CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen"),
+    (
+        "C_VerifyMessageNext",
+        f"{_S}, CK_VOID_PTR pParameter, CK_ULONG ulParameterLen, "
+        "CK_BYTE_PTR pData, CK_ULONG ulDataLen, "
+        "CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen",
+    ),
     ("C_MessageVerifyFinal", _S),
 )
 

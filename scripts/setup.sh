@@ -39,8 +39,8 @@ echo "setup: installing the project (builds the Cryptoki library)"
 # Compat mode puts a plain path in a .pth file instead of setuptools' import-hook finder, which
 # every process that loads the module would otherwise import at start (~15 ms of pkcs11-tool's
 # cold start). setuptools calls the mode transitional, so fall back to the default if it goes.
-if ! .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat \
+if ! .venv/bin/python -m pip install -q -e '.[test,dev]' --config-settings editable_mode=compat \
         > "$log" 2>&1; then
-    pip_quiet install -q -e '.[test]'
+    pip_quiet install -q -e '.[test,dev]'
 fi
 echo "setup: module at $(.venv/bin/atecc module-path)"

@@ -13,16 +13,18 @@ import pytest
 
 
 def write_slot_file(
-    filestore: Path, slot_id: int, state_name: str, *, device: str = "ATECC608-TNGTLS",
-    label: str = "00ABC", extra: str = "",
+    filestore: Path,
+    slot_id: int,
+    state_name: str,
+    *,
+    device: str = "ATECC608-TNGTLS",
+    label: str = "00ABC",
+    extra: str = "",
 ) -> Path:
     """Write ``<slot_id>.conf`` naming an emulated chip state file in the same directory."""
     path = filestore / f"{slot_id}.conf"
     path.write_text(
-        f"interface = emulator,{state_name}\n"
-        f"device = {device}\n"
-        f"label = {label}\n"
-        f"{extra}",
+        f"interface = emulator,{state_name}\ndevice = {device}\nlabel = {label}\n{extra}",
         encoding="utf-8",
     )
     return path

@@ -22,9 +22,14 @@ pytestmark = pytest.mark.native
 def _missing() -> str | None:
     if not (ROOT / "cryptoki" / "libatecc_pkcs11.so").is_file():
         return "the Cryptoki library is not built"
-    if not any(Path(p).is_file() for p in ("/usr/lib/softhsm/libsofthsm2.so",
-                                           "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-                                           "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so")):
+    if not any(
+        Path(p).is_file()
+        for p in (
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+            "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        )
+    ):
         return "SoftHSM2 is not installed"
     for tool in ("softhsm2-util", "pkcs11-tool", "openssl"):
         if shutil.which(tool) is None:
@@ -42,7 +47,10 @@ def test_quick_benchmark_prints_every_row(tmp_path: Path) -> None:
 
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=50, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = (tmp_path / "results.md").read_text()
@@ -55,9 +63,14 @@ def test_quick_benchmark_prints_every_row(tmp_path: Path) -> None:
         assert len(cells) == 4, rows[0]
         if key != "tls" or "TLS row skipped" not in text:
             assert cells[1] != "n/a" and cells[2] != "n/a", rows[0]
-    for needle in ("chip's own Sign execution time", "C_Sign latency, realistic timing",
-                   "overhead our driver and module add", "## Targets", "## Versions",
-                   "cores:"):
+    for needle in (
+        "chip's own Sign execution time",
+        "C_Sign latency, realistic timing",
+        "overhead our driver and module add",
+        "## Targets",
+        "## Versions",
+        "cores:",
+    ):
         assert needle in text
     png = (tmp_path / "ratios.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000

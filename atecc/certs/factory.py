@@ -242,7 +242,9 @@ def make_tng_chain(
     except ValueError as exc:
         raise CertificateError("device public key is not a point on P-256") from exc
 
-    root_cert = make_root_ca(root_key, issue - timedelta(days=1), root_name or ROOT_NAME_AS_TEMPLATE)
+    root_cert = make_root_ca(
+        root_key, issue - timedelta(days=1), root_name or ROOT_NAME_AS_TEMPLATE
+    )
     signer_public_key = public_key_bytes(signer_key.public_key())
     signer_compressed, signer_der = _sign_into(
         SIGNER_TEMPLATE,

@@ -12,6 +12,7 @@ and MAC output, ECDH encrypted output and ECDH when ChipOptions forces protected
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,6 @@ def _c() -> _Crypto:
     return _crypto
 
 
-
 def _message(vol: Volatile, mode: int) -> bytes:
     """The 32-byte message of an external Sign or Verify: the message digest buffer when mode
     bit 5 is set (608), else TempKey; either must be valid (spec §4.5, §4.6)."""
@@ -62,6 +62,7 @@ def _message(vol: Volatile, mode: int) -> bytes:
     if not vol.tk_valid:
         raise exec_error("TempKey not valid")
     return bytes(vol.tempkey[:32])
+
 
 # ------------------------------------------------------------------------- crypto helpers ----
 @lru_cache(maxsize=256)
@@ -172,8 +173,10 @@ def gen_key(ex: Exec) -> bytes | None:
         pub = _stored_public_key(ex, slot)
         msg = vol.tempkey[:32] + bytes((Opcode.GENKEY,)) + data + _sn_block(ex) + pub
         import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
-        vol.set_tempkey(hashlib.sha256(msg).digest(), source_input=vol.tk_source_input,
-                        keyid=slot, genkey=True)
+
+        vol.set_tempkey(
+            hashlib.sha256(msg).digest(), source_input=vol.tk_source_input, keyid=slot, genkey=True
+        )
         ex.tempkey_written = True
         return None
     if not cfg.is_p256_private(slot) or not cfg.is_secret[slot]:
@@ -204,11 +207,17 @@ def gen_key(ex: Exec) -> bytes | None:
         scalar = _stored_scalar(ex, slot)
     pub = public_key_of(scalar)
     if digest:
-        msg = (vol.tempkey[:32] + bytes((Opcode.GENKEY, mode, slot & 0xFF, slot >> 8))
-               + _sn_block(ex) + pub)
+        msg = (
+            vol.tempkey[:32]
+            + bytes((Opcode.GENKEY, mode, slot & 0xFF, slot >> 8))
+            + _sn_block(ex)
+            + pub
+        )
         import hashlib
-        vol.set_tempkey(hashlib.sha256(msg).digest(), source_input=vol.tk_source_input,
-                        keyid=slot, genkey=True)
+
+        vol.set_tempkey(
+            hashlib.sha256(msg).digest(), source_input=vol.tk_source_input, keyid=slot, genkey=True
+        )
         ex.tempkey_written = True
     return pub
 
@@ -271,6 +280,7 @@ def _internal_message(ex: Exec, slot: int) -> bytes:
     )
     assert len(msg) == 55
     import hashlib
+
     return hashlib.sha256(msg).digest()
 
 
@@ -386,7 +396,7 @@ def ecdh(ex: Exec) -> bytes | None:
     return None
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
     Opcode.GENKEY: gen_key,
     Opcode.SIGN: sign,
     Opcode.VERIFY: verify,

@@ -10,6 +10,7 @@ handler follows spec §2: parameter parsing (0x03), ``ex.gate()`` (0x07/0xEE), s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 from atecc import crc
 from atecc.constants import (
@@ -152,6 +153,7 @@ def nonce(ex: Exec) -> bytes | None:
         if kind == 0x00:
             vol.seed_eeprom = True
     import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+
     digest = hashlib.sha256(rand_out + data + bytes((Opcode.NONCE, mode, p2 & 0xFF))).digest()
     if use_tempkey:
         # [508] flags unchanged, only the value is replaced.
@@ -267,7 +269,7 @@ def not_modelled(ex: Exec) -> None:
     raise exec_error(f"opcode 0x{ex.opcode:02X} is not modelled by the emulator")
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
     Opcode.INFO: info,
     Opcode.RANDOM: random_cmd,
     Opcode.NONCE: nonce,

@@ -9,6 +9,8 @@ need GenDig, which the emulator does not model: they end with 0x0F "unsupported 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from atecc.constants import (
     CFG_LOCK_CONFIG,
     CFG_USER_EXTRA,
@@ -60,11 +62,11 @@ def read(ex: Exec) -> bytes:
     ex.gate(selftest_exempt=zone == 0)
     cfg, state = ex.cfg, ex.state
     if zone == 0:
-        return bytes(state.config[offset:offset + length])
+        return bytes(state.config[offset : offset + length])
     if zone == 1:
         if not cfg.data_locked:
             raise exec_error("OTP is not readable before the data zone is locked")
-        return bytes(state.otp[offset:offset + length])
+        return bytes(state.otp[offset : offset + length])
     if not cfg.data_locked:
         raise exec_error("data zone reads need the data zone locked")
     if cfg.private[slot]:
@@ -73,7 +75,7 @@ def read(ex: Exec) -> bytes:
         # IsSecret=1: clear reads prohibited; EncryptRead needs GenDig (not modelled).
         raise exec_error(f"slot {slot} is secret")
     # IsSecret=0 with EncryptRead=1 is undefined; treated as a clear read [U] (spec §3.6).
-    chunk = bytes(state.slots[slot][offset:offset + length])
+    chunk = bytes(state.slots[slot][offset : offset + length])
     return chunk.ljust(length, b"\x00")  # short last block reads back zero-filled [508]
 
 
@@ -99,7 +101,7 @@ def write(ex: Exec) -> None:
             raise exec_error("config zone is locked")
         if _CONFIG_READ_ONLY.intersection(range(offset, offset + length)):
             raise exec_error("write touches read-only config bytes (0-15, 84-87)")
-        state.config[offset:offset + length] = value
+        state.config[offset : offset + length] = value
         ex.dirty = True
         return None
     if not cfg.config_locked:
@@ -111,7 +113,7 @@ def write(ex: Exec) -> None:
             raise exec_error("OTP writes before data lock are 32 bytes only")
         if encrypted:
             raise exec_error("encrypted writes are unsupported in the emulator")
-        state.otp[offset:offset + 32] = value
+        state.otp[offset : offset + 32] = value
         ex.dirty = True
         return None
     if cfg.slot_locked(slot):
@@ -138,7 +140,7 @@ def write(ex: Exec) -> None:
             raise exec_error(f"slot {slot} is secret: 4-byte writes prohibited")
     buf = state.slots[slot]
     end = min(offset + length, len(buf))
-    buf[offset:end] = value[:end - offset]  # bytes beyond a short last block are ignored [508]
+    buf[offset:end] = value[: end - offset]  # bytes beyond a short last block are ignored [508]
     if cfg.pub_info[slot] and slot >= 8 and cfg.key_type[slot] == KeyType.P256:
         # A write to a validated-public-key slot marks the key invalid (nibble 0xA) [508].
         buf[0] = 0xA0 | (buf[0] & 0x0F)
@@ -175,7 +177,7 @@ def priv_write(ex: Exec) -> None:
     ex.dirty = True
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
     Opcode.READ: read,
     Opcode.WRITE: write,
     Opcode.PRIVWRITE: priv_write,

@@ -9,6 +9,7 @@ mode 3 answer 0x0F "unsupported in emulator".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 from atecc.constants import KeyType, Opcode
 from atecc.emulator._core import Exec, exec_error, parse_error
@@ -33,6 +34,7 @@ def sha(ex: Exec) -> bytes | None:
             raise parse_error("SHA start takes no parameters")
         ex.gate()
         import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+
         vol.sha, vol.sha_is_hmac = hashlib.sha256(), False
         return None
     if op == 0x01:  # Update: 1-64 bytes on the 608 (508A: exactly 64)
@@ -63,6 +65,7 @@ def sha(ex: Exec) -> bytes | None:
         key = _hmac_key(ex, p2)
         import hashlib
         import hmac
+
         vol.sha, vol.sha_is_hmac = hmac.new(key, digestmod=hashlib.sha256), True
         return None
     if op == 0x03:
@@ -130,7 +133,7 @@ def aes(ex: Exec) -> bytes:
     if p2 == 0xFFFF:
         if not vol.tk_valid or vol.tk_is_ecc_key:
             raise exec_error("TempKey not valid")
-        key = vol.tempkey[16 * key_block:16 * key_block + 16]
+        key = vol.tempkey[16 * key_block : 16 * key_block + 16]
     else:
         slot = p2
         if cfg.key_type[slot] != KeyType.AES or cfg.private[slot]:
@@ -140,7 +143,7 @@ def aes(ex: Exec) -> bytes:
             raise exec_error(f"key block {key_block} is outside slot {slot}")
         ex.require_auth(slot)
         ex.require_usable(slot)
-        key = bytes(buf[16 * key_block:16 * key_block + 16])
+        key = bytes(buf[16 * key_block : 16 * key_block + 16])
     # Imported here: the emulator should not pay for ``cryptography`` until a command needs it.
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -149,7 +152,7 @@ def aes(ex: Exec) -> bytes:
     return worker.update(data) + worker.finalize()
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
     Opcode.SHA: sha,
     Opcode.AES: aes,
 }

@@ -79,9 +79,17 @@ class Volatile:
     auth_valid: bool = False
     auth_key_id: int = 0
 
-    def set_tempkey(self, value: bytes, *, source_input: bool, keyid: int = 0,
-                    gendig: bool = False, genkey: bool = False, nomac: bool = False,
-                    ecc_key: bool = False) -> None:
+    def set_tempkey(
+        self,
+        value: bytes,
+        *,
+        source_input: bool,
+        keyid: int = 0,
+        gendig: bool = False,
+        genkey: bool = False,
+        nomac: bool = False,
+        ecc_key: bool = False,
+    ) -> None:
         self.tempkey = value.ljust(64, b"\x00")
         self.tk_valid = True
         self.tk_source_input = source_input
@@ -114,13 +122,32 @@ class Cfg:
     """
 
     __slots__ = (
-        "aes_enabled", "auth_key", "chip_options", "config_locked", "data_locked",
-        "encrypt_read", "is_secret", "key_config", "key_type", "lockable", "no_mac",
-        "persistent_disable", "private", "pub_info", "raw", "read_key", "req_auth",
-        "req_random", "slot_config", "slot_locked_bits", "sn", "write_config", "write_key",
+        "aes_enabled",
+        "auth_key",
+        "chip_options",
+        "config_locked",
+        "data_locked",
+        "encrypt_read",
+        "is_secret",
+        "key_config",
+        "key_type",
+        "lockable",
+        "no_mac",
+        "persistent_disable",
+        "private",
+        "pub_info",
+        "raw",
+        "read_key",
+        "req_auth",
+        "req_random",
+        "slot_config",
+        "slot_locked_bits",
+        "sn",
+        "write_config",
+        "write_key",
     )
 
-    def __init__(self, config: bytes) -> None:
+    def __init__(self, config: bytes | bytearray) -> None:
         raw = bytes(config)
         self.raw = raw
         self.slot_config = [_le16(raw, CFG_SLOT_CONFIG + 2 * n) for n in range(SLOT_COUNT)]
@@ -167,11 +194,23 @@ class Exec:
     exempts the command from the TempKey invalidation rule (spec §4.0).
     """
 
-    __slots__ = ("cfg", "chip", "data", "dirty", "gated", "opcode", "p1", "p2", "state",
-                 "tempkey_written", "vol")
+    __slots__ = (
+        "cfg",
+        "chip",
+        "data",
+        "dirty",
+        "gated",
+        "opcode",
+        "p1",
+        "p2",
+        "state",
+        "tempkey_written",
+        "vol",
+    )
 
-    def __init__(self, chip: Chip, state: ChipState, cfg: Cfg, opcode: int, p1: int, p2: int,
-                 data: bytes) -> None:
+    def __init__(
+        self, chip: Chip, state: ChipState, cfg: Cfg, opcode: int, p1: int, p2: int, data: bytes
+    ) -> None:
         self.chip = chip
         self.state = state
         self.cfg = cfg

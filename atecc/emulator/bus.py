@@ -41,9 +41,17 @@ class EmulatedBus:
     :param watchdog_s: override tWATCHDOG (1.3 s)
     """
 
-    def __init__(self, state_path: str | os.PathLike[str], *, timing: str = "fast",
-                 strict: bool = True, busy_fraction: float = 1.0, clock: Clock | None = None,
-                 seed: int | None = None, watchdog_s: float | None = None) -> None:
+    def __init__(
+        self,
+        state_path: str | os.PathLike[str],
+        *,
+        timing: str = "fast",
+        strict: bool = True,
+        busy_fraction: float = 1.0,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        watchdog_s: float | None = None,
+    ) -> None:
         if timing not in ("fast", "realistic"):
             raise ValueError(f"timing must be 'fast' or 'realistic', not {timing!r}")
         if not 0.0 <= busy_fraction <= 1.0:
@@ -56,9 +64,16 @@ class EmulatedBus:
         self.clock: Clock = clock
         self.faults = Faults()
         self._state_file = StateFile(self.state_path)
-        self.chip = Chip(self._state_file, clock, faults=self.faults,
-                         realistic=timing == "realistic", strict=strict,
-                         busy_fraction=busy_fraction, seed=seed, watchdog_s=watchdog_s)
+        self.chip = Chip(
+            self._state_file,
+            clock,
+            faults=self.faults,
+            realistic=timing == "realistic",
+            strict=strict,
+            busy_fraction=busy_fraction,
+            seed=seed,
+            watchdog_s=watchdog_s,
+        )
         self._closed = False
 
     # -- smbus2.SMBus-compatible surface ---------------------------------------------------------

@@ -102,9 +102,18 @@ class Chip:
     :param watchdog_s: override tWATCHDOG (default 1.3 s, or the long watchdog per ChipMode)
     """
 
-    def __init__(self, state_file: StateFile, clock: Clock, *, faults: Faults | None = None,
-                 realistic: bool = False, strict: bool = True, busy_fraction: float = 1.0,
-                 seed: int | None = None, watchdog_s: float | None = None) -> None:
+    def __init__(
+        self,
+        state_file: StateFile,
+        clock: Clock,
+        *,
+        faults: Faults | None = None,
+        realistic: bool = False,
+        strict: bool = True,
+        busy_fraction: float = 1.0,
+        seed: int | None = None,
+        watchdog_s: float | None = None,
+    ) -> None:
         self.state_file = state_file
         self.clock = clock
         self.faults = faults if faults is not None else Faults()
@@ -200,7 +209,7 @@ class Chip:
         if ptr == 0 and self._out_is_reply:
             self._corrupt_pass = self.faults.take_crc_corruption()
         out = self._out_bad if self._corrupt_pass else self._out
-        chunk = out[ptr:ptr + length]
+        chunk = out[ptr : ptr + length]
         self._ptr = min(ptr + length, len(out))
         if len(chunk) < length:
             chunk += b"\xff" * (length - len(chunk))

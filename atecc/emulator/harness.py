@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+from typing import Any
 
 from atecc import crc
 
@@ -20,7 +21,7 @@ I2C_M_RD = 0x0001
 class Msg(ctypes.Structure):
     """Same fields as ``smbus2.i2c_msg`` (linux/i2c.h ``struct i2c_msg``)."""
 
-    _fields_ = [  # noqa: RUF012 - ctypes API
+    _fields_ = [
         ("addr", ctypes.c_uint16),
         ("flags", ctypes.c_uint16),
         ("len", ctypes.c_uint16),
@@ -30,17 +31,22 @@ class Msg(ctypes.Structure):
     @classmethod
     def write(cls, addr: int, data: bytes) -> Msg:
         buf = ctypes.create_string_buffer(bytes(data), len(data))
-        msg = cls(addr=addr, flags=0, len=len(data),
-                  buf=ctypes.cast(buf, ctypes.POINTER(ctypes.c_char)))
-        msg._keep = buf  # type: ignore[attr-defined]  # keep the buffer alive
+        msg = cls(
+            addr=addr, flags=0, len=len(data), buf=ctypes.cast(buf, ctypes.POINTER(ctypes.c_char))
+        )
+        msg._keep = buf  # keep the buffer alive
         return msg
 
     @classmethod
     def read(cls, addr: int, length: int) -> Msg:
         buf = ctypes.create_string_buffer(length)
-        msg = cls(addr=addr, flags=I2C_M_RD, len=length,
-                  buf=ctypes.cast(buf, ctypes.POINTER(ctypes.c_char)))
-        msg._keep = buf  # type: ignore[attr-defined]
+        msg = cls(
+            addr=addr,
+            flags=I2C_M_RD,
+            len=length,
+            buf=ctypes.cast(buf, ctypes.POINTER(ctypes.c_char)),
+        )
+        msg._keep = buf
         return msg
 
     def __bytes__(self) -> bytes:
@@ -60,7 +66,7 @@ def is_nack(exc: BaseException) -> bool:
 class Host:
     """Talks to one chip on ``bus`` at ``addr7`` (default: the chip's current address)."""
 
-    def __init__(self, bus, addr7: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, bus: Any, addr7: int | None = None) -> None:
         self.bus = bus
         self.addr = addr7 if addr7 is not None else bus.chip.address7
 

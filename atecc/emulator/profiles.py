@@ -66,8 +66,8 @@ def _blank_config() -> bytes:
             sc, kc = 0x0F0F, 0x003C
         else:
             sc, kc = 0x0F0F, 0x0030
-        cfg[20 + 2 * n:22 + 2 * n] = sc.to_bytes(2, "little")
-        cfg[96 + 2 * n:98 + 2 * n] = kc.to_bytes(2, "little")
+        cfg[20 + 2 * n : 22 + 2 * n] = sc.to_bytes(2, "little")
+        cfg[96 + 2 * n : 98 + 2 * n] = kc.to_bytes(2, "little")
     cfg[52:60] = bytes.fromhex("FFFFFFFF00000000")
     cfg[60:68] = bytes.fromhex("FFFFFFFF00000000")
     cfg[86] = cfg[87] = 0x55
@@ -91,8 +91,13 @@ def _place_serial(cfg: bytearray, serial: bytes) -> None:
     cfg[8:13] = serial[4:9]
 
 
-def create_chip(state_path: str | os.PathLike[str], device: str = TNGTLS, *,
-                serial: bytes | None = None, revision: str = "A") -> ChipState:
+def create_chip(
+    state_path: str | os.PathLike[str],
+    device: str = TNGTLS,
+    *,
+    serial: bytes | None = None,
+    revision: str = "A",
+) -> ChipState:
     """Provision a new emulated chip and write its state file (mode 0600).
 
     :param device: ``"ATECC608-TNGTLS"`` or ``"ATECC608"``

@@ -382,8 +382,9 @@ def _check_days(days: int) -> None:
         raise PkiError(f"validity must be 1..36600 days, not {days}")
 
 
-def init_ca(directory: str | os.PathLike[str], subject: str | x509.Name, *, days: int = 3650
-            ) -> CertificateAuthority:
+def init_ca(
+    directory: str | os.PathLike[str], subject: str | x509.Name, *, days: int = 3650
+) -> CertificateAuthority:
     """Create ``directory`` (if needed) with a new CA key (0600) and self-signed certificate.
 
     Refuses to touch a directory that already holds a CA key or certificate.

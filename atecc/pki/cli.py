@@ -66,7 +66,7 @@ def _guarded(func: Handler) -> Handler:
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             return _error(f"{where}{exc.strerror or exc}", EXIT_ERROR)
-        except Exception as exc:  # noqa: BLE001 - the contract is "never raise to the top"
+        except Exception as exc:
             return _error(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
 
     return wrapper
@@ -101,8 +101,10 @@ def cmd_ca_server_cert(args: argparse.Namespace) -> int:
     write_key(args.out_key, key)
     write_certificate(args.out_cert, cert)
     names = [*(args.dns or []), *(args.ip or [])]
-    print(f"wrote {args.out_key} (0600) and {args.out_cert} for {', '.join(names)}, "
-          f"valid until {_date(cert.not_valid_after_utc)}")
+    print(
+        f"wrote {args.out_key} (0600) and {args.out_cert} for {', '.join(names)}, "
+        f"valid until {_date(cert.not_valid_after_utc)}"
+    )
     return 0
 
 
@@ -114,8 +116,10 @@ def cmd_ca_sign(args: argparse.Namespace) -> int:
     ca = CertificateAuthority.load(args.dir)
     cert = ca.issue_device_certificate(load_csr(args.csr), days=args.days)
     write_certificate(args.out, cert)
-    print(f"issued serial {format_serial(cert.serial_number)} to device "
-          f"{common_name(cert.subject)}, valid until {_date(cert.not_valid_after_utc)}: {args.out}")
+    print(
+        f"issued serial {format_serial(cert.serial_number)} to device "
+        f"{common_name(cert.subject)}, valid until {_date(cert.not_valid_after_utc)}: {args.out}"
+    )
     return 0
 
 
@@ -132,8 +136,10 @@ def cmd_ca_crl(args: argparse.Namespace) -> int:
 
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     next_update = crl.next_update_utc
-    print(f"wrote CRL number {number} with {len(crl)} revoked certificate(s) to {args.out}, "
-          f"next update {_date(next_update) if next_update else '-'}")
+    print(
+        f"wrote CRL number {number} with {len(crl)} revoked certificate(s) to {args.out}, "
+        f"next update {_date(next_update) if next_update else '-'}"
+    )
     return 0
 
 
@@ -182,8 +188,10 @@ def cmd_csr(args: argparse.Namespace) -> int:
     atomic_write(args.out, csr_pem(csr))
     from atecc.pki.ca import common_name
 
-    print(f"wrote {args.out}: CN={common_name(csr.subject)}, key in chip slot {args.key_slot}, "
-          "signed by the chip")
+    print(
+        f"wrote {args.out}: CN={common_name(csr.subject)}, key in chip slot {args.key_slot}, "
+        "signed by the chip"
+    )
     return 0
 
 
@@ -194,17 +202,20 @@ def cmd_csr(args: argparse.Namespace) -> int:
 def cmd_cert_store(args: argparse.Namespace) -> int:
     """Put an issued certificate on the token next to its key (same CKA_ID), through the
     PKCS#11 core, so every PKCS#11 client finds it there."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     from atecc import slotfile
     from atecc.pki.ca import load_certificate
-    from cryptography.hazmat.primitives.serialization import Encoding
     from cryptoki.provision import store_certificate
 
     der = load_certificate(args.input).public_bytes(Encoding.DER)
     directory = slotfile.filestore_dir(getattr(args, "filestore", None))
     path = slotfile.select_slot_file(directory, getattr(args, "slot", None))
     stored = store_certificate(directory, int(path.stem), der, args.label)
-    print(f"stored {args.input} as certificate {stored.label!r} in token slot {stored.slot_id}, "
-          f"next to private key {stored.key_label!r} (CKA_ID {stored.key_id.hex()})")
+    print(
+        f"stored {args.input} as certificate {stored.label!r} in token slot {stored.slot_id}, "
+        f"next to private key {stored.key_label!r} (CKA_ID {stored.key_id.hex()})"
+    )
     return 0
 
 
@@ -293,7 +304,8 @@ def add_subcommands(subparsers: Any) -> None:
     sign.set_defaults(func=cmd_ca_sign)
 
     store = subparsers.add_parser(
-        "cert-store", help="store an issued certificate on the token next to its key")
+        "cert-store", help="store an issued certificate on the token next to its key"
+    )
     store.add_argument("--in", dest="input", required=True, help="certificate (PEM or DER)")
     store.add_argument("--label", default="device-tls", help="CKA_LABEL (default device-tls)")
     store.set_defaults(func=cmd_cert_store)
@@ -306,12 +318,26 @@ def add_subcommands(subparsers: Any) -> None:
 
     csr = subparsers.add_parser("csr", help="certificate request signed by the chip's key")
     # SUPPRESS: do not reset a --filestore/--slot given before the command (see atecc/cli.py).
-    csr.add_argument("--filestore", metavar="DIR", default=argparse.SUPPRESS,
-                     help="slot-file directory (default: $ATECC_PKCS11_FILESTORE, ...)")
-    csr.add_argument("--slot", metavar="N", type=int, default=argparse.SUPPRESS,
-                     help="slot file <N>.conf to use (default: the first one)")
-    csr.add_argument("--key-slot", metavar="K", type=int, default=0,
-                     help="chip key slot (default 0, the device key)")
+    csr.add_argument(
+        "--filestore",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="slot-file directory (default: $ATECC_PKCS11_FILESTORE, ...)",
+    )
+    csr.add_argument(
+        "--slot",
+        metavar="N",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="slot file <N>.conf to use (default: the first one)",
+    )
+    csr.add_argument(
+        "--key-slot",
+        metavar="K",
+        type=int,
+        default=0,
+        help="chip key slot (default 0, the device key)",
+    )
     csr.add_argument("--cn", help="subject CN (default: the device ID derived from the serial)")
     csr.add_argument("--out", required=True, help="CSR file to write (PEM)")
     csr.set_defaults(func=cmd_csr)
@@ -321,13 +347,17 @@ def add_subcommands(subparsers: Any) -> None:
     which = revoke.add_mutually_exclusive_group(required=True)
     which.add_argument("--serial", metavar="HEX", help="certificate serial number")
     which.add_argument("--device-id", metavar="ID", help="every active certificate of a device")
-    revoke.add_argument("--reason", default="unspecified",
-                        help="RFC 5280 reason, e.g. keyCompromise (default unspecified)")
+    revoke.add_argument(
+        "--reason",
+        default="unspecified",
+        help="RFC 5280 reason, e.g. keyCompromise (default unspecified)",
+    )
     revoke.set_defaults(func=cmd_revoke)
 
     export = subparsers.add_parser("export", help="a certificate as PEM, DER or a C array")
-    export.add_argument("--in", dest="input", required=True,
-                        help="certificate (PEM/DER) or a CA directory")
+    export.add_argument(
+        "--in", dest="input", required=True, help="certificate (PEM/DER) or a CA directory"
+    )
     export.add_argument("--format", required=True, choices=("pem", "der", "c"))
     export.add_argument("--name", help="C array name (default: from the input file, as xxd -i)")
     export.add_argument("--out", required=True, help="file to write, or - for stdout")
@@ -341,10 +371,20 @@ def add_subcommands(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, default=8443, help="port (default 8443; 0 = any)")
     serve.add_argument("--crl", help="CRL file to honour (re-read when it changes)")
     serve.add_argument("--log-file", help="append verdict lines here instead of stderr")
-    serve.add_argument("--handshake-timeout", type=float, default=10.0, metavar="S",
-                       help="seconds a client gets to finish the handshake (default 10)")
-    serve.add_argument("--max-connections", type=int, default=256, metavar="N",
-                       help="connections served at once (default 256)")
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a client gets to finish the handshake (default 10)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        metavar="N",
+        help="connections served at once (default 256)",
+    )
     serve.set_defaults(func=cmd_serve)
 
 

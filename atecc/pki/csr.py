@@ -88,7 +88,10 @@ def certification_request_info(common_name: str, public_key: bytes) -> bytes:
 
 
 def build_csr(
-    device: SigningDevice, *, common_name: str | None = None, slot: int = DEFAULT_KEY_SLOT,
+    device: SigningDevice,
+    *,
+    common_name: str | None = None,
+    slot: int = DEFAULT_KEY_SLOT,
     serial: bytes | None = None,
 ) -> x509.CertificateSigningRequest:
     """A CSR for the key in chip ``slot``, signed by the chip.

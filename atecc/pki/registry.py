@@ -186,8 +186,9 @@ class Registry:
             if serial is not None:
                 record = data.find_serial(serial)
                 if record is None:
-                    raise PkiError(f"no certificate with serial {format_serial(serial)} in "
-                                   f"{self.path}")
+                    raise PkiError(
+                        f"no certificate with serial {format_serial(serial)} in {self.path}"
+                    )
                 targets = [record]
             else:
                 targets = data.find_device_id(str(device_id))

@@ -14,8 +14,8 @@ on first use, never in C_Initialize.
 from __future__ import annotations
 
 import contextlib
-from logging import getLogger
 import struct
+from logging import getLogger
 from typing import Any
 
 from atecc import errors as ae
@@ -71,7 +71,7 @@ class chip_errors:  # noqa: N801 (used like the function it replaced: ``with chi
     cost about 2 µs per operation against well under 1 µs for these two plain methods.
     """
 
-    __slots__ = ("what", "overrides")
+    __slots__ = ("overrides", "what")
 
     def __init__(self, what: str, **overrides: type[errors.Pkcs11Error]) -> None:
         self.what = what
@@ -80,8 +80,9 @@ class chip_errors:  # noqa: N801 (used like the function it replaced: ``with chi
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: Any) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
         if exc_type is None or not issubclass(exc_type, ae.AteccError):
             return False  # success, or not a driver error: propagate unchanged
         assert isinstance(exc, ae.AteccError)

@@ -36,8 +36,9 @@ AES_KEY_BYTES = 16  #: AES-128 only: the chip's AES command (spec §4.12); sizes
 HMAC_KEY_BYTES = 32  #: the chip's HMAC key is a slot's first 32 bytes (shorter keys zero-padded)
 
 #: Mechanisms offered only when the chip's config enables the AES command (byte 13 bit 0).
-AES_MECHANISMS = frozenset({CKM.AES_KEY_GEN, CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD,
-                            CKM.AES_GCM})
+AES_MECHANISMS = frozenset(
+    {CKM.AES_KEY_GEN, CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM}
+)
 
 
 class MechanismEntry(NamedTuple):
@@ -105,9 +106,7 @@ REGISTRY: dict[int, MechanismEntry] = {
             takes_param=True,
         ),
         # Chip random written into a free AES key block with a clear 32-byte Write.
-        MechanismEntry(
-            CKM.AES_KEY_GEN, _info(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.GENERATE)
-        ),
+        MechanismEntry(CKM.AES_KEY_GEN, _info(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.GENERATE)),
         # Block modes on the host around the chip's single-block AES (and GFM for GCM).
         MechanismEntry(CKM.AES_ECB, _AES_INFO, multipart=True),
         MechanismEntry(CKM.AES_CBC, _AES_INFO, multipart=True, takes_param=True),

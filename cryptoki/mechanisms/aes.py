@@ -34,7 +34,7 @@ class BlockCipher(Protocol):
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    return bytes(x ^ y for x, y in zip(a, b, strict=False))
 
 
 def _pad16(data: bytes) -> bytes:
@@ -109,7 +109,7 @@ class AesOperation:
                 return b"", st
             if len(st.buf) < self._tag_len:
                 raise errors.EncryptedDataLenRange("shorter than the GCM tag")
-            body, tag = st.buf[: len(st.buf) - self._tag_len], st.buf[len(st.buf) - self._tag_len:]
+            body, tag = st.buf[: len(st.buf) - self._tag_len], st.buf[len(st.buf) - self._tag_len :]
             y = c.ghash(self._h, st.y, _pad16(body)) if body else st.y
             y = c.ghash(self._h, y, self._lengths(len(body)))
             expect = _xor(c.ecb(self._j0, decrypt=False), y)[: self._tag_len]

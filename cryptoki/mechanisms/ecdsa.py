@@ -41,6 +41,7 @@ class _Operation:
     def __init__(self, entry: MechanismEntry) -> None:
         self.entry = entry
         import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+
         self._hash = hashlib.sha256() if entry.hashed else None
         self._multipart = False  # set by the first *_update
 
@@ -50,6 +51,7 @@ class _Operation:
             raise errors.OperationNotInitialized("a multi-part operation is in progress")
         if self._hash is not None:
             import hashlib
+
             return hashlib.sha256(data).digest()
         return ecdsa_input(data)
 

@@ -21,11 +21,17 @@ BUILD_SOURCES = (REPO / "native" / "build_module.py", REPO / "native" / "cdefs.p
 P11KIT_INCLUDE = Path("/usr/include/p11-kit-1")
 
 
-def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120,
-        cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` capturing text output (never raises on a non-zero status)."""
-    return subprocess.run([str(c) for c in cmd], env=env, timeout=timeout, capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run(
+        [str(c) for c in cmd], env=env, timeout=timeout, capture_output=True, text=True, cwd=cwd
+    )
 
 
 def describe(proc: subprocess.CompletedProcess[str]) -> str:
@@ -44,8 +50,10 @@ def core_importable() -> bool:
 
 def require_core() -> None:
     if not core_importable():
-        pytest.skip("cryptoki.library or atecc.emulator is not importable yet: these checks "
-                    "need the real Cryptoki core behind the ABI")
+        pytest.skip(
+            "cryptoki.library or atecc.emulator is not importable yet: these checks "
+            "need the real Cryptoki core behind the ABI"
+        )
 
 
 def make_filestore(directory: Path, *, with_token: bool = True) -> Path:

@@ -40,8 +40,9 @@ def module_path() -> Path:
         src.stat().st_mtime > LIBRARY.stat().st_mtime for src in BUILD_SOURCES
     )
     if stale:
-        proc = run([sys.executable, "-m", "native.build_module", str(LIBRARY)], cwd=REPO,
-                   timeout=300)
+        proc = run(
+            [sys.executable, "-m", "native.build_module", str(LIBRARY)], cwd=REPO, timeout=300
+        )
         if proc.returncode != 0:
             pytest.fail(f"building the Cryptoki library failed:\n{describe(proc)}")
     return LIBRARY
@@ -54,8 +55,21 @@ def harness(module_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     if gcc is None or not (P11KIT_INCLUDE / "p11-kit" / "pkcs11.h").exists():
         pytest.skip("gcc or p11-kit's pkcs11.h (libp11-kit-dev) is not installed")
     out = tmp_path_factory.mktemp("harness") / "harness"
-    proc = run([gcc, "-std=gnu11", "-Wall", "-Werror", "-O1", f"-I{P11KIT_INCLUDE}",
-                HERE / "harness.c", "-o", out, "-ldl", "-lpthread"])
+    proc = run(
+        [
+            gcc,
+            "-std=gnu11",
+            "-Wall",
+            "-Werror",
+            "-O1",
+            f"-I{P11KIT_INCLUDE}",
+            HERE / "harness.c",
+            "-o",
+            out,
+            "-ldl",
+            "-lpthread",
+        ]
+    )
     if proc.returncode != 0:
         pytest.fail(f"compiling harness.c failed:\n{describe(proc)}")
     return out

@@ -23,7 +23,7 @@ from cryptoki import _abi
 from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKA, CKM, CKR
 from cryptoki.errors import BufferTooSmall, Pkcs11Error, SessionHandleInvalid
 from cryptoki.types import (
-    AttributeError_,
+    AttributeFailure,
     Ecdh1DeriveParams,
     GcmParams,
     InitArgs,
@@ -68,8 +68,10 @@ class ScriptedCore:
 @pytest.fixture(scope="module")
 def p11(module_path: Path) -> tuple[cffi.FFI, Any]:
     ffi = cffi.FFI()
-    ffi.cdef(native_cdefs().TYPES + "CK_RV C_GetInterface(CK_UTF8CHAR_PTR, CK_VERSION_PTR, "
-             "CK_INTERFACE_PTR_PTR, CK_FLAGS);")
+    ffi.cdef(
+        native_cdefs().TYPES + "CK_RV C_GetInterface(CK_UTF8CHAR_PTR, CK_VERSION_PTR, "
+        "CK_INTERFACE_PTR_PTR, CK_FLAGS);"
+    )
     lib = ffi.dlopen(str(module_path))
     itf = ffi.new("CK_INTERFACE_PTR *")
     assert lib.C_GetInterface(ffi.NULL, ffi.NULL, itf, 0) == CKR.OK
@@ -130,10 +132,10 @@ def test_memory_error_is_host_memory(ffi: cffi.FFI, fl: Any, core: ScriptedCore)
 
 
 def test_error_carrying_ckr_ok_still_fails(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
-    class Broken(Pkcs11Error):
+    class BrokenError(Pkcs11Error):
         rv = CKR.OK
 
-    core.script["logout"] = Broken()
+    core.script["logout"] = BrokenError()
     assert fl.C_Logout(1) == CKR.GENERAL_ERROR
 
 
@@ -164,16 +166,16 @@ def test_sign_two_call_convention(ffi: cffi.FFI, fl: Any, core: ScriptedCore) ->
     assert length[0] == 64
     assert core.last("sign") == (1, b"x" * 32, None)
 
-    out = ffi.new("CK_BYTE[80]", b"\xAA" * 80)
+    out = ffi.new("CK_BYTE[80]", b"\xaa" * 80)
     length[0] = 10
     assert fl.C_Sign(1, data, 32, out, length) == CKR.BUFFER_TOO_SMALL
     assert length[0] == 64
-    assert bytes(out) == b"\xAA" * 80
+    assert bytes(out) == b"\xaa" * 80
 
     length[0] = 80
     assert fl.C_Sign(1, data, 32, out, length) == CKR.OK
     assert length[0] == 64
-    assert bytes(out)[:64] == signature and bytes(out)[64:] == b"\xAA" * 16
+    assert bytes(out)[:64] == signature and bytes(out)[64:] == b"\xaa" * 16
 
 
 def test_oversized_core_answer_never_overflows(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
@@ -221,11 +223,11 @@ def test_generate_random_wrong_length(ffi: cffi.FFI, fl: Any, core: ScriptedCore
 
 def test_get_attribute_value_conventions(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
     core.script["get_attribute_value"] = [
-        ULONG.pack(3),                                  # buffer large enough
-        AttributeError_(CKR.ATTRIBUTE_TYPE_INVALID),    # not on this object
-        b"label",                                       # NULL pValue: length only
-        b"0123456789",                                  # buffer too small
-        AttributeError_(CKR.ATTRIBUTE_SENSITIVE),
+        ULONG.pack(3),  # buffer large enough
+        AttributeFailure(CKR.ATTRIBUTE_TYPE_INVALID),  # not on this object
+        b"label",  # NULL pValue: length only
+        b"0123456789",  # buffer too small
+        AttributeFailure(CKR.ATTRIBUTE_SENSITIVE),
     ]
     template = ffi.new("CK_ATTRIBUTE[5]")
     cls = ffi.new("CK_BYTE[8]")
@@ -233,7 +235,7 @@ def test_get_attribute_value_conventions(ffi: cffi.FFI, fl: Any, core: ScriptedC
     other = ffi.new("CK_BYTE[8]")
     types = [CKA.CLASS, 0x7FFF0000, CKA.LABEL, CKA.ID, CKA.VALUE]
     buffers = [(cls, 8), (other, 8), (ffi.NULL, 0), (small, 4), (other, 8)]
-    for attr, t, (buf, n) in zip(template, types, buffers):
+    for attr, t, (buf, n) in zip(template, types, buffers, strict=False):
         attr.type, attr.pValue, attr.ulValueLen = t, buf, n
     rv = fl.C_GetAttributeValue(1, 2, template, 5)
     assert rv == CKR.ATTRIBUTE_TYPE_INVALID  # the first error in template order
@@ -245,8 +247,9 @@ def test_get_attribute_value_conventions(ffi: cffi.FFI, fl: Any, core: ScriptedC
     assert template[4].ulValueLen == CK_UNAVAILABLE_INFORMATION
 
 
-def test_get_attribute_value_buffer_too_small_alone(ffi: cffi.FFI, fl: Any,
-                                                    core: ScriptedCore) -> None:
+def test_get_attribute_value_buffer_too_small_alone(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
     core.script["get_attribute_value"] = [b"0123456789"]
     attr = ffi.new("CK_ATTRIBUTE[1]")
     buf = ffi.new("CK_BYTE[4]")
@@ -266,7 +269,8 @@ def test_template_decoding(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
     handle = ffi.new("CK_OBJECT_HANDLE *")
     assert fl.C_CreateObject(9, template, 4, handle) == CKR.OK and handle[0] == 42
     assert core.last("create_object") == (
-        9, [(CKA.CLASS, ULONG.pack(3)), (CKA.LABEL, b"abc"), (CKA.TOKEN, b"\x01"), (CKA.ID, b"")]
+        9,
+        [(CKA.CLASS, ULONG.pack(3)), (CKA.LABEL, b"abc"), (CKA.TOKEN, b"\x01"), (CKA.ID, b"")],
     )
     template[1].pValue = ffi.NULL  # NULL with a length
     assert fl.C_CreateObject(9, template, 4, handle) == CKR.ARGUMENTS_BAD
@@ -281,8 +285,7 @@ def _sign_init(ffi: cffi.FFI, fl: Any, mtype: int, param: Any, length: int) -> i
     return fl.C_SignInit(1, mech, 2)
 
 
-def test_mechanism_without_and_with_flat_params(ffi: cffi.FFI, fl: Any,
-                                                core: ScriptedCore) -> None:
+def test_mechanism_without_and_with_flat_params(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
     assert _sign_init(ffi, fl, CKM.ECDSA, ffi.NULL, 0) == CKR.OK
     assert core.last("sign_init") == (1, Mechanism(CKM.ECDSA, None), 2)
     iv = ffi.new("CK_BYTE[]", b"0123456789abcdef")
@@ -295,13 +298,18 @@ def test_mechanism_without_and_with_flat_params(ffi: cffi.FFI, fl: Any,
 def test_gcm_params_both_layouts(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
     iv = ffi.new("CK_BYTE[]", b"I" * 12)
     aad = ffi.new("CK_BYTE[]", b"A" * 5)
-    gcm = ffi.new("CK_GCM_PARAMS *", {"pIv": iv, "ulIvLen": 12, "ulIvBits": 96, "pAAD": aad,
-                                      "ulAADLen": 5, "ulTagBits": 128})
+    gcm = ffi.new(
+        "CK_GCM_PARAMS *",
+        {"pIv": iv, "ulIvLen": 12, "ulIvBits": 96, "pAAD": aad, "ulAADLen": 5, "ulTagBits": 128},
+    )
     assert _sign_init(ffi, fl, CKM.AES_GCM, gcm, ffi.sizeof(gcm[0])) == CKR.OK
-    assert core.last("sign_init")[1] == Mechanism(CKM.AES_GCM, GcmParams(b"I" * 12, 96, b"A" * 5,
-                                                                         128))
-    old = ffi.new("CK_GCM_PARAMS_V240 *", {"pIv": iv, "ulIvLen": 12, "pAAD": ffi.NULL,
-                                           "ulAADLen": 0, "ulTagBits": 96})
+    assert core.last("sign_init")[1] == Mechanism(
+        CKM.AES_GCM, GcmParams(b"I" * 12, 96, b"A" * 5, 128)
+    )
+    old = ffi.new(
+        "CK_GCM_PARAMS_V240 *",
+        {"pIv": iv, "ulIvLen": 12, "pAAD": ffi.NULL, "ulAADLen": 0, "ulTagBits": 96},
+    )
     assert _sign_init(ffi, fl, CKM.AES_GCM, old, ffi.sizeof(old[0])) == CKR.OK
     assert core.last("sign_init")[1] == Mechanism(CKM.AES_GCM, GcmParams(b"I" * 12, 96, b"", 96))
     assert _sign_init(ffi, fl, CKM.AES_GCM, gcm, 8) == CKR.MECHANISM_PARAM_INVALID
@@ -310,15 +318,31 @@ def test_gcm_params_both_layouts(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> 
 def test_ecdh1_params(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
     core.script["derive_key"] = 77
     point = ffi.new("CK_BYTE[]", b"\x04" + b"P" * 64)
-    params = ffi.new("CK_ECDH1_DERIVE_PARAMS *", {"kdf": 1, "ulSharedDataLen": 0,
-                                                  "pSharedData": ffi.NULL,
-                                                  "ulPublicDataLen": 65, "pPublicData": point})
-    mech = ffi.new("CK_MECHANISM *", {"mechanism": CKM.ECDH1_DERIVE, "pParameter": params,
-                                      "ulParameterLen": ffi.sizeof(params[0])})
+    params = ffi.new(
+        "CK_ECDH1_DERIVE_PARAMS *",
+        {
+            "kdf": 1,
+            "ulSharedDataLen": 0,
+            "pSharedData": ffi.NULL,
+            "ulPublicDataLen": 65,
+            "pPublicData": point,
+        },
+    )
+    mech = ffi.new(
+        "CK_MECHANISM *",
+        {
+            "mechanism": CKM.ECDH1_DERIVE,
+            "pParameter": params,
+            "ulParameterLen": ffi.sizeof(params[0]),
+        },
+    )
     key = ffi.new("CK_OBJECT_HANDLE *")
     assert fl.C_DeriveKey(1, mech, 5, ffi.NULL, 0, key) == CKR.OK and key[0] == 77
     assert core.last("derive_key") == (
-        1, Mechanism(CKM.ECDH1_DERIVE, Ecdh1DeriveParams(1, None, b"\x04" + b"P" * 64)), 5, []
+        1,
+        Mechanism(CKM.ECDH1_DERIVE, Ecdh1DeriveParams(1, None, b"\x04" + b"P" * 64)),
+        5,
+        [],
     )
     params.pPublicData = ffi.NULL
     assert fl.C_DeriveKey(1, mech, 5, ffi.NULL, 0, key) == CKR.MECHANISM_PARAM_INVALID
@@ -327,10 +351,10 @@ def test_ecdh1_params(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
 # ---- info structs and C_Initialize ----------------------------------------------------------
 
 
-def test_info_strings_are_blank_padded_and_cut_on_characters(ffi: cffi.FFI, fl: Any,
-                                                            core: ScriptedCore) -> None:
-    core.script["get_info"] = LibraryInfo(Version(3, 0), "Maker", 0, "a" + "é" * 16,
-                                          Version(0, 1))
+def test_info_strings_are_blank_padded_and_cut_on_characters(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
+    core.script["get_info"] = LibraryInfo(Version(3, 0), "Maker", 0, "a" + "é" * 16, Version(0, 1))
     info = ffi.new("CK_INFO *")
     assert fl.C_GetInfo(info) == CKR.OK
     assert bytes(info.manufacturerID) == b"Maker" + b" " * 27
@@ -367,8 +391,9 @@ def test_initialize_args(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
     assert len(core.calls) == calls  # refused before the core
 
 
-def test_pins_are_passed_through_and_null_means_none(ffi: cffi.FFI, fl: Any,
-                                                     core: ScriptedCore) -> None:
+def test_pins_are_passed_through_and_null_means_none(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
     pin = ffi.new("CK_UTF8CHAR[]", b"123456")
     assert fl.C_Login(1, 1, pin, 6) == CKR.OK
     assert core.last("login") == (1, 1, b"123456")

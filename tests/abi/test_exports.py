@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
-EXPECTED = {"C_GetFunctionList", "C_GetInterfaceList", "C_GetInterface",
-            "PyInit__atecc_pkcs11_cffi"}
+EXPECTED = {
+    "C_GetFunctionList",
+    "C_GetInterfaceList",
+    "C_GetInterface",
+    "PyInit__atecc_pkcs11_cffi",
+}
 
 
 def _tool(name: str) -> str:
@@ -23,15 +27,20 @@ def _tool(name: str) -> str:
 
 
 def test_only_entry_points_are_exported(module_path: Path) -> None:
-    out = subprocess.run([_tool("nm"), "-D", "--defined-only", str(module_path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [_tool("nm"), "-D", "--defined-only", str(module_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     exported = {line.split()[-1] for line in out.splitlines() if line.strip()}
     assert exported == EXPECTED
 
 
 def test_dynamic_section(module_path: Path) -> None:
-    out = subprocess.run([_tool("readelf"), "-d", str(module_path)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [_tool("readelf"), "-d", str(module_path)], capture_output=True, text=True, check=True
+    ).stdout
     assert f"[{sysconfig.get_config_var('INSTSONAME')}]" in out  # NEEDED libpython3.X.so
     assert sysconfig.get_config_var("LIBDIR") in out  # RUNPATH: our libpython, not the loader's
     assert "NODELETE" in out

@@ -31,17 +31,23 @@ def test_battery_without_a_token(harness: Path, module_path: Path, tmp_path: Pat
     assert "no token present" in proc.stdout
 
 
-def test_hostile_environment_still_loads(harness: Path, module_path: Path,
-                                         filestore: Path, tmp_path: Path) -> None:
+def test_hostile_environment_still_loads(
+    harness: Path, module_path: Path, filestore: Path, tmp_path: Path
+) -> None:
     """(b) PATH without the venv and garbage PYTHONHOME/PYTHONPATH: the isolated pre-init still
     starts the venv's interpreter (a bad PYTHONHOME would otherwise kill the host)."""
-    env = host_env(filestore, PYTHONHOME=str(tmp_path / "no-such-home"),
-                   PYTHONPATH="/nonexistent:/also/not/here", PYTHONSTARTUP="/nonexistent.py",
-                   PYTHONUNBUFFERED="1")
+    env = host_env(
+        filestore,
+        PYTHONHOME=str(tmp_path / "no-such-home"),
+        PYTHONPATH="/nonexistent:/also/not/here",
+        PYTHONSTARTUP="/nonexistent.py",
+        PYTHONUNBUFFERED="1",
+    )
     proc = run([harness, module_path, "env"], env=env, timeout=120, cwd="/")
     assert proc.returncode == 0, describe(proc)
-    facts = dict(line[3:].split(" ", 1) for line in proc.stdout.splitlines()
-                 if line.startswith("PY "))
+    facts = dict(
+        line[3:].split(" ", 1) for line in proc.stdout.splitlines() if line.startswith("PY ")
+    )
     venv = Path(__import__("sys").prefix)
     assert Path(facts["prefix"]) == venv, describe(proc)
     assert Path(facts["cffi"]).is_relative_to(venv), describe(proc)

@@ -22,19 +22,37 @@ _cdefs = native_cdefs()
 FUNCTIONS, N_FUNCTIONS_240, TYPES = _cdefs.FUNCTIONS, _cdefs.N_FUNCTIONS_240, _cdefs.TYPES
 
 #: Structs compared with both headers, then the ones only NSS's 3.0 header has.
-COMMON = ["CK_VERSION", "CK_INFO", "CK_SLOT_INFO", "CK_TOKEN_INFO", "CK_SESSION_INFO",
-          "CK_ATTRIBUTE", "CK_DATE", "CK_MECHANISM", "CK_MECHANISM_INFO", "CK_C_INITIALIZE_ARGS",
-          "CK_GCM_PARAMS", "CK_ECDH1_DERIVE_PARAMS", "CK_FUNCTION_LIST"]
+COMMON = [
+    "CK_VERSION",
+    "CK_INFO",
+    "CK_SLOT_INFO",
+    "CK_TOKEN_INFO",
+    "CK_SESSION_INFO",
+    "CK_ATTRIBUTE",
+    "CK_DATE",
+    "CK_MECHANISM",
+    "CK_MECHANISM_INFO",
+    "CK_C_INITIALIZE_ARGS",
+    "CK_GCM_PARAMS",
+    "CK_ECDH1_DERIVE_PARAMS",
+    "CK_FUNCTION_LIST",
+]
 ONLY_30 = ["CK_INTERFACE", "CK_FUNCTION_LIST_3_0"]
 
 HEADERS = {
     # NSS adds a non-standard LibraryParameters field to CK_C_INITIALIZE_ARGS; p11-kit covers it.
-    "nss": (["-I/usr/include/nss", "-I/usr/include/nspr"], "#include <pkcs11.h>",
-            [s for s in COMMON if s != "CK_C_INITIALIZE_ARGS"] + ONLY_30,
-            Path("/usr/include/nss/pkcs11.h")),
-    "p11-kit": (["-I/usr/include/p11-kit-1"], "#include <p11-kit/pkcs11.h>",
-                [s for s in COMMON if s not in ("CK_GCM_PARAMS", "CK_ECDH1_DERIVE_PARAMS")],
-                Path("/usr/include/p11-kit-1/p11-kit/pkcs11.h")),
+    "nss": (
+        ["-I/usr/include/nss", "-I/usr/include/nspr"],
+        "#include <pkcs11.h>",
+        [s for s in COMMON if s != "CK_C_INITIALIZE_ARGS"] + ONLY_30,
+        Path("/usr/include/nss/pkcs11.h"),
+    ),
+    "p11-kit": (
+        ["-I/usr/include/p11-kit-1"],
+        "#include <p11-kit/pkcs11.h>",
+        [s for s in COMMON if s not in ("CK_GCM_PARAMS", "CK_ECDH1_DERIVE_PARAMS")],
+        Path("/usr/include/p11-kit-1/p11-kit/pkcs11.h"),
+    ),
 }
 
 
@@ -65,11 +83,16 @@ def theirs(flags: list[str], include: str, expected: dict[str, int], tmp: Path) 
             struct, field = key.split(".")
             lines.append(f'printf("%s %zu\\n", "{key}", offsetof({struct}, {field}));')
     src = tmp / "layout.c"
-    src.write_text("#include <stddef.h>\n#include <stdio.h>\n" + include + "\nint main(void){\n"
-                   + "\n".join(lines) + "\nreturn 0;}\n", encoding="utf-8")
+    src.write_text(
+        "#include <stddef.h>\n#include <stdio.h>\n"
+        + include
+        + "\nint main(void){\n"
+        + "\n".join(lines)
+        + "\nreturn 0;}\n",
+        encoding="utf-8",
+    )
     exe = tmp / "layout"
-    proc = subprocess.run(["gcc", *flags, str(src), "-o", str(exe)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(["gcc", *flags, str(src), "-o", str(exe)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     return {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in out.splitlines()}

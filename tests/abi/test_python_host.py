@@ -62,8 +62,11 @@ print("rv", c_initialize(None))
 
 def test_same_version_python_host_reuses_interpreter(module_path: Path, filestore: Path) -> None:
     env = host_env(filestore)
-    proc = run([sys.executable, "-c", SAME_VERSION_HOST, module_path,
-                REPO / "native" / "cdefs.py"], env=env, timeout=120)
+    proc = run(
+        [sys.executable, "-c", SAME_VERSION_HOST, module_path, REPO / "native" / "cdefs.py"],
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, describe(proc)
     out = proc.stdout
     assert "manufacturer Microchip" in out, describe(proc)
@@ -81,8 +84,10 @@ def _other_python() -> str:
             continue
         found = shutil.which(f"python{version}")
         pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-        candidates = [*sorted((pyenv_root / "versions").glob(f"{version}.*/bin/python3")),
-                      *([found] if found and "/shims/" not in found else [])]
+        candidates = [
+            *sorted((pyenv_root / "versions").glob(f"{version}.*/bin/python3")),
+            *([found] if found and "/shims/" not in found else []),
+        ]
         if candidates:
             return str(candidates[0])
     pytest.skip("no Python of another X.Y is installed")
@@ -90,8 +95,7 @@ def _other_python() -> str:
 
 def test_other_version_python_host_is_refused(module_path: Path, tmp_path: Path) -> None:
     require_core()
-    proc = run([_other_python(), "-c", OTHER_VERSION_HOST, module_path], env=host_env(),
-               timeout=60)
+    proc = run([_other_python(), "-c", OTHER_VERSION_HOST, module_path], env=host_env(), timeout=60)
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout.split() == ["rv", "5", "rv", "5"], describe(proc)  # CKR_GENERAL_ERROR
     assert "was built for Python" in proc.stderr

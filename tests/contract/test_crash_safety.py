@@ -52,8 +52,9 @@ def test_sigkill_at_random_points_never_corrupts_the_state(tmp_path):
     rng = random.Random(1234)
     last_counter = 0
     for _ in range(20):
-        child = subprocess.Popen([sys.executable, str(script), str(path)],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.005, 0.08))

@@ -82,7 +82,7 @@ def verify_host(xy: bytes, digest: bytes, sig: bytes) -> None:
     public_key(xy).verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
-# -- identity and configuration ---------------------------------------------------------------------
+# -- identity and configuration --------------------------------------------------------------------
 def test_revision(device: Device) -> None:
     rev = device.revision()
     assert len(rev) == 4 and rev[2] == 0x60 and rev[3] >= 0x02

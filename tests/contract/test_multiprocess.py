@@ -21,7 +21,9 @@ from ._backends import new_emulated_chip, open_emulated
 SIGNS_PER_PROCESS = 25
 
 
-def _worker(path: str, tag: int, start: multiprocessing.synchronize.Event) -> list[tuple[bytes, bytes]]:
+def _worker(
+    path: str, tag: int, start: multiprocessing.synchronize.Event
+) -> list[tuple[bytes, bytes]]:
     from atecc.slotfile import EmulatorInterface, open_device
 
     device = open_device(EmulatorInterface(Path(path)))

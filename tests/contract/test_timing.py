@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from atecc.constants import exec_time_max_s
+from atecc.device import Device
 from atecc.emulator.bus import EmulatedBus
 from atecc.emulator.profiles import create_chip
-from atecc.device import Device
 from atecc.transport import I2CTransport
 
 

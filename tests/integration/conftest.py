@@ -22,7 +22,11 @@ BIN = Path(sys.executable).parent
 def run(cmd, *, env=None, timeout=60, check=True, input=None):
     """Run a command, return CompletedProcess; on failure show its output in the assertion."""
     proc = subprocess.run(
-        cmd, env=env, timeout=timeout, capture_output=True, input=input,
+        cmd,
+        env=env,
+        timeout=timeout,
+        capture_output=True,
+        input=input,
         text=not isinstance(input, bytes),
     )
     if check and proc.returncode != 0:
@@ -53,8 +57,17 @@ def module_path() -> str:
 def token_env(tmp_path) -> dict[str, str]:
     """Environment for a peer process: a new emulated TNGTLS chip in its own filestore."""
     filestore = tmp_path / "filestore"
-    run([BIN / "atecc", "emulator", "init", "--device", "ATECC608-TNGTLS",
-         "--filestore", str(filestore)])
+    run(
+        [
+            BIN / "atecc",
+            "emulator",
+            "init",
+            "--device",
+            "ATECC608-TNGTLS",
+            "--filestore",
+            str(filestore),
+        ]
+    )
     env = dict(os.environ)
     env["ATECC_PKCS11_FILESTORE"] = str(filestore)
     env.pop("ATECC_PKCS11_LOG", None)
@@ -69,18 +82,23 @@ def chip_serial(token_env) -> str:
     return json.loads(out)["serial"].upper()
 
 
-def export_public_key(module_path: str, env: dict[str, str], *, label: str | None = None,
-                      key_id: str | None = None) -> bytes:
+def export_public_key(
+    module_path: str, env: dict[str, str], *, label: str | None = None, key_id: str | None = None
+) -> bytes:
     """The token's public key as PEM, read with GnuTLS p11tool.
 
     Not with ``pkcs11-tool --read-object --type pubkey``: OpenSC 0.23 (Debian 12) frees the EC
     parameters it exported and then uses them (valgrind shows the use-after-free with SoftHSM2
     too), so that command fails or succeeds depending on the heap layout of the process.
     """
-    selector = f"object={label}" if label else "id=" + "".join(
-        f"%{key_id[i:i + 2]}" for i in range(0, len(key_id), 2))
+    selector = (
+        f"object={label}"
+        if label
+        else "id=" + "".join(f"%{key_id[i : i + 2]}" for i in range(0, len(key_id), 2))
+    )
     url = f"pkcs11:token=00ABC;{selector};type=public"
-    out = run([require("p11tool"), "--provider", module_path, "--export-pubkey", url],
-              env=env).stdout
+    out = run(
+        [require("p11tool"), "--provider", module_path, "--export-pubkey", url], env=env
+    ).stdout
     start = out.index("-----BEGIN PUBLIC KEY-----")
     return out[start:].encode()

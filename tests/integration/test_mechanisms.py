@@ -44,27 +44,36 @@ PRELUDE = textwrap.dedent(
 def client(module_path, env, tmp_path: Path, body: str, args: dict) -> dict:
     script = tmp_path / f"client_{abs(hash(body))}.py"
     script.write_text(PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(out))\n")
-    proc = run([sys.executable, str(script), module_path, json.dumps(args)], env=env,
-               timeout=300)
+    proc = run([sys.executable, str(script), module_path, json.dumps(args)], env=env, timeout=300)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 NIST_KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 NIST_IV = "000102030405060708090a0b0c0d0e0f"
-NIST_PT = ("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
-           "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
-NIST_ECB = ("3ad77bb40d7a3660a89ecaf32466ef97f5d3d58503b9699de785895a96fdbaaf"
-            "43b1cd7f598ece23881b00e3ed0306887b0c785e27e8ad3f8223207104725dd4")
-NIST_CBC = ("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2"
-            "73bed6b8e3c1743b7116e69e222295163ff1caa1681fac09120eca307586e1a7")
+NIST_PT = (
+    "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+    "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710"
+)
+NIST_ECB = (
+    "3ad77bb40d7a3660a89ecaf32466ef97f5d3d58503b9699de785895a96fdbaaf"
+    "43b1cd7f598ece23881b00e3ed0306887b0c785e27e8ad3f8223207104725dd4"
+)
+NIST_CBC = (
+    "7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2"
+    "73bed6b8e3c1743b7116e69e222295163ff1caa1681fac09120eca307586e1a7"
+)
 GCM_KEY = "feffe9928665731c6d6a8f9467308308"
 GCM_IV = "cafebabefacedbaddecaf888"
-GCM_PT = ("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
-          "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39")
+GCM_PT = (
+    "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+    "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"
+)
 GCM_AAD = "feedfacedeadbeeffeedfacedeadbeefabaddad2"
-GCM_CT_TAG = ("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
-              "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091"
-              "5bc94fbc3221a5db94fae95ae7121a47")
+GCM_CT_TAG = (
+    "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
+    "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091"
+    "5bc94fbc3221a5db94fae95ae7121a47"
+)
 
 AES_BODY = """
 with token.open(rw=True) as s:
@@ -126,9 +135,21 @@ with token.open(rw=True) as s:
 
 
 def test_aes_nist_vectors_through_the_library(module_path, token_env, tmp_path):
-    out = client(module_path, token_env, tmp_path, AES_BODY, {
-        "key": NIST_KEY, "pt": NIST_PT, "iv": NIST_IV, "gcm_key": GCM_KEY, "gcm_iv": GCM_IV,
-        "gcm_aad": GCM_AAD, "gcm_pt": GCM_PT})
+    out = client(
+        module_path,
+        token_env,
+        tmp_path,
+        AES_BODY,
+        {
+            "key": NIST_KEY,
+            "pt": NIST_PT,
+            "iv": NIST_IV,
+            "gcm_key": GCM_KEY,
+            "gcm_iv": GCM_IV,
+            "gcm_aad": GCM_AAD,
+            "gcm_pt": GCM_PT,
+        },
+    )
     assert out["ecb"] == NIST_ECB and out["ecb_back"] == NIST_PT
     assert out["cbc"] == NIST_CBC and out["cbc_parts"] == NIST_CBC
     from cryptography.hazmat.primitives import padding
@@ -136,14 +157,21 @@ def test_aes_nist_vectors_through_the_library(module_path, token_env, tmp_path):
 
     padder = padding.PKCS7(128).padder()
     pt37 = bytes.fromhex(NIST_PT)[:37]
-    enc = Cipher(algorithms.AES(bytes.fromhex(NIST_KEY)),
-                 modes.CBC(bytes.fromhex(NIST_IV))).encryptor()
-    assert out["cbc_pad"] == (enc.update(padder.update(pt37) + padder.finalize())
-                              + enc.finalize()).hex()
+    enc = Cipher(
+        algorithms.AES(bytes.fromhex(NIST_KEY)), modes.CBC(bytes.fromhex(NIST_IV))
+    ).encryptor()
+    assert (
+        out["cbc_pad"]
+        == (enc.update(padder.update(pt37) + padder.finalize()) + enc.finalize()).hex()
+    )
     assert out["cbc_pad_back"] == pt37.hex()
     assert out["gcm"] == GCM_CT_TAG
-    assert out["gcm"] == AESGCM(bytes.fromhex(GCM_KEY)).encrypt(
-        bytes.fromhex(GCM_IV), bytes.fromhex(GCM_PT), bytes.fromhex(GCM_AAD)).hex()
+    assert (
+        out["gcm"]
+        == AESGCM(bytes.fromhex(GCM_KEY))
+        .encrypt(bytes.fromhex(GCM_IV), bytes.fromhex(GCM_PT), bytes.fromhex(GCM_AAD))
+        .hex()
+    )
     assert out["gcm_back"] == GCM_PT
     assert out["gen_roundtrip"] is True and out["gen_local"] is True
     assert out["default_caps"] == "TemplateInconsistent"
@@ -193,11 +221,14 @@ with token.open() as s:
 """
 
 
-@pytest.mark.parametrize("key,data", [
-    (b"\x0b" * 20, b"Hi There"),                     # RFC 4231 test case 1
-    (b"Jefe", b"what do ya want for nothing?"),      # test case 2
-    (b"\xaa" * 20, b"\xdd" * 50),                    # test case 3
-])
+@pytest.mark.parametrize(
+    "key,data",
+    [
+        (b"\x0b" * 20, b"Hi There"),  # RFC 4231 test case 1
+        (b"Jefe", b"what do ya want for nothing?"),  # test case 2
+        (b"\xaa" * 20, b"\xdd" * 50),  # test case 3
+    ],
+)
 def test_hmac_rfc4231_through_the_library(module_path, token_env, tmp_path, key, data):
     import hmac
 
@@ -251,7 +282,8 @@ def test_ecdh_through_the_library(module_path, token_env, tmp_path):
     raw = peer.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     out = client(module_path, token_env, tmp_path, ECDH_BODY, {"peer": raw.hex()})
     device = ec.EllipticCurvePublicKey.from_encoded_point(
-        ec.SECP256R1(), bytes.fromhex(out["point"])[2:])
+        ec.SECP256R1(), bytes.fromhex(out["point"])[2:]
+    )
     expect = peer.exchange(ec.ECDH(), device).hex()
     assert out["raw"] == expect and out["der"] == expect
     assert out["hidden"] == "AttributeSensitive"

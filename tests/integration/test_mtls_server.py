@@ -61,8 +61,13 @@ def atecc(*args, env=None, timeout=60, check=True):
 
 
 def test_console_script_has_the_pki_commands():
-    for command in (["ca", "init", "--help"], ["csr", "--help"], ["revoke", "--help"],
-                    ["export", "--help"], ["serve", "--help"]):
+    for command in (
+        ["ca", "init", "--help"],
+        ["csr", "--help"],
+        ["revoke", "--help"],
+        ["export", "--help"],
+        ["serve", "--help"],
+    ):
         run([BIN / "atecc", *command], timeout=60)
 
 
@@ -92,11 +97,26 @@ class Client:
 @pytest.fixture
 def pki(tmp_path) -> Pki:
     ca_dir = tmp_path / "ca"
-    atecc("ca", "init", "--dir", ca_dir, "--subject", "/O=Example/CN=Device Root CA",
-          "--days", "30")
+    atecc(
+        "ca", "init", "--dir", ca_dir, "--subject", "/O=Example/CN=Device Root CA", "--days", "30"
+    )
     key, cert = tmp_path / "server.key", tmp_path / "server.crt"
-    atecc("ca", "server-cert", "--dir", ca_dir, "--dns", "localhost", "--ip", "127.0.0.1",
-          "--days", "30", "--out-key", key, "--out-cert", cert)
+    atecc(
+        "ca",
+        "server-cert",
+        "--dir",
+        ca_dir,
+        "--dns",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--days",
+        "30",
+        "--out-key",
+        key,
+        "--out-cert",
+        cert,
+    )
     return Pki(tmp_path, ca_dir, cert, key)
 
 
@@ -104,9 +124,13 @@ def _new_key(path: Path) -> ec.EllipticCurvePrivateKey:
     key = ec.generate_private_key(ec.SECP256R1())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     return key
 
 
@@ -118,8 +142,11 @@ def registered_client(pki: Pki, device_id: str) -> Client:
     """A PEM key, a CSR, and a certificate issued by `atecc ca sign` (so it is registered)."""
     key_path = pki.root / f"{device_id}.key"
     key = _new_key(key_path)
-    csr = x509.CertificateSigningRequestBuilder().subject_name(_name(device_id)).sign(
-        key, hashes.SHA256())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name(device_id))
+        .sign(key, hashes.SHA256())
+    )
     csr_path = pki.root / f"{device_id}.csr"
     csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     cert_path = pki.root / f"{device_id}.crt"
@@ -137,10 +164,14 @@ def handmade_client(pki: Pki, device_id: str, *, self_signed=False, expired=Fals
     if expired:
         from atecc.pki.ca import CertificateAuthority
 
-        csr = x509.CertificateSigningRequestBuilder().subject_name(_name(device_id)).sign(
-            key, hashes.SHA256())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(_name(device_id))
+            .sign(key, hashes.SHA256())
+        )
         cert = CertificateAuthority.load(pki.ca_dir).issue_device_certificate(
-            csr, not_before=now - timedelta(days=10), not_after=now - timedelta(days=1))
+            csr, not_before=now - timedelta(days=10), not_after=now - timedelta(days=1)
+        )
     else:
         ca_key = serialization.load_pem_private_key((pki.ca_dir / "ca.key").read_bytes(), None)
         ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
@@ -153,8 +184,9 @@ def handmade_client(pki: Pki, device_id: str, *, self_signed=False, expired=Fals
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
             .sign(key if self_signed else ca_key, hashes.SHA256())
         )
     cert_path = pki.root / f"{device_id}.crt"
@@ -185,11 +217,16 @@ class Server:
                 if re.search(pattern, line):
                     return line
             if time.monotonic() > deadline:
-                raise AssertionError(f"no log line matching {pattern!r}; log:\n" +
-                                     "\n".join(self.lines()))
+                raise AssertionError(
+                    f"no log line matching {pattern!r}; log:\n" + "\n".join(self.lines())
+                )
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}; log:\n" +
-                                     "\n".join(self.lines()) + "\n" + self.stderr())
+                raise AssertionError(
+                    f"server exited {self.proc.returncode}; log:\n"
+                    + "\n".join(self.lines())
+                    + "\n"
+                    + self.stderr()
+                )
             time.sleep(0.05)
 
     def stderr(self) -> str:
@@ -213,12 +250,30 @@ def start_server(pki):
 
     def start(*extra: str) -> Server:
         log = pki.root / f"serve{len(servers)}.log"
-        stderr = open(log.with_suffix(".stderr"), "wb")  # noqa: SIM115 - closed below
+        stderr = open(log.with_suffix(".stderr"), "wb")
         proc = subprocess.Popen(
-            [*atecc_cmd(), "serve", "--ca-dir", str(pki.ca_dir), "--cert", str(pki.server_cert),
-             "--key", str(pki.server_key), "--host", "127.0.0.1", "--port", "0",
-             "--log-file", str(log), "--handshake-timeout", str(HANDSHAKE_TIMEOUT_S), *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            [
+                *atecc_cmd(),
+                "serve",
+                "--ca-dir",
+                str(pki.ca_dir),
+                "--cert",
+                str(pki.server_cert),
+                "--key",
+                str(pki.server_key),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--log-file",
+                str(log),
+                "--handshake-timeout",
+                str(HANDSHAKE_TIMEOUT_S),
+                *extra,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
         stderr.close()
         server = Server(proc, log)
@@ -241,8 +296,18 @@ def server(start_server) -> Server:
 
 
 def curl(pki: Pki, server: Server, client: Client | None, *extra: str, env=None):
-    cmd = [require("curl"), "-sS", "--max-time", "20", "--cacert", str(pki.ca_cert),
-           "--resolve", f"localhost:{server.port}:127.0.0.1", "-w", "\n%{http_code}\n"]
+    cmd = [
+        require("curl"),
+        "-sS",
+        "--max-time",
+        "20",
+        "--cacert",
+        str(pki.ca_cert),
+        "--resolve",
+        f"localhost:{server.port}:127.0.0.1",
+        "-w",
+        "\n%{http_code}\n",
+    ]
     if client is not None:
         cmd += ["--cert", str(client.cert), "--key", str(client.key)]
     cmd += [*extra, f"https://localhost:{server.port}/"]
@@ -252,8 +317,10 @@ def curl(pki: Pki, server: Server, client: Client | None, *extra: str, env=None)
 def python_get(pki: Pki, server: Server, client: Client, *, timeout: float = 20.0) -> str:
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     context.load_cert_chain(str(client.cert), str(client.key))
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         chunks = []
         while True:
@@ -366,6 +433,7 @@ def test_each_refusal_is_one_log_line_with_its_reason(pki, server):
         (None, "no certificate"),
         (good, None),
     ]
+
     def verdicts() -> list[str]:
         return [ln for ln in server.lines() if ln.endswith(" accepted") or " refused: " in ln]
 
@@ -400,8 +468,9 @@ def test_survives_idle_garbage_and_dropped_clients(pki, server):
         # The idle client is still connected: the server serves others meanwhile.
         proc = curl(pki, server, good)
         assert "hello dev-after" in proc.stdout, proc.stderr
-        server.wait_for(r"handshake error \(timeout\)", after=mark,
-                        timeout=HANDSHAKE_TIMEOUT_S + 10)
+        server.wait_for(
+            r"handshake error \(timeout\)", after=mark, timeout=HANDSHAKE_TIMEOUT_S + 10
+        )
     finally:
         idle.close()
     errors = [ln for ln in server.lines()[mark:] if "refused: handshake error" in ln]
@@ -419,7 +488,7 @@ def test_many_connections_at_once(pki, server):
     def worker(n: int) -> None:
         try:
             results.append(python_get(pki, server, clients[n % len(clients)]))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     try:
@@ -470,15 +539,36 @@ def test_emulated_chip_key_through_curl_and_the_pkcs11_engine(
     engine = run(["bash", str(REPO / "scripts" / "find-pkcs11-engine.sh")]).stdout.strip()
     conf = tmp_path / "engine.cnf"
     conf.write_text(
-        (REPO / "conf" / "openssl-pkcs11-engine.cnf.in").read_text()
-        .replace("@ENGINE_PATH@", engine).replace("@MODULE_PATH@", module_path)
+        (REPO / "conf" / "openssl-pkcs11-engine.cnf.in")
+        .read_text()
+        .replace("@ENGINE_PATH@", engine)
+        .replace("@MODULE_PATH@", module_path)
     )
     env = dict(token_env, OPENSSL_CONF=str(conf))
     proc = subprocess.run(
-        [require("curl"), "-sS", "--max-time", "30", "--engine", "pkcs11", "--key-type", "ENG",
-         "--key", KEY_URI, "--cert", str(cert), "--cacert", str(pki.ca_cert),
-         "--resolve", f"localhost:{server.port}:127.0.0.1", f"https://localhost:{server.port}/"],
-        capture_output=True, text=True, timeout=90, env=env,
+        [
+            require("curl"),
+            "-sS",
+            "--max-time",
+            "30",
+            "--engine",
+            "pkcs11",
+            "--key-type",
+            "ENG",
+            "--key",
+            KEY_URI,
+            "--cert",
+            str(cert),
+            "--cacert",
+            str(pki.ca_cert),
+            "--resolve",
+            f"localhost:{server.port}:127.0.0.1",
+            f"https://localhost:{server.port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == f"hello {device_id}\n"

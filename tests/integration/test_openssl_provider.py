@@ -113,8 +113,9 @@ OK, TYPE_INVALID, SENSITIVE = 0x0, 0x12, 0x11
 def test_module_answers_what_the_provider_asks(module_path, token_env, tmp_path):
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    proc = run([sys.executable, str(script), module_path, str(REPO / "native" / "cdefs.py")],
-               env=token_env)
+    proc = run(
+        [sys.executable, str(script), module_path, str(REPO / "native" / "cdefs.py")], env=token_env
+    )
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # 3.2 is not offered: an error, then the default interface, which is 3.0.
     assert out["get_interface_3_2"] != OK
@@ -145,10 +146,13 @@ def _provider_module() -> Path | None:
 def test_provider_end_to_end(module_path, token_env, tmp_path):
     provider = _provider_module()
     if provider is None:
-        pytest.skip("pkcs11-provider (OpenSSL 3 provider) is not installed here; Debian 12 does "
-                    "not package it. The engine path is tested in test_peers.py.")
+        pytest.skip(
+            "pkcs11-provider (OpenSSL 3 provider) is not installed here; Debian 12 does "
+            "not package it. The engine path is tested in test_peers.py."
+        )
     conf = tmp_path / "provider.cnf"
-    conf.write_text(textwrap.dedent(f"""\
+    conf.write_text(
+        textwrap.dedent(f"""\
         openssl_conf = openssl_init
         [openssl_init]
         providers = provider_sect
@@ -161,17 +165,39 @@ def test_provider_end_to_end(module_path, token_env, tmp_path):
         module = {provider}
         pkcs11-module-path = {module_path}
         activate = 1
-        """))
+        """)
+    )
     env = dict(token_env, OPENSSL_CONF=str(conf))
     uri = "pkcs11:token=00ABC;object=device"
     pub = run(["openssl", "pkey", "-in", f"{uri};type=public", "-pubin", "-pubout"], env=env)
     assert "BEGIN PUBLIC KEY" in pub.stdout
     csr = tmp_path / "p.csr"
-    run(["openssl", "req", "-new", "-key", f"{uri};type=private", "-subj", "/CN=KE CLIENT",
-         "-out", str(csr)], env=env)
+    run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-key",
+            f"{uri};type=private",
+            "-subj",
+            "/CN=KE CLIENT",
+            "-out",
+            str(csr),
+        ],
+        env=env,
+    )
     assert "verify OK" in run(["openssl", "req", "-in", str(csr), "-noout", "-verify"]).stderr
     # mTLS: the demo script with the provider's key URI (the engine config is unused there).
     require("openssl")
-    proc = run(["bash", str(REPO / "scripts" / "mtls-demo.sh"), str(tmp_path / "work"),
-                module_path, f"{uri};type=private"], env=env, timeout=120)
+    proc = run(
+        [
+            "bash",
+            str(REPO / "scripts" / "mtls-demo.sh"),
+            str(tmp_path / "work"),
+            module_path,
+            f"{uri};type=private",
+        ],
+        env=env,
+        timeout=120,
+    )
     assert "mtls-demo: OK" in proc.stdout

@@ -37,17 +37,14 @@ def test_p11tool_lists_the_four_trust_and_go_objects(module_path, token_env, chi
         assert "token=00ABC" in url, url
         assert f"serial={chip_serial[:16]}" in url.upper() or chip_serial[:16] in url.upper(), url
     # Key and certificate of the device share one ID (SHA-1 of the uncompressed point).
-    device_ids = {
-        re.search(r"ID: (.*)", o).group(1)
-        for o in objects
-        if "Label: device" in o
-    }
+    device_ids = {re.search(r"ID: (.*)", o).group(1) for o in objects if "Label: device" in o}
     assert len(device_ids) == 1, device_ids
 
 
 def test_pkcs11_tool_self_test_passes(module_path, token_env):
-    proc = run([require("pkcs11-tool"), "--module", module_path, "--test"], env=token_env,
-               timeout=120)
+    proc = run(
+        [require("pkcs11-tool"), "--module", module_path, "--test"], env=token_env, timeout=120
+    )
     assert "No errors" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
@@ -69,19 +66,47 @@ def test_pkcs11_tool_signs_and_openssl_verifies(module_path, token_env, tmp_path
     message = b"message signed by the ATECC608 emulator\n" * 3
     data.write_bytes(hashlib.sha256(message).digest() if mechanism == "ECDSA" else message)
     sig = tmp_path / "sig"
-    run([require("pkcs11-tool"), "--module", module_path, "--sign", "-m", mechanism,
-         "--label", "device", "--input-file", str(data), "--output-file", str(sig),
-         "--signature-format", "openssl"], env=token_env)
+    run(
+        [
+            require("pkcs11-tool"),
+            "--module",
+            module_path,
+            "--sign",
+            "-m",
+            mechanism,
+            "--label",
+            "device",
+            "--input-file",
+            str(data),
+            "--output-file",
+            str(sig),
+            "--signature-format",
+            "openssl",
+        ],
+        env=token_env,
+    )
     pub = _public_key(module_path, token_env, tmp_path)
     pem = tmp_path / "pub.pem"
-    pem.write_bytes(pub.public_bytes(serialization.Encoding.PEM,
-                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    pem.write_bytes(
+        pub.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     if mechanism == "ECDSA":
-        cmd = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pem),
-               "-in", str(data), "-sigfile", str(sig)]
+        cmd = [
+            "openssl",
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            str(pem),
+            "-in",
+            str(data),
+            "-sigfile",
+            str(sig),
+        ]
     else:
-        cmd = ["openssl", "dgst", "-sha256", "-verify", str(pem), "-signature", str(sig),
-               str(data)]
+        cmd = ["openssl", "dgst", "-sha256", "-verify", str(pem), "-signature", str(sig), str(data)]
     out = run(cmd).stdout
     assert "Verified" in out or "Successfully" in out, out
     # A tampered message must fail: the check above can fail.
@@ -91,15 +116,43 @@ def test_pkcs11_tool_signs_and_openssl_verifies(module_path, token_env, tmp_path
 
 def test_generated_key_pair_is_found_and_used_by_another_process(module_path, token_env, tmp_path):
     tool = require("pkcs11-tool")
-    run([tool, "--module", module_path, "--keypairgen", "--key-type", "EC:prime256v1",
-         "--label", "generated", "--id", "4242"], env=token_env)
+    run(
+        [
+            tool,
+            "--module",
+            module_path,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "generated",
+            "--id",
+            "4242",
+        ],
+        env=token_env,
+    )
     listing = run([tool, "--module", module_path, "-O"], env=token_env).stdout
     assert "generated" in listing, listing
     data = tmp_path / "digest"
     data.write_bytes(hashlib.sha256(b"second process").digest())
     sig = tmp_path / "sig"
-    run([tool, "--module", module_path, "--sign", "-m", "ECDSA", "--id", "4242",
-         "--input-file", str(data), "--output-file", str(sig)], env=token_env)
+    run(
+        [
+            tool,
+            "--module",
+            module_path,
+            "--sign",
+            "-m",
+            "ECDSA",
+            "--id",
+            "4242",
+            "--input-file",
+            str(data),
+            "--output-file",
+            str(sig),
+        ],
+        env=token_env,
+    )
     raw = sig.read_bytes()
     assert len(raw) == 64
     pub = _public_key(module_path, token_env, tmp_path, label="generated")
@@ -117,16 +170,36 @@ def test_openssl_engine_csr_verifies(module_path, token_env, tmp_path):
     conf = tmp_path / "engine.cnf"
     engine = run(["bash", str(REPO / "scripts" / "find-pkcs11-engine.sh")]).stdout.strip()
     conf.write_text(
-        (REPO / "conf" / "openssl-pkcs11-engine.cnf.in").read_text()
-        .replace("@ENGINE_PATH@", engine).replace("@MODULE_PATH@", module_path)
+        (REPO / "conf" / "openssl-pkcs11-engine.cnf.in")
+        .read_text()
+        .replace("@ENGINE_PATH@", engine)
+        .replace("@MODULE_PATH@", module_path)
     )
     env = dict(token_env, OPENSSL_CONF=str(conf))
     csr = tmp_path / "test.csr"
-    run(["openssl", "req", "-engine", "pkcs11", "-keyform", "engine", "-key",
-         "pkcs11:token=00ABC;object=device;type=private", "-new", "-subj", "/CN=test",
-         "-out", str(csr)], env=env)
-    assert "verify OK" in run(["openssl", "req", "-in", str(csr), "-noout", "-verify"]).stderr \
+    run(
+        [
+            "openssl",
+            "req",
+            "-engine",
+            "pkcs11",
+            "-keyform",
+            "engine",
+            "-key",
+            "pkcs11:token=00ABC;object=device;type=private",
+            "-new",
+            "-subj",
+            "/CN=test",
+            "-out",
+            str(csr),
+        ],
+        env=env,
+    )
+    assert (
+        "verify OK"
+        in run(["openssl", "req", "-in", str(csr), "-noout", "-verify"]).stderr
         + run(["openssl", "req", "-in", str(csr), "-noout", "-verify"]).stdout
+    )
     request = x509.load_pem_x509_csr(csr.read_bytes())
     device = _public_key(module_path, token_env, tmp_path)
     assert request.public_key().public_numbers() == device.public_numbers()
@@ -135,7 +208,10 @@ def test_openssl_engine_csr_verifies(module_path, token_env, tmp_path):
 def test_mutual_tls_demo_completes(module_path, token_env, tmp_path):
     """The README's main job on a fresh filestore: the handshake completes and the server
     reports the device certificate's subject."""
-    proc = run(["bash", str(REPO / "scripts" / "mtls-demo.sh"), str(tmp_path / "work"),
-                module_path], env=token_env, timeout=120)
+    proc = run(
+        ["bash", str(REPO / "scripts" / "mtls-demo.sh"), str(tmp_path / "work"), module_path],
+        env=token_env,
+        timeout=120,
+    )
     assert "mtls-demo: OK" in proc.stdout, proc.stdout + proc.stderr
     assert "server saw: subject=CN = KE CLIENT" in proc.stdout, proc.stdout

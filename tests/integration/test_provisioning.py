@@ -24,20 +24,25 @@ def _objects(listing: str) -> list[dict[str, str]]:
 def test_issued_certificate_is_stored_next_to_the_chip_key(module_path, token_env, tmp_path):
     atecc = str(BIN / "atecc")
     ca = tmp_path / "ca"
-    run([atecc, "ca", "init", "--dir", str(ca), "--subject", "/O=Example/CN=Device CA"],
-        env=token_env)
+    run(
+        [atecc, "ca", "init", "--dir", str(ca), "--subject", "/O=Example/CN=Device CA"],
+        env=token_env,
+    )
     csr = tmp_path / "device.csr"
     run([atecc, "csr", "--out", str(csr)], env=token_env)
     assert x509.load_pem_x509_csr(csr.read_bytes()).is_signature_valid
     crt = tmp_path / "device.crt"
-    run([atecc, "ca", "sign", "--dir", str(ca), "--csr", str(csr), "--out", str(crt)],
-        env=token_env)
-    out = run([atecc, "cert-store", "--in", str(crt), "--label", "device-tls"],
-              env=token_env).stdout
+    run(
+        [atecc, "ca", "sign", "--dir", str(ca), "--csr", str(csr), "--out", str(crt)], env=token_env
+    )
+    out = run(
+        [atecc, "cert-store", "--in", str(crt), "--label", "device-tls"], env=token_env
+    ).stdout
     assert "next to private key 'device'" in out, out
 
-    listing = run([require("p11tool"), "--provider", module_path, "--list-all"],
-                  env=token_env).stdout
+    listing = run(
+        [require("p11tool"), "--provider", module_path, "--list-all"], env=token_env
+    ).stdout
     objects = _objects(listing)
     key_ids = {o["ID"] for o in objects if o["Type"].startswith("Private key")}
     stored = [o for o in objects if o.get("Label") == "device-tls"]
@@ -48,6 +53,5 @@ def test_issued_certificate_is_stored_next_to_the_chip_key(module_path, token_en
     proc = run([atecc, "cert-store", "--in", str(ca / "ca.crt")], env=token_env, check=False)
     assert proc.returncode != 0 and "not issued for a key of this chip" in proc.stderr
     assert "Traceback" not in proc.stderr
-    again = run([require("p11tool"), "--provider", module_path, "--list-all"],
-                env=token_env).stdout
+    again = run([require("p11tool"), "--provider", module_path, "--list-all"], env=token_env).stdout
     assert len(_objects(again)) == len(objects)

@@ -275,8 +275,17 @@ def test_default_chain_verifies_with_openssl_and_root_says_emulated(tmp_path: Pa
     (tmp_path / "signer.pem").write_bytes(signer)
     (tmp_path / "device.pem").write_bytes(device)
     proc = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), "-untrusted",
-         str(tmp_path / "signer.pem"), str(tmp_path / "device.pem")],
-        capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(tmp_path / "root.pem"),
+            "-untrusted",
+            str(tmp_path / "signer.pem"),
+            str(tmp_path / "device.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0 and "device.pem: OK" in proc.stdout, proc.stdout + proc.stderr

@@ -92,7 +92,7 @@ def test_modes_and_lengths() -> None:
     assert cmd.nonce_load(bytes(64))[0].param1 == 0x23
     assert cmd.nonce_load(bytes(64), target=cmd.NonceTarget.MSG_DIGEST_BUFFER)[0].param1 == 0x63
     assert cmd.nonce_load(bytes(32), target=cmd.NonceTarget.ALT_KEY_BUFFER)[0].param1 == 0x83
-    assert cmd.nonce_random(bytes(20)) [0].encode()[0] == 27
+    assert cmd.nonce_random(bytes(20))[0].encode()[0] == 27
     assert cmd.ecdh(0, bytes(64))[0].param1 == 0x0C and cmd.ecdh(0, bytes(64))[1] == 32
     assert cmd.ecdh(0, bytes(64), cmd.ECDH_MODE_TO_TEMPKEY)[1] == 0
     assert cmd.ecdh(0, bytes(64), cmd.ECDH_MODE_COMPAT)[1] is None

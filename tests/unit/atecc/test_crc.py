@@ -1,4 +1,4 @@
-"""Known answers for the ATECC CRC-16 (spec §1.7) and the table version against the bit-serial one."""
+"""Known answers for the ATECC CRC-16 (spec §1.7); the table version against the bit-serial."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def set_slot(h, slot, slot_config, key_config):
         word = offset // 4
         current = h.run(READ, 0x00, word)
         new = bytearray(current)
-        new[offset % 4:offset % 4 + 2] = value.to_bytes(2, "little")
+        new[offset % 4 : offset % 4 + 2] = value.to_bytes(2, "little")
         assert h.run(WRITE, 0x00, word, bytes(new)) == OK
 
 
@@ -233,7 +233,7 @@ def test_verify_stored_key(tng):
     # slot 13: P-256 public key, clear always-write (0x0F0F / 0x0030)
     padded = bytes(4) + VEC_PUB[:32] + bytes(4) + VEC_PUB[32:]
     for block in range(3):
-        chunk = padded[32 * block:32 * block + 32].ljust(32, b"\x00")
+        chunk = padded[32 * block : 32 * block + 32].ljust(32, b"\x00")
         assert tng.run(WRITE, 0x82, (block << 8) | (13 << 3), chunk) == OK
     tng.run(NONCE, 0x03, 0, VEC_MSG)
     assert tng.run(VERIFY, 0x00, 13, VEC_SIG) == OK
@@ -420,7 +420,7 @@ def test_sha_long_message_and_targets(tng):
     msg = bytes(range(256)) * 3
     assert tng.run(SHA, 0x00) == OK
     for i in range(0, 704, 64):
-        assert tng.run(SHA, 0x01, 64, msg[i:i + 64]) == OK
+        assert tng.run(SHA, 0x01, 64, msg[i : i + 64]) == OK
     assert tng.run(SHA, 0x42, len(msg) - 704, msg[704:]) == hashlib.sha256(msg).digest()
     assert tng.bus.chip.vol.mdb[:32] == hashlib.sha256(msg).digest()
     tng.run(SHA, 0x00)
@@ -454,7 +454,7 @@ def test_aes_slot9(tng):
     assert tng.run(WRITE, 0x82, 9 << 3, key) == OK
     block = b"sixteen byte blk"
     for kb in (0, 1):
-        k = key[16 * kb:16 * kb + 16]
+        k = key[16 * kb : 16 * kb + 16]
         enc = Cipher(algorithms.AES(k), modes.ECB()).encryptor().update(block)
         assert tng.run(AES, kb << 6, 9, block) == enc
         assert tng.run(AES, (kb << 6) | 1, 9, enc) == block
@@ -474,8 +474,8 @@ def test_aes_gfm_matches_gcm(tng):
     ek_j0 = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(nonce + b"\x00\x00\x00\x01")
     x1 = tng.run(AES, 0x03, 0, h + aad)
     lengths = (128).to_bytes(8, "big") + bytes(8)
-    ghash = tng.run(AES, 0x03, 0, h + bytes(a ^ b for a, b in zip(x1, lengths)))
-    assert bytes(a ^ b for a, b in zip(ghash, ek_j0)) == tag
+    ghash = tng.run(AES, 0x03, 0, h + bytes(a ^ b for a, b in zip(x1, lengths, strict=False)))
+    assert bytes(a ^ b for a, b in zip(ghash, ek_j0, strict=False)) == tag
 
 
 # --------------------------------------------------------------- Counter / SelfTest / Extra --

@@ -43,6 +43,7 @@ def test_tngtls_revision_b_and_fresh_serials(tmp_path):
     b = create_chip(tmp_path / "b.json", revision="B")
     assert bytes(b.config[4:8]) == bytes.fromhex("00006003")
     assert bytes(a.config[4:8]) == bytes.fromhex("00006002")
+
     def serial(s):
         return bytes(s.config[0:4]) + bytes(s.config[8:13])
 

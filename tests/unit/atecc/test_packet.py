@@ -80,7 +80,7 @@ def _group(payload: bytes) -> bytes:
 def test_response_examples() -> None:
     assert parse_response(bytes.fromhex("04000340"), 0) == b""
     assert parse_response(bytes.fromhex("07000000000 3AD".replace(" ", "")), 4) == bytes(4)
-    assert parse_response(bytes.fromhex("0700006002" "8038"), 4) == bytes.fromhex("00006002")
+    assert parse_response(bytes.fromhex("07000060028038"), 4) == bytes.fromhex("00006002")
 
 
 @pytest.mark.parametrize(

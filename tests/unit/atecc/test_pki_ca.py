@@ -122,9 +122,7 @@ def test_server_certificate_profile(ca):
     assert 0 < cert.serial_number < 2**159
 
 
-@pytest.mark.parametrize(
-    ("dns", "ips"), [([], []), (["bad name"], []), (["ok"], ["999.1.1.1"])]
-)
+@pytest.mark.parametrize(("dns", "ips"), [([], []), (["bad name"], []), (["ok"], ["999.1.1.1"])])
 def test_server_certificate_rejects_bad_names(ca, dns, ips):
     with pytest.raises(PkiError):
         ca.issue_server_certificate(dns_names=dns, ip_addresses=ips)
@@ -174,8 +172,10 @@ def test_registry_records_each_issue(ca):
 
 
 def test_serials_are_unique_positive_and_at_most_20_bytes(ca):
-    serials = [ca.issue_device_certificate(software_csr(f"dev-{i}"), days=1).serial_number
-               for i in range(50)]
+    serials = [
+        ca.issue_device_certificate(software_csr(f"dev-{i}"), days=1).serial_number
+        for i in range(50)
+    ]
     assert len(set(serials)) == 50
     assert all(0 < s and (s.bit_length() + 8) // 8 <= 20 for s in serials)
     registered = {r.serial_number for r in Registry.in_directory(ca.directory).load().devices}

@@ -29,8 +29,9 @@ def filestore(tmp_path, monkeypatch):
     store = tmp_path / "filestore"
     store.mkdir()
     create_chip(store / "chip0.json", device="ATECC608-TNGTLS")
-    (store / "0.conf").write_text("interface = emulator,chip0.json\ndevice = ATECC608-TNGTLS\n"
-                                  "label = 00ABC\n")
+    (store / "0.conf").write_text(
+        "interface = emulator,chip0.json\ndevice = ATECC608-TNGTLS\nlabel = 00ABC\n"
+    )
     monkeypatch.delenv("ATECC_PKCS11_FILESTORE", raising=False)
     return store
 
@@ -38,8 +39,10 @@ def filestore(tmp_path, monkeypatch):
 @pytest.fixture
 def ca_dir(tmp_path, capsys):
     directory = tmp_path / "ca"
-    assert atecc("ca", "init", "--dir", directory, "--subject", "/O=Example/CN=CLI CA",
-                 "--days", "30") == 0
+    assert (
+        atecc("ca", "init", "--dir", directory, "--subject", "/O=Example/CN=CLI CA", "--days", "30")
+        == 0
+    )
     capsys.readouterr()
     return directory
 
@@ -67,19 +70,62 @@ def test_ca_init_bad_subject(tmp_path, capsys):
 
 def test_server_cert(ca_dir, tmp_path, capsys):
     key, crt = tmp_path / "server.key", tmp_path / "server.crt"
-    assert atecc("ca", "server-cert", "--dir", ca_dir, "--dns", "localhost", "--dns", "alt",
-                 "--ip", "127.0.0.1", "--out-key", key, "--out-cert", crt) == 0
+    assert (
+        atecc(
+            "ca",
+            "server-cert",
+            "--dir",
+            ca_dir,
+            "--dns",
+            "localhost",
+            "--dns",
+            "alt",
+            "--ip",
+            "127.0.0.1",
+            "--out-key",
+            key,
+            "--out-cert",
+            crt,
+        )
+        == 0
+    )
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     cert = x509.load_pem_x509_certificate(crt.read_bytes())
     private = serialization.load_pem_private_key(key.read_bytes(), None)
     assert cert.public_key() == private.public_key()
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost", "alt"]
-    assert atecc("ca", "server-cert", "--dir", ca_dir, "--ip", "nope", "--out-key", key,
-                 "--out-cert", crt) == 2
+    assert (
+        atecc(
+            "ca",
+            "server-cert",
+            "--dir",
+            ca_dir,
+            "--ip",
+            "nope",
+            "--out-key",
+            key,
+            "--out-cert",
+            crt,
+        )
+        == 2
+    )
     one_error_line(capsys)
-    assert atecc("ca", "server-cert", "--dir", tmp_path / "no-ca", "--dns", "x",
-                 "--out-key", key, "--out-cert", crt) == 2
+    assert (
+        atecc(
+            "ca",
+            "server-cert",
+            "--dir",
+            tmp_path / "no-ca",
+            "--dns",
+            "x",
+            "--out-key",
+            key,
+            "--out-cert",
+            crt,
+        )
+        == 2
+    )
     assert "atecc ca init" in one_error_line(capsys)
 
 
@@ -96,17 +142,23 @@ def test_csr_sign_revoke_crl_export(ca_dir, filestore, tmp_path, capsys):
     device_id = device_id_for_serial(serial)
     assert csr.subject.rfc4514_string() == f"CN={device_id}"
 
-    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", csr_path, "--days", "9",
-                 "--out", crt) == 0
+    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", csr_path, "--days", "9", "--out", crt) == 0
     out = capsys.readouterr().out
     cert = x509.load_pem_x509_certificate(crt.read_bytes())
-    assert cert.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    ) == b"\x04" + chip_key
+    assert (
+        cert.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        == b"\x04" + chip_key
+    )
     assert device_id in out and f"{cert.serial_number:X}" in out
 
-    assert atecc("revoke", "--dir", ca_dir, "--device-id", device_id,
-                 "--reason", "cessationOfOperation") == 0
+    assert (
+        atecc(
+            "revoke", "--dir", ca_dir, "--device-id", device_id, "--reason", "cessationOfOperation"
+        )
+        == 0
+    )
     record = Registry.in_directory(ca_dir).load().devices[0]
     assert (record.status, record.reason) == ("revoked", "cessationOfOperation")
     crl_path = tmp_path / "crl.pem"
@@ -115,12 +167,15 @@ def test_csr_sign_revoke_crl_export(ca_dir, filestore, tmp_path, capsys):
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
 
     header = tmp_path / "device.h"
-    assert atecc("export", "--in", crt, "--format", "c", "--name", "device_cert",
-                 "--out", header) == 0
+    assert (
+        atecc("export", "--in", crt, "--format", "c", "--name", "device_cert", "--out", header) == 0
+    )
     text = header.read_text()
     assert text.startswith("unsigned char device_cert[] = {\n")
-    assert f"unsigned int device_cert_len = {len(cert.public_bytes(serialization.Encoding.DER))};" \
+    assert (
+        f"unsigned int device_cert_len = {len(cert.public_bytes(serialization.Encoding.DER))};"
         in text
+    )
     der = tmp_path / "device.der"
     assert atecc("export", "--in", crt, "--format", "der", "--out", der) == 0
     assert x509.load_der_x509_certificate(der.read_bytes()) == cert
@@ -148,8 +203,19 @@ def test_sign_rejects_bad_csr(ca_dir, tmp_path, capsys):
     )
     assert atecc("ca", "sign", "--dir", ca_dir, "--csr", junk, "--out", tmp_path / "x.crt") == 2
     one_error_line(capsys)
-    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", tmp_path / "none.csr",
-                 "--out", tmp_path / "x.crt") == 2
+    assert (
+        atecc(
+            "ca",
+            "sign",
+            "--dir",
+            ca_dir,
+            "--csr",
+            tmp_path / "none.csr",
+            "--out",
+            tmp_path / "x.crt",
+        )
+        == 2
+    )
     one_error_line(capsys)
     assert not (tmp_path / "x.crt").exists()
 
@@ -166,8 +232,20 @@ def test_revoke_errors(ca_dir, tmp_path, capsys):
 
 
 def test_serve_rejects_bad_setup(ca_dir, tmp_path, capsys):
-    assert atecc("serve", "--ca-dir", ca_dir, "--cert", tmp_path / "no.crt", "--key",
-                 tmp_path / "no.key", "--port", "0") == 2
+    assert (
+        atecc(
+            "serve",
+            "--ca-dir",
+            ca_dir,
+            "--cert",
+            tmp_path / "no.crt",
+            "--key",
+            tmp_path / "no.key",
+            "--port",
+            "0",
+        )
+        == 2
+    )
     one_error_line(capsys)
     assert atecc("serve", "--ca-dir", tmp_path, "--cert", "a", "--key", "b") == 2
     one_error_line(capsys)

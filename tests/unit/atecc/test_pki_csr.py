@@ -106,7 +106,11 @@ def test_openssl_verifies_the_chip_csr(device, tmp_path):
         pytest.skip("openssl not installed")
     path = tmp_path / "device.csr"
     path.write_bytes(csr_pem(build_csr(device)))
-    proc = subprocess.run(["openssl", "req", "-in", str(path), "-noout", "-verify"],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["openssl", "req", "-in", str(path), "-noout", "-verify"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "verify OK" in proc.stdout + proc.stderr

@@ -53,8 +53,14 @@ def test_c_array_identical_to_xxd(ca, tmp_path):
         pytest.skip("xxd not installed")
     der_path = tmp_path / "ca.der"
     der_path.write_bytes(der_of(ca))
-    expected = subprocess.run([xxd, "-i", der_path.name], cwd=tmp_path, capture_output=True,
-                              text=True, check=True, timeout=30).stdout
+    expected = subprocess.run(
+        [xxd, "-i", der_path.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     assert c_array(der_of(ca), "ca_der") == expected
 
 
@@ -70,8 +76,12 @@ def test_c_array_compiles_and_holds_the_der(ca, tmp_path):
         "  return fwrite(ca_cert, 1, ca_cert_len, stdout) == ca_cert_len ? 0 : 1;\n"
         "}\n"
     )
-    subprocess.run([cc, "-Wall", "-Werror", "-c", "dump.c", "-o", "dump.o"], cwd=tmp_path,
-                   check=True, timeout=60)
+    subprocess.run(
+        [cc, "-Wall", "-Werror", "-c", "dump.c", "-o", "dump.o"],
+        cwd=tmp_path,
+        check=True,
+        timeout=60,
+    )
     subprocess.run([cc, "dump.o", "-o", "dump"], cwd=tmp_path, check=True, timeout=60)
     out = subprocess.run([str(tmp_path / "dump")], capture_output=True, check=True, timeout=30)
     assert out.stdout == der

@@ -53,16 +53,26 @@ def test_file_format(tmp_path):
     registry = Registry(tmp_path / "registry.json")
     assert registry.load() == RegistryData()  # no file yet: empty
     with registry.transaction() as data:
-        data.devices.append(DeviceRecord("0A", "dev", "PEM", "2026-01-01T00:00:00Z",
-                                         "2027-01-01T00:00:00Z"))
+        data.devices.append(
+            DeviceRecord("0A", "dev", "PEM", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z")
+        )
         data.crl_number = 4
     doc = json.loads((tmp_path / "registry.json").read_text())
     assert doc == {
         "version": 1,
         "crl_number": 4,
-        "devices": [{"serial": "0A", "device_id": "dev", "certificate": "PEM",
-                     "issued": "2026-01-01T00:00:00Z", "expires": "2027-01-01T00:00:00Z",
-                     "status": "active", "revoked_at": None, "reason": None}],
+        "devices": [
+            {
+                "serial": "0A",
+                "device_id": "dev",
+                "certificate": "PEM",
+                "issued": "2026-01-01T00:00:00Z",
+                "expires": "2027-01-01T00:00:00Z",
+                "status": "active",
+                "revoked_at": None,
+                "reason": None,
+            }
+        ],
     }
     assert registry.load().find_serial(10).device_id == "dev"
 
@@ -101,8 +111,9 @@ def test_concurrent_issuers_lose_nothing(tmp_path):
     init_ca(ca_dir, "/CN=Concurrent CA", days=1)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_issue_many, args=(str(ca_dir), f"p{n}", 8)) for n in range(2)]
-    threads = [threading.Thread(target=_issue_many, args=(str(ca_dir), f"t{n}", 8))
-               for n in range(2)]
+    threads = [
+        threading.Thread(target=_issue_many, args=(str(ca_dir), f"t{n}", 8)) for n in range(2)
+    ]
     for worker in (*procs, *threads):
         worker.start()
     for thread in threads:
@@ -113,5 +124,6 @@ def test_concurrent_issuers_lose_nothing(tmp_path):
     devices = Registry.in_directory(ca_dir).load().devices
     assert len(devices) == 32
     assert len({d.serial for d in devices}) == 32
-    assert {d.device_id for d in devices} == {f"{w}-{i}" for w in ("p0", "p1", "t0", "t1")
-                                              for i in range(8)}
+    assert {d.device_id for d in devices} == {
+        f"{w}-{i}" for w in ("p0", "p1", "t0", "t1") for i in range(8)
+    }

@@ -7,7 +7,7 @@ import struct
 
 from cryptoki.constants import CKA
 from cryptoki.library import Library
-from cryptoki.types import AttributeError_
+from cryptoki.types import AttributeFailure
 
 
 def ulong(value: int) -> bytes:
@@ -30,5 +30,5 @@ def find_one(lib: Library, session: int, cls: int, label: str) -> int:
 
 def attr(lib: Library, session: int, handle: int, attr_type: int) -> bytes:
     (value,) = lib.get_attribute_value(session, handle, [attr_type])
-    assert not isinstance(value, AttributeError_), value
+    assert not isinstance(value, AttributeFailure), value
     return value

@@ -23,12 +23,25 @@ GEN = Mechanism(CKM.EC_KEY_PAIR_GEN)
 TRUE, FALSE = b"\x01", b"\x00"
 
 
-def templates(label: bytes = b"mykey", *, token: bool = True, params: bytes = P256_EC_PARAMS,
-              key_id: bytes | None = None):
-    pub = [(CKA.TOKEN, TRUE if token else FALSE), (CKA.EC_PARAMS, params), (CKA.VERIFY, TRUE),
-           (CKA.LABEL, label)]
-    priv = [(CKA.TOKEN, TRUE if token else FALSE), (CKA.SIGN, TRUE), (CKA.SENSITIVE, TRUE),
-            (CKA.LABEL, label)]
+def templates(
+    label: bytes = b"mykey",
+    *,
+    token: bool = True,
+    params: bytes = P256_EC_PARAMS,
+    key_id: bytes | None = None,
+):
+    pub = [
+        (CKA.TOKEN, TRUE if token else FALSE),
+        (CKA.EC_PARAMS, params),
+        (CKA.VERIFY, TRUE),
+        (CKA.LABEL, label),
+    ]
+    priv = [
+        (CKA.TOKEN, TRUE if token else FALSE),
+        (CKA.SIGN, TRUE),
+        (CKA.SENSITIVE, TRUE),
+        (CKA.LABEL, label),
+    ]
     if key_id is not None:
         pub.append((CKA.ID, key_id))
         priv.append((CKA.ID, key_id))
@@ -48,14 +61,16 @@ def test_generate_sign_verify(lib, rw_session):
     sig = lib.sign(rw_session, b"msg", 64)
     lib.verify_init(rw_session, Mechanism(CKM.ECDSA_SHA256), pub)
     lib.verify(rw_session, b"msg", sig)
-    assert find(lib, rw_session, [(CKA.CLASS, ulong(CKO.PRIVATE_KEY)),
-                                  (CKA.LABEL, b"mykey")]) == [priv]
+    assert find(lib, rw_session, [(CKA.CLASS, ulong(CKO.PRIVATE_KEY)), (CKA.LABEL, b"mykey")]) == [
+        priv
+    ]
 
 
 def test_ec_params_spellings(lib, rw_session):
     for i, params in enumerate((P256_EC_PARAMS, b"\x13\x0aprime256v1", b"\x13\x09secp256r1")):
-        _, priv = lib.generate_key_pair(rw_session, GEN, *templates(f"k{i}".encode(),
-                                                                   params=params))
+        _, priv = lib.generate_key_pair(
+            rw_session, GEN, *templates(f"k{i}".encode(), params=params)
+        )
         assert attr(lib, rw_session, priv, CKA.EC_PARAMS) == P256_EC_PARAMS
 
 
@@ -153,8 +168,14 @@ def test_subprocess_finds_and_signs(lib, rw_session, tngtls_filestore):
         """
     )
     env = dict(os.environ, ATECC_PKCS11_FILESTORE=str(tngtls_filestore))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[3])
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     assert proc.returncode == 0, proc.stderr
     sig = bytes.fromhex(proc.stdout)
     lib.verify_init(rw_session, Mechanism(CKM.ECDSA_SHA256), pub)
@@ -186,8 +207,12 @@ def test_dead_process_session_key_frees_its_slot(lib, rw_session, tngtls_filesto
     with store.locked():
         # Three session keys of a process that no longer exists take every free slot.
         dead = 2**22 + 12345
-        store.write([KeyRecord(slot=s, label="old", id=b"\x01", public_key=bytes(64),
-                               session_pid=dead) for s in (2, 3, 4)])
+        store.write(
+            [
+                KeyRecord(slot=s, label="old", id=b"\x01", public_key=bytes(64), session_pid=dead)
+                for s in (2, 3, 4)
+            ]
+        )
     assert serial
     lib.generate_key_pair(rw_session, GEN, *templates(b"fresh"))
 

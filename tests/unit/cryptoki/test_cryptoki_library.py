@@ -44,8 +44,9 @@ def test_initialize_twice_and_cycles(tngtls_filestore):
     handles = set()
     for _ in range(5):  # p11-kit's server cycles like this in one process
         lib.finalize()
-        lib.initialize(InitArgs(flags=CKF.OS_LOCKING_OK, has_mutex_functions=False,
-                                reserved_is_null=True))
+        lib.initialize(
+            InitArgs(flags=CKF.OS_LOCKING_OK, has_mutex_functions=False, reserved_is_null=True)
+        )
         s = lib.open_session(0, CKF.SERIAL_SESSION)
         assert s not in handles, "session handles are never reused"
         handles.add(s)
@@ -61,8 +62,9 @@ def test_initialize_argument_checks(tngtls_filestore):
         lib.initialize(InitArgs(flags=0, has_mutex_functions=False, reserved_is_null=False))
     with pytest.raises(errors.CantLock):
         lib.initialize(InitArgs(flags=0, has_mutex_functions=True, reserved_is_null=True))
-    lib.initialize(InitArgs(flags=CKF.OS_LOCKING_OK, has_mutex_functions=True,
-                            reserved_is_null=True))
+    lib.initialize(
+        InitArgs(flags=CKF.OS_LOCKING_OK, has_mutex_functions=True, reserved_is_null=True)
+    )
     lib.finalize()
 
 
@@ -105,8 +107,7 @@ def test_get_info(lib):
 # -- slots ------------------------------------------------------------------------------------
 
 
-def test_slots_present_absent_and_broken(tmp_path, monkeypatch, chip_factory,
-                                        slot_file_writer):
+def test_slots_present_absent_and_broken(tmp_path, monkeypatch, chip_factory, slot_file_writer):
     make_chip, write_slot_file = chip_factory, slot_file_writer
     filestore = tmp_path / "fs"
     make_chip(filestore, "chip0.json")
@@ -144,8 +145,9 @@ def test_slots_present_absent_and_broken(tmp_path, monkeypatch, chip_factory,
         cryptoki_log.configure(force=True)
 
 
-def test_absent_chip_is_noticed_when_it_appears(tmp_path, monkeypatch, chip_factory,
-                                                slot_file_writer):
+def test_absent_chip_is_noticed_when_it_appears(
+    tmp_path, monkeypatch, chip_factory, slot_file_writer
+):
     make_chip, write_slot_file = chip_factory, slot_file_writer
     filestore = tmp_path / "fs"
     filestore.mkdir()
@@ -188,9 +190,18 @@ def test_model_follows_revision(tmp_path, monkeypatch, chip_factory, slot_file_w
 
 def test_mechanisms(lib):
     assert set(lib.get_mechanism_list(0)) == {
-        CKM.ECDSA, CKM.ECDSA_SHA256, CKM.EC_KEY_PAIR_GEN, CKM.ECDH1_DERIVE, CKM.SHA256,
-        CKM.SHA256_HMAC, CKM.SHA256_HMAC_GENERAL, CKM.AES_KEY_GEN, CKM.AES_ECB, CKM.AES_CBC,
-        CKM.AES_CBC_PAD, CKM.AES_GCM,
+        CKM.ECDSA,
+        CKM.ECDSA_SHA256,
+        CKM.EC_KEY_PAIR_GEN,
+        CKM.ECDH1_DERIVE,
+        CKM.SHA256,
+        CKM.SHA256_HMAC,
+        CKM.SHA256_HMAC_GENERAL,
+        CKM.AES_KEY_GEN,
+        CKM.AES_ECB,
+        CKM.AES_CBC,
+        CKM.AES_CBC_PAD,
+        CKM.AES_GCM,
     }
     info = lib.get_mechanism_info(0, CKM.ECDSA)
     assert (info.min_key_size, info.max_key_size) == (256, 256)

@@ -16,7 +16,7 @@ from p11util import attr, find, find_one, ulong
 from cryptoki import errors
 from cryptoki.constants import CKA, CKD, CKF, CKK, CKM, CKO, CKR
 from cryptoki.library import Library
-from cryptoki.types import AttributeError_, Ecdh1DeriveParams, GcmParams, Mechanism
+from cryptoki.types import AttributeFailure, Ecdh1DeriveParams, GcmParams, Mechanism
 
 TRUE, FALSE = b"\x01", b"\x00"
 
@@ -51,14 +51,22 @@ GCM_TAG = bytes.fromhex("5bc94fbc3221a5db94fae95ae7121a47")
 
 # RFC 4231 test cases whose key fits the chip's 32-byte HMAC key (HMAC zero-pads keys anyway)
 RFC4231 = [
-    (b"\x0b" * 20, b"Hi There",
-     "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
-    (b"Jefe", b"what do ya want for nothing?",
-     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
-    (b"\xaa" * 20, b"\xdd" * 50,
-     "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"),
-    (bytes(range(1, 26)), b"\xcd" * 50,
-     "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"),
+    (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    (
+        b"Jefe",
+        b"what do ya want for nothing?",
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
+    (
+        b"\xaa" * 20,
+        b"\xdd" * 50,
+        "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+    ),
+    (
+        bytes(range(1, 26)),
+        b"\xcd" * 50,
+        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+    ),
 ]
 RFC4231_TRUNCATED = (b"\x0c" * 20, b"Test With Truncation", "a3b6167473100ee06e0c796c2955552b")
 
@@ -99,8 +107,11 @@ def hmac_lib(hmac_filestore):
 
 
 # -- SHA-256 ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("data", [b"", b"abc", os.urandom(1000), os.urandom(1 << 20)],
-                         ids=["empty", "abc", "1000", "1MiB"])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"abc", os.urandom(1000), os.urandom(1 << 20)],
+    ids=["empty", "abc", "1000", "1MiB"],
+)
 def test_sha256_single_part(lib, session, data):
     lib.digest_init(session, Mechanism(CKM.SHA256))
     assert lib.digest(session, data, None) == 32  # length query keeps the operation
@@ -112,7 +123,8 @@ def test_sha256_single_part(lib, session, data):
 def test_sha256_fips_abc(lib, session):
     lib.digest_init(session, Mechanism(CKM.SHA256))
     assert lib.digest(session, b"abc", 32).hex() == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
 
 
 def test_sha256_multi_part(lib, session):
@@ -210,11 +222,18 @@ def test_hmac_key_type_errors(hmac_lib):
 
 # -- AES ----------------------------------------------------------------------------------------
 def import_aes(lib, session, key: bytes, label=b"aes", token=False) -> int:
-    return lib.create_object(session, [
-        (CKA.CLASS, ulong(CKO.SECRET_KEY)), (CKA.KEY_TYPE, ulong(CKK.AES)),
-        (CKA.VALUE, key), (CKA.LABEL, label), (CKA.TOKEN, TRUE if token else FALSE),
-        (CKA.ENCRYPT, TRUE), (CKA.DECRYPT, TRUE),
-    ])
+    return lib.create_object(
+        session,
+        [
+            (CKA.CLASS, ulong(CKO.SECRET_KEY)),
+            (CKA.KEY_TYPE, ulong(CKK.AES)),
+            (CKA.VALUE, key),
+            (CKA.LABEL, label),
+            (CKA.TOKEN, TRUE if token else FALSE),
+            (CKA.ENCRYPT, TRUE),
+            (CKA.DECRYPT, TRUE),
+        ],
+    )
 
 
 def crypt(lib, s, mech, key, data, *, encrypt=True, parts=None):
@@ -239,14 +258,14 @@ def test_aes_nist_vectors(lib, rw_session):
     key = import_aes(lib, rw_session, NIST_KEY)
     assert attr(lib, rw_session, key, CKA.SENSITIVE) == TRUE
     assert lib.get_attribute_value(rw_session, key, [CKA.VALUE]) == [
-        AttributeError_(CKR.ATTRIBUTE_SENSITIVE)]
+        AttributeFailure(CKR.ATTRIBUTE_SENSITIVE)
+    ]
     ecb, cbc = Mechanism(CKM.AES_ECB), Mechanism(CKM.AES_CBC, NIST_IV)
     for parts in (None, 16, 7, 33):
         assert crypt(lib, rw_session, ecb, key, NIST_PT, parts=parts) == NIST_ECB_CT
         assert crypt(lib, rw_session, ecb, key, NIST_ECB_CT, encrypt=False, parts=parts) == NIST_PT
         assert crypt(lib, rw_session, cbc, key, NIST_PT, parts=parts) == NIST_CBC_CT
-        assert crypt(lib, rw_session, cbc, key, NIST_CBC_CT, encrypt=False,
-                     parts=parts) == NIST_PT
+        assert crypt(lib, rw_session, cbc, key, NIST_CBC_CT, encrypt=False, parts=parts) == NIST_PT
 
 
 @pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 64, 100])
@@ -269,8 +288,10 @@ def test_aes_gcm_vectors(lib, rw_session):
     mech = Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, 96, GCM_AAD, 128))
     for parts in (None, 16, 7):
         assert crypt(lib, rw_session, mech, key, GCM_PT, parts=parts) == GCM_CT + GCM_TAG
-        assert crypt(lib, rw_session, mech, key, GCM_CT + GCM_TAG, encrypt=False,
-                     parts=parts) == GCM_PT
+        assert (
+            crypt(lib, rw_session, mech, key, GCM_CT + GCM_TAG, encrypt=False, parts=parts)
+            == GCM_PT
+        )
     # a non-96-bit IV, no AAD, a short tag, compared with `cryptography`
     iv = os.urandom(60)
     data = os.urandom(77)
@@ -293,9 +314,15 @@ def test_aes_bad_input(lib, rw_session, device_key):
         lib.encrypt_init(rw_session, Mechanism(CKM.AES_ECB), device_key)
     with pytest.raises(errors.MechanismInvalid):
         lib.encrypt_init(rw_session, Mechanism(CKM.AES_CTR, bytes(16)), key)
-    for bad in (GcmParams(GCM_IV, 96, b"", 0), GcmParams(GCM_IV, 96, b"", 136),
-                GcmParams(GCM_IV, 96, b"", 100), GcmParams(b"", 0, b"", 128),
-                GcmParams(GCM_IV, 95, b"", 128), NIST_IV, None):
+    for bad in (
+        GcmParams(GCM_IV, 96, b"", 0),
+        GcmParams(GCM_IV, 96, b"", 136),
+        GcmParams(GCM_IV, 96, b"", 100),
+        GcmParams(b"", 0, b"", 128),
+        GcmParams(GCM_IV, 95, b"", 128),
+        NIST_IV,
+        None,
+    ):
         with pytest.raises(errors.MechanismParamInvalid):
             lib.encrypt_init(rw_session, Mechanism(CKM.AES_GCM, bad), key)
     for bad_iv in (bytes(8), bytes(17), None):
@@ -365,8 +392,7 @@ def test_aes_generate_template_errors(lib, rw_session, session):
         ([(CKA.VALUE_LEN, ulong(32))], errors.AttributeValueInvalid),
         ([(CKA.VALUE_LEN, ulong(16)), (CKA.SENSITIVE, FALSE)], errors.TemplateInconsistent),
         ([(CKA.VALUE_LEN, ulong(16)), (CKA.EXTRACTABLE, TRUE)], errors.TemplateInconsistent),
-        ([(CKA.VALUE_LEN, ulong(16)), (CKA.KEY_TYPE, ulong(CKK.EC))],
-         errors.TemplateInconsistent),
+        ([(CKA.VALUE_LEN, ulong(16)), (CKA.KEY_TYPE, ulong(CKK.EC))], errors.TemplateInconsistent),
         ([(CKA.VALUE_LEN, ulong(16)), (CKA.VALUE, bytes(16))], errors.AttributeReadOnly),
         ([(CKA.VALUE_LEN, ulong(16)), (CKA.MODULUS, b"x")], errors.AttributeTypeInvalid),
         ([(CKA.VALUE_LEN, b"\x10")], errors.AttributeValueInvalid),
@@ -375,8 +401,9 @@ def test_aes_generate_template_errors(lib, rw_session, session):
         with pytest.raises(exc):
             lib.generate_key(rw_session, gen, tmpl)
     with pytest.raises(errors.MechanismInvalid):
-        lib.generate_key(rw_session, Mechanism(CKM.GENERIC_SECRET_KEY_GEN),
-                         [(CKA.VALUE_LEN, ulong(16))])
+        lib.generate_key(
+            rw_session, Mechanism(CKM.GENERIC_SECRET_KEY_GEN), [(CKA.VALUE_LEN, ulong(16))]
+        )
     with pytest.raises(errors.SessionReadOnly):
         lib.generate_key(session, gen, [(CKA.VALUE_LEN, ulong(16)), (CKA.TOKEN, TRUE)])
     assert _free_blocks(lib) == before
@@ -388,11 +415,16 @@ def test_aes_import_errors(lib, rw_session):
     with pytest.raises(errors.TemplateIncomplete):
         lib.create_object(rw_session, base)
     with pytest.raises(errors.AttributeValueInvalid):
-        lib.create_object(rw_session, base + [(CKA.VALUE, bytes(32))])
+        lib.create_object(rw_session, [*base, (CKA.VALUE, bytes(32))])
     with pytest.raises(errors.TemplateInconsistent):
-        lib.create_object(rw_session, [(CKA.CLASS, ulong(CKO.SECRET_KEY)),
-                                       (CKA.KEY_TYPE, ulong(CKK.GENERIC_SECRET)),
-                                       (CKA.VALUE, bytes(32))])
+        lib.create_object(
+            rw_session,
+            [
+                (CKA.CLASS, ulong(CKO.SECRET_KEY)),
+                (CKA.KEY_TYPE, ulong(CKK.GENERIC_SECRET)),
+                (CKA.VALUE, bytes(32)),
+            ],
+        )
     assert _free_blocks(lib) == [(9, 0), (9, 2)]
 
 
@@ -410,9 +442,17 @@ def _device_public(lib, s, device_pub):
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point[2:])
 
 
-DERIVE_TMPL = [(CKA.CLASS, ulong(CKO.SECRET_KEY)), (CKA.KEY_TYPE, ulong(CKK.GENERIC_SECRET)),
-               (CKA.TOKEN, FALSE), (CKA.SENSITIVE, FALSE), (CKA.EXTRACTABLE, TRUE),
-               (CKA.ENCRYPT, TRUE), (CKA.DECRYPT, TRUE), (CKA.WRAP, TRUE), (CKA.UNWRAP, TRUE)]
+DERIVE_TMPL = [
+    (CKA.CLASS, ulong(CKO.SECRET_KEY)),
+    (CKA.KEY_TYPE, ulong(CKK.GENERIC_SECRET)),
+    (CKA.TOKEN, FALSE),
+    (CKA.SENSITIVE, FALSE),
+    (CKA.EXTRACTABLE, TRUE),
+    (CKA.ENCRYPT, TRUE),
+    (CKA.DECRYPT, TRUE),
+    (CKA.WRAP, TRUE),
+    (CKA.UNWRAP, TRUE),
+]
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
@@ -439,7 +479,8 @@ def test_ecdh_value_hidden_unless_asked(lib, session, device_key):
     for tmpl in ([], [(CKA.EXTRACTABLE, TRUE)], [(CKA.SENSITIVE, FALSE)]):
         key = lib.derive_key(session, mech, device_key, tmpl)
         assert lib.get_attribute_value(session, key, [CKA.VALUE]) == [
-            AttributeError_(CKR.ATTRIBUTE_SENSITIVE)]
+            AttributeFailure(CKR.ATTRIBUTE_SENSITIVE)
+        ]
 
 
 def test_ecdh_errors(lib, session, rw_session, device_key, device_pub):
@@ -447,12 +488,15 @@ def test_ecdh_errors(lib, session, rw_session, device_key, device_pub):
     good = Ecdh1DeriveParams(CKD.NULL, None, raw)
     not_on_curve = raw[:-1] + bytes([raw[-1] ^ 1])
     count = len(find(lib, session, []))
-    for bad in (Ecdh1DeriveParams(CKD.SHA256_KDF, None, raw),
-                Ecdh1DeriveParams(CKD.NULL, b"shared", raw),
-                Ecdh1DeriveParams(CKD.NULL, None, not_on_curve),
-                Ecdh1DeriveParams(CKD.NULL, None, raw[1:]),
-                Ecdh1DeriveParams(CKD.NULL, None, b"\x02" + raw[1:33]),
-                raw, None):
+    for bad in (
+        Ecdh1DeriveParams(CKD.SHA256_KDF, None, raw),
+        Ecdh1DeriveParams(CKD.NULL, b"shared", raw),
+        Ecdh1DeriveParams(CKD.NULL, None, not_on_curve),
+        Ecdh1DeriveParams(CKD.NULL, None, raw[1:]),
+        Ecdh1DeriveParams(CKD.NULL, None, b"\x02" + raw[1:33]),
+        raw,
+        None,
+    ):
         with pytest.raises(errors.MechanismParamInvalid):
             lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, bad), device_key, [])
     with pytest.raises(errors.KeyTypeInconsistent):
@@ -460,22 +504,23 @@ def test_ecdh_errors(lib, session, rw_session, device_key, device_pub):
     with pytest.raises(errors.MechanismInvalid):
         lib.derive_key(session, Mechanism(CKM.ECDH1_COFACTOR_DERIVE, good), device_key, [])
     with pytest.raises(errors.TemplateInconsistent):
-        lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, good), device_key,
-                       [(CKA.TOKEN, TRUE)])
+        lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, good), device_key, [(CKA.TOKEN, TRUE)])
     with pytest.raises(errors.TemplateInconsistent):
-        lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, good), device_key,
-                       [(CKA.KEY_TYPE, ulong(CKK.AES))])
+        lib.derive_key(
+            session, Mechanism(CKM.ECDH1_DERIVE, good), device_key, [(CKA.KEY_TYPE, ulong(CKK.AES))]
+        )
     with pytest.raises(errors.TemplateInconsistent):
-        lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, good), device_key,
-                       [(CKA.VALUE_LEN, ulong(33))])
+        lib.derive_key(
+            session, Mechanism(CKM.ECDH1_DERIVE, good), device_key, [(CKA.VALUE_LEN, ulong(33))]
+        )
     with pytest.raises(errors.AttributeReadOnly):
-        lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, good), device_key,
-                       [(CKA.VALUE, b"x")])
+        lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, good), device_key, [(CKA.VALUE, b"x")])
     assert len(find(lib, session, [])) == count  # nothing was created
     # a key pair generated without CKA_DERIVE cannot derive
     pub_t = [(CKA.EC_PARAMS, bytes.fromhex("06082a8648ce3d030107"))]
-    _, priv = lib.generate_key_pair(rw_session, Mechanism(CKM.EC_KEY_PAIR_GEN), pub_t,
-                                    [(CKA.DERIVE, FALSE)])
+    _, priv = lib.generate_key_pair(
+        rw_session, Mechanism(CKM.EC_KEY_PAIR_GEN), pub_t, [(CKA.DERIVE, FALSE)]
+    )
     with pytest.raises(errors.KeyFunctionNotPermitted):
         lib.derive_key(session, Mechanism(CKM.ECDH1_DERIVE, good), priv, [])
 
@@ -494,8 +539,9 @@ def test_mechanism_info(lib):
     assert (h.min_key_size, h.max_key_size) == (32, 32) and h.flags & CKF.SIGN
 
 
-def test_no_aes_mechanisms_without_aes_enable(tmp_path, monkeypatch, chip_factory,
-                                               slot_file_writer):
+def test_no_aes_mechanisms_without_aes_enable(
+    tmp_path, monkeypatch, chip_factory, slot_file_writer
+):
     """A chip whose config has AES_Enable clear offers no AES mechanism."""
     from atecc.emulator.state import StateFile
 
@@ -515,8 +561,7 @@ def test_no_aes_mechanisms_without_aes_enable(tmp_path, monkeypatch, chip_factor
     try:
         mechs = set(lib.get_mechanism_list(0))
         assert CKM.SHA256 in mechs and CKM.ECDH1_DERIVE in mechs
-        assert not mechs & {CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM,
-                            CKM.AES_KEY_GEN}
+        assert not mechs & {CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM, CKM.AES_KEY_GEN}
         with pytest.raises(errors.MechanismInvalid):
             lib.get_mechanism_info(0, CKM.AES_ECB)
     finally:

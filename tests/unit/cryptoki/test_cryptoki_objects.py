@@ -20,7 +20,7 @@ from cryptoki.constants import (
     CKR,
     P256_EC_PARAMS,
 )
-from cryptoki.types import AttributeError_
+from cryptoki.types import AttributeFailure
 
 TRUE, FALSE = b"\x01", b"\x00"
 
@@ -28,8 +28,10 @@ TRUE, FALSE = b"\x01", b"\x00"
 def test_four_objects_with_tutorial_names(lib, session):
     handles = find(lib, session, [])
     summary = sorted(
-        (int.from_bytes(attr(lib, session, h, CKA.CLASS), "little"),
-         attr(lib, session, h, CKA.LABEL).decode())
+        (
+            int.from_bytes(attr(lib, session, h, CKA.CLASS), "little"),
+            attr(lib, session, h, CKA.LABEL).decode(),
+        )
         for h in handles
     )
     assert summary == [
@@ -71,7 +73,8 @@ def test_private_key_attributes(lib, session, device_key):
         CKA.EC_PARAMS: P256_EC_PARAMS,
         CKA.START_DATE: b"",
         # the Trust&GO device key allows ECDH (slot 0 ReadKey bit 2)
-        CKA.ALLOWED_MECHANISMS: ulong(CKM.ECDSA) + ulong(CKM.ECDSA_SHA256)
+        CKA.ALLOWED_MECHANISMS: ulong(CKM.ECDSA)
+        + ulong(CKM.ECDSA_SHA256)
         + ulong(CKM.ECDH1_DERIVE),
     }
     got = lib.get_attribute_value(session, device_key, list(expect))
@@ -81,16 +84,23 @@ def test_private_key_attributes(lib, session, device_key):
 
 def test_sensitive_and_invalid_per_entry(lib, session, device_key):
     # python-pkcs11 / p11tool style: several attributes in one call, some not applicable.
-    types = [CKA.LABEL, CKA.VALUE, CKA.MODULUS, CKA.PARAMETER_SET, CKA.ID, 0x8000_1234,
-             CKA.EC_POINT]
+    types = [
+        CKA.LABEL,
+        CKA.VALUE,
+        CKA.MODULUS,
+        CKA.PARAMETER_SET,
+        CKA.ID,
+        0x8000_1234,
+        CKA.EC_POINT,
+    ]
     got = lib.get_attribute_value(session, device_key, types)
     assert got[0] == b"device"
-    assert got[1] == AttributeError_(CKR.ATTRIBUTE_SENSITIVE)
-    assert got[2] == AttributeError_(CKR.ATTRIBUTE_TYPE_INVALID)
-    assert got[3] == AttributeError_(CKR.ATTRIBUTE_TYPE_INVALID)
+    assert got[1] == AttributeFailure(CKR.ATTRIBUTE_SENSITIVE)
+    assert got[2] == AttributeFailure(CKR.ATTRIBUTE_TYPE_INVALID)
+    assert got[3] == AttributeFailure(CKR.ATTRIBUTE_TYPE_INVALID)
     assert isinstance(got[4], bytes) and len(got[4]) == 20
-    assert got[5] == AttributeError_(CKR.ATTRIBUTE_TYPE_INVALID)
-    assert got[6] == AttributeError_(CKR.ATTRIBUTE_TYPE_INVALID)
+    assert got[5] == AttributeFailure(CKR.ATTRIBUTE_TYPE_INVALID)
+    assert got[6] == AttributeFailure(CKR.ATTRIBUTE_TYPE_INVALID)
 
 
 def test_public_key_attributes(lib, session, device_pub, device_key):
@@ -99,9 +109,10 @@ def test_public_key_attributes(lib, session, device_pub, device_key):
     spki = attr(lib, session, device_pub, CKA.PUBLIC_KEY_INFO)
     key = serialization.load_der_public_key(spki)
     point = attr(lib, session, device_pub, CKA.EC_POINT)
-    assert key.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    ) == point[2:]
+    assert (
+        key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        == point[2:]
+    )
     assert attr(lib, session, device_key, CKA.PUBLIC_KEY_INFO) == spki
 
 
@@ -120,9 +131,12 @@ def test_certificates(lib, session, device_pub):
     assert int.from_bytes(serial_tlv[2:], "big") == dev_cert.serial_number
     # The device certificate holds the device key, is issued by the signer, and the signer
     # is a trusted authority certificate.
-    assert dev_cert.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    ) == attr(lib, session, device_pub, CKA.EC_POINT)[2:]
+    assert (
+        dev_cert.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        == attr(lib, session, device_pub, CKA.EC_POINT)[2:]
+    )
     dev_cert.verify_directly_issued_by(signer_cert)
     assert attr(lib, session, signer, CKA.CERTIFICATE_CATEGORY) == ulong(2)
     assert attr(lib, session, signer, CKA.TRUSTED) == TRUE
@@ -162,8 +176,8 @@ def test_find_cursor_and_errors(lib, session):
     lib.find_objects_init(session, [])
     with pytest.raises(errors.OperationActive):
         lib.find_objects_init(session, [])
-    got = lib.find_objects(session, 1) + lib.find_objects(session, 2) + lib.find_objects(
-        session, 10
+    got = (
+        lib.find_objects(session, 1) + lib.find_objects(session, 2) + lib.find_objects(session, 10)
     )
     assert len(got) == 4 and len(set(got)) == 4
     assert lib.find_objects(session, 10) == []
@@ -212,8 +226,9 @@ def test_configured_objects(tmp_path, monkeypatch, chip_factory, slot_file_write
     filestore = tmp_path / "fs"
     chip_factory(filestore, "chip.json")
     # Slot 1 of a Trust&GO part holds a second factory key; slot 11 the signer public key.
-    slot_file_writer(filestore, 0, "chip.json", extra="object = private,extra,1\n"
-                     "object = public,signerkey,11\n")
+    slot_file_writer(
+        filestore, 0, "chip.json", extra="object = private,extra,1\nobject = public,signerkey,11\n"
+    )
     monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
     lib = Library()
     lib.initialize(None)
@@ -244,13 +259,17 @@ def test_configured_certificate_and_secret(tmp_path, monkeypatch, chip_factory, 
 
     filestore = tmp_path / "fs"
     chip_factory(filestore, "chip.json")
-    conf = slot_file_writer(filestore, 0, "chip.json",
-                            extra="object = certificate,mycert,8\nobject = secret,io,6\n")
+    conf = slot_file_writer(
+        filestore, 0, "chip.json", extra="object = certificate,mycert,8\nobject = secret,io,6\n"
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "slot 8 cert")])
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(0x1234)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(0x1234)
         .not_valid_before(datetime.datetime(2024, 1, 1))
         .not_valid_after(datetime.datetime(2034, 1, 1))
         .sign(key, hashes.SHA256())
@@ -269,12 +288,13 @@ def test_configured_certificate_and_secret(tmp_path, monkeypatch, chip_factory, 
         h = find_one(lib, s, CKO.CERTIFICATE, "mycert")
         assert attr(lib, s, h, CKA.VALUE) == value  # slot padding trimmed
         assert attr(lib, s, h, CKA.SERIAL_NUMBER) == b"\x02\x02\x12\x34"
-        point = key.public_key().public_bytes(serialization.Encoding.X962,
-                                              serialization.PublicFormat.UncompressedPoint)
+        point = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
         assert attr(lib, s, h, CKA.ID) == hashlib.sha1(point).digest()
         secret = find_one(lib, s, CKO.SECRET_KEY, "io")
         assert lib.get_attribute_value(s, secret, [CKA.VALUE]) == [
-            AttributeError_(CKR.ATTRIBUTE_SENSITIVE)
+            AttributeFailure(CKR.ATTRIBUTE_SENSITIVE)
         ]
     finally:
         lib.finalize()

@@ -26,26 +26,40 @@ TRUE, FALSE = b"\x01", b"\x00"
 def make_cert(public_key=None) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issued")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(public_key or key.public_key()).serial_number(4242)
-        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key or key.public_key())
+        .serial_number(4242)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.DER)
 
 
 def cert_template(der: bytes, label=b"issued", cid=b"\x01\x02", token=True):
-    return [(CKA.CLASS, ulong(CKO.CERTIFICATE)), (CKA.CERTIFICATE_TYPE, ulong(CKC.X_509)),
-            (CKA.VALUE, der), (CKA.LABEL, label), (CKA.ID, cid),
-            (CKA.TOKEN, TRUE if token else FALSE)]
+    return [
+        (CKA.CLASS, ulong(CKO.CERTIFICATE)),
+        (CKA.CERTIFICATE_TYPE, ulong(CKC.X_509)),
+        (CKA.VALUE, der),
+        (CKA.LABEL, label),
+        (CKA.ID, cid),
+        (CKA.TOKEN, TRUE if token else FALSE),
+    ]
 
 
 def data_template(token=True):
-    return [(CKA.CLASS, ulong(CKO.DATA)), (CKA.APPLICATION, b"my app"),
-            (CKA.OBJECT_ID, b"\x06\x03\x2a\x03\x04"), (CKA.VALUE, b"hello"),
-            (CKA.LABEL, b"data"), (CKA.TOKEN, TRUE if token else FALSE)]
+    return [
+        (CKA.CLASS, ulong(CKO.DATA)),
+        (CKA.APPLICATION, b"my app"),
+        (CKA.OBJECT_ID, b"\x06\x03\x2a\x03\x04"),
+        (CKA.VALUE, b"hello"),
+        (CKA.LABEL, b"data"),
+        (CKA.TOKEN, TRUE if token else FALSE),
+    ]
 
 
 def second_library() -> Library:
@@ -59,19 +73,29 @@ def test_create_objects_seen_by_another_library(lib, rw_session, tngtls_filestor
     cert = lib.create_object(rw_session, cert_template(der))
     data = lib.create_object(rw_session, data_template())
     peer = ec.generate_private_key(ec.SECP256R1()).public_key()
-    point = peer.public_bytes(serialization.Encoding.X962,
-                              serialization.PublicFormat.UncompressedPoint)
-    pub = lib.create_object(rw_session, [
-        (CKA.CLASS, ulong(CKO.PUBLIC_KEY)), (CKA.KEY_TYPE, ulong(CKK.EC)),
-        (CKA.EC_PARAMS, P256_EC_PARAMS), (CKA.EC_POINT, b"\x04\x41" + point),
-        (CKA.LABEL, b"peer"), (CKA.TOKEN, TRUE)])
-    assert attr(lib, rw_session, cert, CKA.SUBJECT) == x509.load_der_x509_certificate(
-        der).subject.public_bytes()
+    point = peer.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    pub = lib.create_object(
+        rw_session,
+        [
+            (CKA.CLASS, ulong(CKO.PUBLIC_KEY)),
+            (CKA.KEY_TYPE, ulong(CKK.EC)),
+            (CKA.EC_PARAMS, P256_EC_PARAMS),
+            (CKA.EC_POINT, b"\x04\x41" + point),
+            (CKA.LABEL, b"peer"),
+            (CKA.TOKEN, TRUE),
+        ],
+    )
+    assert (
+        attr(lib, rw_session, cert, CKA.SUBJECT)
+        == x509.load_der_x509_certificate(der).subject.public_bytes()
+    )
     assert attr(lib, rw_session, data, CKA.APPLICATION) == b"my app"
     assert attr(lib, rw_session, pub, CKA.EC_POINT) == b"\x04\x41" + point
     meta = tngtls_filestore / "0.pkcs11.json"
     assert stat.S_IMODE(meta.stat().st_mode) == 0o600
-    assert "hello".encode().hex() in meta.read_text()
+    assert b"hello".hex() in meta.read_text()
 
     other = second_library()
     try:
@@ -90,8 +114,9 @@ def test_create_objects_seen_by_another_library(lib, rw_session, tngtls_filestor
         other.destroy_object(s2, p2)
     finally:
         other.finalize()
-    assert find(lib, rw_session, [(CKA.CLASS, ulong(CKO.CERTIFICATE)),
-                                  (CKA.LABEL, b"issued")]) == []
+    assert (
+        find(lib, rw_session, [(CKA.CLASS, ulong(CKO.CERTIFICATE)), (CKA.LABEL, b"issued")]) == []
+    )
     assert find(lib, rw_session, [(CKA.LABEL, b"peer")]) == []
     doc = json.loads(meta.read_text())
     assert [o["attrs"][str(int(CKA.LABEL))] for o in doc["objects"]] == ["data2"]
@@ -119,43 +144,62 @@ def test_create_errors(lib, rw_session, session):
     with pytest.raises(errors.TemplateIncomplete):
         lib.create_object(rw_session, [(CKA.LABEL, b"x")])
     with pytest.raises(errors.TemplateIncomplete):
-        lib.create_object(rw_session, [(CKA.CLASS, ulong(CKO.CERTIFICATE)),
-                                       (CKA.CERTIFICATE_TYPE, ulong(CKC.X_509))])
+        lib.create_object(
+            rw_session,
+            [(CKA.CLASS, ulong(CKO.CERTIFICATE)), (CKA.CERTIFICATE_TYPE, ulong(CKC.X_509))],
+        )
     with pytest.raises(errors.AttributeValueInvalid):
         lib.create_object(rw_session, cert_template(der[:-3]))
     with pytest.raises(errors.TemplateInconsistent):
-        lib.create_object(rw_session, [(CKA.CLASS, ulong(CKO.PRIVATE_KEY)),
-                                       (CKA.KEY_TYPE, ulong(CKK.EC))])
+        lib.create_object(
+            rw_session, [(CKA.CLASS, ulong(CKO.PRIVATE_KEY)), (CKA.KEY_TYPE, ulong(CKK.EC))]
+        )
     with pytest.raises(errors.TemplateInconsistent):
-        lib.create_object(rw_session, [(CKA.CLASS, ulong(CKO.CERTIFICATE)),
-                                       (CKA.CERTIFICATE_TYPE, ulong(1)), (CKA.VALUE, der)])
+        lib.create_object(
+            rw_session,
+            [
+                (CKA.CLASS, ulong(CKO.CERTIFICATE)),
+                (CKA.CERTIFICATE_TYPE, ulong(1)),
+                (CKA.VALUE, der),
+            ],
+        )
     with pytest.raises(errors.TemplateInconsistent):
-        lib.create_object(rw_session, [(CKA.CLASS, ulong(CKO.DATA)),
-                                       (CKA.CLASS, ulong(CKO.CERTIFICATE))])
+        lib.create_object(
+            rw_session, [(CKA.CLASS, ulong(CKO.DATA)), (CKA.CLASS, ulong(CKO.CERTIFICATE))]
+        )
     with pytest.raises(errors.AttributeTypeInvalid):
-        lib.create_object(rw_session, data_template() + [(CKA.EC_POINT, b"x")])
+        lib.create_object(rw_session, [*data_template(), (CKA.EC_POINT, b"x")])
     with pytest.raises(errors.AttributeValueInvalid):
-        lib.create_object(rw_session, data_template() + [(CKA.TOKEN, b"\x01\x00")])
+        lib.create_object(rw_session, [*data_template(), (CKA.TOKEN, b"\x01\x00")])
     with pytest.raises(errors.AttributeValueInvalid):  # point not on the curve
-        lib.create_object(rw_session, [
-            (CKA.CLASS, ulong(CKO.PUBLIC_KEY)), (CKA.KEY_TYPE, ulong(CKK.EC)),
-            (CKA.EC_PARAMS, P256_EC_PARAMS), (CKA.EC_POINT, b"\x04\x41\x04" + bytes(64))])
+        lib.create_object(
+            rw_session,
+            [
+                (CKA.CLASS, ulong(CKO.PUBLIC_KEY)),
+                (CKA.KEY_TYPE, ulong(CKK.EC)),
+                (CKA.EC_PARAMS, P256_EC_PARAMS),
+                (CKA.EC_POINT, b"\x04\x41\x04" + bytes(64)),
+            ],
+        )
     with pytest.raises(errors.TemplateIncomplete):
-        lib.create_object(rw_session, [
-            (CKA.CLASS, ulong(CKO.PUBLIC_KEY)), (CKA.KEY_TYPE, ulong(CKK.EC)),
-            (CKA.EC_PARAMS, P256_EC_PARAMS)])
+        lib.create_object(
+            rw_session,
+            [
+                (CKA.CLASS, ulong(CKO.PUBLIC_KEY)),
+                (CKA.KEY_TYPE, ulong(CKK.EC)),
+                (CKA.EC_PARAMS, P256_EC_PARAMS),
+            ],
+        )
     assert len(find(lib, rw_session, [])) == count
 
 
 def test_labels_and_ids_of_chip_objects(lib, rw_session, session, device_key, tngtls_filestore):
-    lib.set_attribute_value(rw_session, device_key, [(CKA.LABEL, b"renamed"),
-                                                     (CKA.ID, b"\x99")])
+    lib.set_attribute_value(rw_session, device_key, [(CKA.LABEL, b"renamed"), (CKA.ID, b"\x99")])
     assert attr(lib, session, device_key, CKA.LABEL) == b"renamed"
     with pytest.raises(errors.SessionReadOnly):
         lib.set_attribute_value(session, device_key, [(CKA.LABEL, b"x")])
     with pytest.raises(errors.AttributeReadOnly):  # nothing changed by a refused template
-        lib.set_attribute_value(rw_session, device_key, [(CKA.LABEL, b"y"),
-                                                         (CKA.SENSITIVE, FALSE)])
+        lib.set_attribute_value(rw_session, device_key, [(CKA.LABEL, b"y"), (CKA.SENSITIVE, FALSE)])
     assert attr(lib, session, device_key, CKA.LABEL) == b"renamed"
     other = second_library()
     try:
@@ -167,15 +211,14 @@ def test_labels_and_ids_of_chip_objects(lib, rw_session, session, device_key, tn
     cert = find_one(lib, session, CKO.CERTIFICATE, "device")
     with pytest.raises(errors.AttributeReadOnly):
         lib.set_attribute_value(rw_session, cert, [(CKA.VALUE, b"x")])
-    ro = lib.create_object(rw_session, data_template(token=False) + [(CKA.MODIFIABLE, FALSE)])
+    ro = lib.create_object(rw_session, [*data_template(token=False), (CKA.MODIFIABLE, FALSE)])
     # PKCS#11 3.0 §4.4.1: a CKA_MODIFIABLE false object refuses with CKR_ACTION_PROHIBITED.
     with pytest.raises(errors.ActionProhibited):
         lib.set_attribute_value(rw_session, ro, [(CKA.LABEL, b"x")])
     assert attr(lib, session, ro, CKA.LABEL) != b"x"
 
 
-def test_issued_certificate_sits_next_to_its_key(lib, rw_session, session, device_key,
-                                                 device_pub):
+def test_issued_certificate_sits_next_to_its_key(lib, rw_session, session, device_key, device_pub):
     point = attr(lib, session, device_pub, CKA.EC_POINT)[2:]
     pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     key_id = attr(lib, session, device_key, CKA.ID)
@@ -183,8 +226,9 @@ def test_issued_certificate_sits_next_to_its_key(lib, rw_session, session, devic
     assert cert in find(lib, session, [(CKA.ID, key_id)])
 
 
-def test_copy_of_chip_key_signs_from_another_session(lib, rw_session, session, device_key,
-                                                     device_pub):
+def test_copy_of_chip_key_signs_from_another_session(
+    lib, rw_session, session, device_key, device_pub
+):
     assert attr(lib, session, device_key, CKA.COPYABLE) == TRUE
     copy = lib.copy_object(session, device_key, [(CKA.LABEL, b"copy")])
     assert attr(lib, session, copy, CKA.TOKEN) == FALSE
@@ -203,8 +247,9 @@ def test_copy_of_chip_key_signs_from_another_session(lib, rw_session, session, d
     data = lib.create_object(rw_session, data_template(token=False))
     data_copy = lib.copy_object(rw_session, data, [(CKA.TOKEN, TRUE), (CKA.LABEL, b"dc")])
     assert attr(lib, rw_session, data_copy, CKA.VALUE) == b"hello"
-    assert attr(lib, rw_session, data_copy, CKA.UNIQUE_ID) != attr(lib, rw_session, data,
-                                                                   CKA.UNIQUE_ID)
+    assert attr(lib, rw_session, data_copy, CKA.UNIQUE_ID) != attr(
+        lib, rw_session, data, CKA.UNIQUE_ID
+    )
 
 
 # -- PIN ----------------------------------------------------------------------------------------

@@ -74,8 +74,9 @@ def test_template_rule_precedence():
     with pytest.raises(errors.AttributeReadOnly):
         templates.validate(templates.EC_PRIVATE_GENERATE, t[:2])
     with pytest.raises(errors.TemplateInconsistent):
-        templates.validate(templates.EC_PRIVATE_GENERATE,
-                           [(CKA.KEY_TYPE, struct.pack("@L", CKK.AES))])
+        templates.validate(
+            templates.EC_PRIVATE_GENERATE, [(CKA.KEY_TYPE, struct.pack("@L", CKK.AES))]
+        )
 
 
 # -- DER ----------------------------------------------------------------------------------------
@@ -86,10 +87,12 @@ def test_der_helpers_match_cryptography():
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    point = key.public_bytes(serialization.Encoding.X962,
-                             serialization.PublicFormat.UncompressedPoint)
-    spki = key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    point = key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     assert der.spki(point[1:]) == spki
     assert der.ec_point(point[1:]) == b"\x04\x41" + point
     assert der.spki_id(spki) == der.key_id(point[1:])
@@ -105,8 +108,15 @@ def test_store_round_trip_and_serial_binding(tmp_path):
     path = tmp_path / "0.pkcs11.json"
     store = MetadataStore(path, "0123AA")
     assert store.read() == [] and store.fingerprint() is None
-    rec = KeyRecord(slot=2, label="k", id=b"\x01", public_key=bytes(range(64)), derive=True,
-                    mechanisms=(CKM.ECDSA,), subject=b"\x30\x00")
+    rec = KeyRecord(
+        slot=2,
+        label="k",
+        id=b"\x01",
+        public_key=bytes(range(64)),
+        derive=True,
+        mechanisms=(CKM.ECDSA,),
+        subject=b"\x30\x00",
+    )
     store.update(lambda records: [*records, rec])
     assert store.read() == [rec]
     assert os.stat(path).st_mode & 0o777 == 0o600
@@ -116,8 +126,12 @@ def test_store_round_trip_and_serial_binding(tmp_path):
 
 
 def test_store_session_records_die_with_their_process(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead = int(proc.stdout)
     assert not KeyRecord(2, "", b"", bytes(64), session_pid=dead).alive
     assert KeyRecord(2, "", b"", bytes(64), session_pid=os.getpid()).alive
@@ -167,8 +181,14 @@ def test_log_targets(tmp_path, monkeypatch, capsys):
 
 def run_python(code: str, filestore: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ATECC_PKCS11_FILESTORE=str(filestore))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_initialize_is_cold_and_light(tngtls_filestore):
