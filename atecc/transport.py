@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import threading
 import time
@@ -46,6 +45,7 @@ from atecc.errors import (
     SelfTestError,
     TransportError,
 )
+from atecc.fileio import FileLock
 from atecc.packet import Command, parse_response
 
 #: errno values an adapter uses for "no ACK" (spec §1.10): busy, asleep, idle or absent chip.
@@ -139,10 +139,10 @@ class I2CTransport:
         self.awake = False
         #: Clock time of the last successful wake pulse; the watchdog counts from it.
         self.wake_time = 0.0
-        self._pid = os.getpid()
-        self._rlock = threading.RLock()
-        self._depth = 0
-        self._lock_fd: int | None = None
+        #: Inter-process lock around each transaction; a process-local one without a lock path.
+        self._lock: FileLock | threading.RLock = (
+            FileLock(self.lock_path) if self.lock_path is not None else threading.RLock()
+        )
 
     # -- raw bus helpers ---------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -339,66 +339,19 @@ class I2CTransport:
             return data[:count]
         return data + self._read(count - len(data))
 
-    # -- locking (ARCHITECTURE.md §6) --------------------------------------------------------------
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        """Hold the chip for one Device transaction: thread RLock, then ``flock(lock_path)``.
+    # -- locking (ARCHITECTURE.md §6) ---------------------------------------------------------
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold the chip for one Device transaction: ``flock(lock_path)`` (a :class:`FileLock`).
 
-        Re-entrant within a thread; the ``flock`` is taken only by the outermost holder. After a
-        ``fork()`` the child opens its own descriptor (an inherited one shares the parent's lock).
+        Re-entrant within a thread; safe across ``fork()`` (the child starts with the lock free).
         """
-        return _TransportLock(self)
-
-    def _lock_enter(self) -> None:
-        if self._pid != os.getpid():
-            # Forked child: the parent's lock objects are meaningless here.
-            self._pid = os.getpid()
-            self._rlock = threading.RLock()
-            self._depth = 0
-            self._lock_fd = None
-        self._rlock.acquire()
-        try:
-            if self._depth == 0 and self.lock_path is not None:
-                if self._lock_fd is None:
-                    self._lock_fd = os.open(
-                        self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-                    )
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._rlock.release()
-            raise
-        self._depth += 1
-
-    def _lock_exit(self) -> None:
-        try:
-            self._depth -= 1
-            if self._depth == 0 and self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        finally:
-            self._rlock.release()
+        return self._lock
 
     def close(self) -> None:
         """Close the lock descriptor and the bus."""
-        with self._rlock:
-            if self._lock_fd is not None and self._pid == os.getpid():
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        if isinstance(self._lock, FileLock):
+            self._lock.close()
         self.bus.close()
-
-
-class _TransportLock:
-    """What :meth:`I2CTransport.lock` returns: a plain class, because a generator-based context
-    manager costs several microseconds per use and every chip transaction takes this lock."""
-
-    __slots__ = ("_tr",)
-
-    def __init__(self, transport: I2CTransport) -> None:
-        self._tr = transport
-
-    def __enter__(self) -> None:
-        self._tr._lock_enter()
-
-    def __exit__(self, *exc: object) -> None:
-        self._tr._lock_exit()
 
 
 def check_crc(group: bytes) -> bool:

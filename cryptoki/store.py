@@ -42,17 +42,16 @@ need no lock: they see the old file or the new one.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from logging import getLogger
 from pathlib import Path
 from typing import Any
 
+from atecc.fileio import FileLock, atomic_write
 from cryptoki.attributes import KIND, Kind
 
 log = getLogger("cryptoki.store")
@@ -249,7 +248,7 @@ class MetadataStore:
     def __init__(self, path: Path, chip_serial: str) -> None:
         self.path = Path(path)
         self.chip_serial = chip_serial
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock = FileLock(self.path.with_name(self.path.name + ".lock"))
 
     def fingerprint(self) -> tuple[int, int, int] | None:
         """(inode, size, mtime_ns) of the file, or None if absent: cheap change detection."""
@@ -337,37 +336,11 @@ class MetadataStore:
             doc["pins"] = meta.pins
         if meta.failures:
             doc["failures"] = meta.failures
-        data = json.dumps(doc, indent=1).encode("utf-8") + b"\n"
-        import tempfile  # lazy: only writers need it; its imports cost ~2 ms of every start
+        atomic_write(self.path, json.dumps(doc, indent=1).encode("utf-8") + b"\n")
 
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename durable
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> FileLock:
         """Exclusive inter-process lock for read-modify-write (and slot allocation)."""
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing drops the flock
+        return self._lock
 
     def update(self, change: Callable[[list[KeyRecord]], list[KeyRecord]]) -> list[KeyRecord]:
         """Apply ``change(records) -> records`` under the lock, write, return the new list."""
