@@ -49,7 +49,7 @@ def spki(pub64: bytes) -> bytes:
     return _SPKI_P256_PREFIX + uncompressed_point(pub64)
 
 
-def _sha1(data: bytes) -> bytes:
+def sha1(data: bytes) -> bytes:
     # hashlib imported on first use: it loads OpenSSL's libcrypto through _hashlib (~2-3 ms),
     # which a start that only lists slots never needs.
     import hashlib
@@ -63,14 +63,41 @@ def key_id(pub64: bytes) -> bytes:
     This is the value OpenSSL puts in subjectKeyIdentifier (RFC 5280 §4.2.1.2 method 1 hashes the
     BIT STRING contents, i.e. the same bytes), so certificates issued elsewhere line up too.
     """
-    return _sha1(uncompressed_point(pub64))
+    return sha1(uncompressed_point(pub64))
 
 
 def spki_id(spki_der: bytes) -> bytes:
     """CKA_ID for a certificate's key: :func:`key_id` for P-256, SHA-1 of the SPKI otherwise."""
     if len(spki_der) == len(_SPKI_P256_PREFIX) + 65 and spki_der.startswith(_SPKI_P256_PREFIX):
         return key_id(spki_der[-64:])
-    return _sha1(spki_der)
+    return sha1(spki_der)
+
+
+def point_xy(value: bytes) -> bytes | None:
+    """X||Y of a P-256 point given as 04||X||Y or as its DER OCTET STRING, if on the curve."""
+    raw = value
+    if len(raw) == 67 and raw[:2] == b"\x04\x41":
+        raw = raw[2:]
+    if len(raw) != 65 or raw[0] != 0x04:
+        return None
+    xy = raw[1:]
+    return xy if on_curve(xy) else None
+
+
+#: P-256 domain parameters (FIPS 186-4 D.1.2.3), for the on-curve check.
+_P = 2**256 - 2**224 + 2**192 + 2**96 - 1
+_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+
+
+def on_curve(xy: bytes) -> bool:
+    """True when X||Y is an affine point of P-256 (y² = x³ - 3x + b mod p)."""
+    if len(xy) != 64:
+        return False
+    x = int.from_bytes(xy[:32], "big")
+    y = int.from_bytes(xy[32:], "big")
+    if not (0 <= x < _P and 0 <= y < _P):
+        return False
+    return (y * y - (x * x * x - 3 * x + _B)) % _P == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,4 +182,4 @@ def parse_certificate(cert: bytes) -> CertFields:
 
 def check_value(value: bytes) -> bytes:
     """CKA_CHECK_VALUE of a certificate: the first 3 bytes of SHA-1 of CKA_VALUE (§4.6.3)."""
-    return _sha1(value)[:3]
+    return sha1(value)[:3]

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from atecc.fileio import FileLock, atomic_write
+from cryptoki import errors
 from cryptoki.attributes import KIND, Kind
 
 log = getLogger("cryptoki.store")
@@ -238,6 +239,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _store_error(path: Path, exc: OSError) -> errors.FunctionFailed:
+    log.error("metadata store %s: %s", path, exc)
+    return errors.FunctionFailed(f"metadata store {path}: {exc.strerror or exc}")
+
+
 class MetadataStore:
     """Access to one token's metadata file.
 
@@ -290,16 +296,12 @@ class MetadataStore:
             )
             return Metadata()
         meta = Metadata()
-        for name, target, cls in (
-            ("keys", meta.keys, KeyRecord),
-            ("secret_keys", meta.secrets, SecretRecord),
-            ("objects", meta.objects, ObjectRecord),
-        ):
-            for entry in doc.get(name, []):
-                try:
-                    target.append(cls.from_json(entry))  # type: ignore[attr-defined]
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    log.error("%s: bad %s entry skipped: %s", self.path, name, exc)
+        for entry in doc.get("keys", []):
+            self._entry(meta.keys, KeyRecord.from_json, entry, "keys")
+        for entry in doc.get("secret_keys", []):
+            self._entry(meta.secrets, SecretRecord.from_json, entry, "secret_keys")
+        for entry in doc.get("objects", []):
+            self._entry(meta.objects, ObjectRecord.from_json, entry, "objects")
         try:
             meta.overrides = {
                 str(k): attrs_from_json(dict(v)) for k, v in dict(doc.get("overrides", {})).items()
@@ -309,6 +311,12 @@ class MetadataStore:
         except (TypeError, ValueError, AttributeError) as exc:
             log.error("%s: bad overrides/PIN section ignored: %s", self.path, exc)
         return meta
+
+    def _entry(self, target: list[Any], parse: Callable[[Any], Any], doc: Any, name: str) -> None:
+        try:
+            target.append(parse(doc))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.error("%s: bad %s entry skipped: %s", self.path, name, exc)
 
     def write(self, records: list[KeyRecord]) -> None:
         """Replace the key-pair records, keeping the other sections (caller holds the lock)."""
@@ -336,11 +344,14 @@ class MetadataStore:
             doc["pins"] = meta.pins
         if meta.failures:
             doc["failures"] = meta.failures
-        atomic_write(self.path, json.dumps(doc, indent=1).encode("utf-8") + b"\n")
+        try:
+            atomic_write(self.path, json.dumps(doc, indent=1).encode("utf-8") + b"\n")
+        except OSError as exc:
+            raise _store_error(self.path, exc) from exc
 
-    def locked(self) -> FileLock:
+    def locked(self) -> _StoreLock:
         """Exclusive inter-process lock for read-modify-write (and slot allocation)."""
-        return self._lock
+        return _StoreLock(self)
 
     def update(self, change: Callable[[list[KeyRecord]], list[KeyRecord]]) -> list[KeyRecord]:
         """Apply ``change(records) -> records`` under the lock, write, return the new list."""
@@ -356,3 +367,22 @@ class MetadataStore:
             change(meta)
             self.save(meta)
             return meta
+
+
+class _StoreLock:
+    """What :meth:`MetadataStore.locked` returns: the file lock, with I/O failures (a read-only
+    or missing filestore) reported as CKR_FUNCTION_FAILED before anything touched the chip."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        try:
+            self._store._lock.acquire()
+        except OSError as exc:
+            raise _store_error(self._store._lock.path, exc) from exc
+
+    def __exit__(self, *exc: object) -> None:
+        self._store._lock.release()

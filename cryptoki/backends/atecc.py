@@ -20,7 +20,14 @@ from typing import Any
 
 from atecc import errors as ae
 from cryptoki import errors
-from cryptoki.backend import ChipIdentity, SlotCaps
+from cryptoki.backend import (
+    GENERIC_LAYOUT,
+    CertificateSpec,
+    ChipIdentity,
+    ProductLayout,
+    SlotCaps,
+)
+from cryptoki.constants import CertificateCategory
 
 log = getLogger("cryptoki.backend")
 
@@ -102,9 +109,13 @@ class chip_errors:  # noqa: N801 (used like the function it replaced: ``with chi
 
 
 #: Overrides for commands whose execution error means the slot's config refuses the key use.
-_REFUSED = {ae.ExecutionError: errors.KeyFunctionNotPermitted}
+_REFUSED: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
+    ae.ExecutionError: errors.KeyFunctionNotPermitted
+}
 #: Overrides for commands whose execution error means the slot cannot be written (locked).
-_NO_ROOM = {ae.ExecutionError: errors.DeviceMemory}
+_NO_ROOM: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
+    ae.ExecutionError: errors.DeviceMemory
+}
 
 
 # ConfigZone byte offsets (ATECC608 datasheet §2.2, Table 2-4); the driver's constants name them.
@@ -150,16 +161,43 @@ def decode_slot_caps(config: bytes, slot: int) -> SlotCaps:
     )
 
 
+#: Trust&GO for TLS (ATECC608-TNGTLS), from Microchip's TNGTLS datasheet: slot 0 holds the
+#: factory device key, slots 2-4 are GenKey-able P-256 private slots and slot 9 an
+#: always-writable AES slot; the others hold the factory's keys and certificates.
+TRUST_AND_GO = ProductLayout(
+    name="Trust&GO",
+    device_key_slot=0,
+    reserved_slots=frozenset({0, 1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}),
+    default_freeslots=(2, 3, 4, 9),
+    certificates=(
+        CertificateSpec("device", CertificateCategory.TOKEN_USER, trusted=False, key_slot=0),
+        CertificateSpec("signer", CertificateCategory.AUTHORITY, trusted=True),
+    ),
+)
+
+
+def product_layout(device: str) -> ProductLayout:
+    """The layout of a slot file's ``device`` (Trust&GO parts end in ``TNGTLS``)."""
+    return TRUST_AND_GO if device.upper().endswith("TNGTLS") else GENERIC_LAYOUT
+
+
 class AteccBackend:
     """One chip reached through a slot file's ``interface`` line.
 
     :param interface: the parsed interface object from ``atecc.slotfile`` (I2C or emulator).
     :param name: slot file name, for log lines.
+    :param device: the slot file's ``device`` (chooses the product layout).
+    :param root_ca: the slot file's ``root_ca``: the PEM certificate of the CA that signed the
+        chip's signer certificate, when it is not Microchip's (an emulated chip's own root).
     """
 
-    def __init__(self, interface: Any, name: str) -> None:
+    def __init__(
+        self, interface: Any, name: str, device: str = "ATECC608", root_ca: Any = None
+    ) -> None:
         self._interface = interface
         self._name = name
+        self._layout = product_layout(device)
+        self._root_ca = root_ca
         self._device: Any = None
         self._config: bytes | None = None
 
@@ -282,36 +320,26 @@ class AteccBackend:
         with chip_errors(f"read slot {slot}"):
             return bytes(dev.read_bytes(Zone.DATA, slot, 0, slot_size(slot)))
 
-    def _emulator_root_key(self) -> bytes | None:
-        """X||Y of the emulated root CA saved beside an emulator state file, if any.
+    def _root_public_key(self) -> bytes | None:
+        """X||Y of the slot file's ``root_ca``, if it names one.
 
         The signer certificate's authority key identifier is rebuilt from the root's key; real
         Trust&GO parts use Microchip's root (the template default), an emulated chip its own.
         """
-        from pathlib import Path
-
-        from atecc.slotfile import EmulatorInterface
-
-        if not isinstance(self._interface, EmulatorInterface):
+        if self._root_ca is None:
             return None
-        from atecc.emulator.profiles import root_ca_path
+        from atecc.certs.factory import load_root_public_key
 
-        path = Path(root_ca_path(self._interface.state_path))
-        if not path.is_file():
-            return None
-        from cryptography import x509
-        from cryptography.hazmat.primitives.asymmetric import ec
+        return load_root_public_key(self._root_ca)
 
-        from atecc.certs.factory import public_key_bytes
+    def layout(self) -> ProductLayout:
+        return self._layout
 
-        key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
-        return public_key_bytes(key) if isinstance(key, ec.EllipticCurvePublicKey) else None
-
-    def certificate_chain(self) -> tuple[bytes, bytes]:
+    def certificate_chain(self) -> tuple[bytes, ...]:
         from atecc.certs.rebuild import read_chain
 
         dev = self._open()
-        root_key = self._emulator_root_key()
+        root_key = self._root_public_key()
         with chip_errors("rebuild certificate chain"):
             device_der, signer_der = read_chain(dev, root_public_key=root_key)
         return bytes(device_der), bytes(signer_der)

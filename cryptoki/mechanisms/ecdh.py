@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cryptoki import errors
 from cryptoki.constants import CKD
-from cryptoki.creation import point_xy
+from cryptoki.der import point_xy
 from cryptoki.types import Ecdh1DeriveParams, MechanismParam
 
 SECRET_BYTES = 32  #: the x-coordinate of d·Q on P-256

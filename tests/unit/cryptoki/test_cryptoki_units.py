@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptoki import attributes, der, errors, templates
+from cryptoki import attributes, der, errors, policy, schema
 from cryptoki import log as cryptoki_log
 from cryptoki.constants import CKA, CKK, CKM, CKO, P256_EC_PARAMS
 from cryptoki.session import SIGN, Session
@@ -69,13 +69,14 @@ def test_decode_template_duplicates():
 def test_template_rule_precedence():
     # Unknown type wins over read-only, which wins over an impossible value.
     t = [(CKA.EXTRACTABLE, b"\x01"), (CKA.LOCAL, b"\x01"), (CKA.MODULUS, b"\x01")]
+    generate = schema.Op.GENERATE
     with pytest.raises(errors.AttributeTypeInvalid):
-        templates.validate(templates.EC_PRIVATE_GENERATE, t)
+        schema.validate(policy.EC_PRIVATE_GENERATE, t, generate)
     with pytest.raises(errors.AttributeReadOnly):
-        templates.validate(templates.EC_PRIVATE_GENERATE, t[:2])
+        schema.validate(policy.EC_PRIVATE_GENERATE, t[:2], generate)
     with pytest.raises(errors.TemplateInconsistent):
-        templates.validate(
-            templates.EC_PRIVATE_GENERATE, [(CKA.KEY_TYPE, struct.pack("@L", CKK.AES))]
+        schema.validate(
+            policy.EC_PRIVATE_GENERATE, [(CKA.KEY_TYPE, struct.pack("@L", CKK.AES))], generate
         )
 
 
