@@ -56,7 +56,7 @@ _RW_STATES = frozenset({CKS.RW_PUBLIC_SESSION, CKS.RW_USER_FUNCTIONS, CKS.RW_SO_
 
 
 def can_read(state: int, *, private: bool) -> bool:
-    """Whether a session in ``state`` sees an object (spec §4.4: private needs the user)."""
+    """Whether a session in ``state`` sees an object (PKCS#11 §4.4: private needs the user)."""
     return not private or state in _USER_STATES
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from atecc.der import element_length
 from cryptoki import attributes, der, errors, mechanisms, policy, schema
 from cryptoki.constants import CKA, CKK, CKO, P256_EC_PARAMS
 from cryptoki.types import Template
@@ -75,7 +76,7 @@ def _complete(
 def _certificate(values: dict[int, Any]) -> dict[int, Any]:
     value = bytes(values[CKA.VALUE])
     try:
-        if der.der_length(value) != len(value):
+        if element_length(value) != len(value):
             raise ValueError("trailing bytes after the certificate")
         fields = der.parse_certificate(value)
     except ValueError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from atecc.der import children, read_tlv
 from cryptoki.constants import P256_EC_PARAMS
 
 #: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) ... } header
@@ -98,50 +99,6 @@ def on_curve(xy: bytes) -> bool:
     if not (0 <= x < _P and 0 <= y < _P):
         return False
     return (y * y - (x * x * x - 3 * x + _B)) % _P == 0
-
-
-# --------------------------------------------------------------------------------------------
-# Minimal DER reader
-
-
-def read_tlv(data: bytes, pos: int = 0) -> tuple[int, int, int, int]:
-    """Read one TLV at ``pos``: (tag, start of value, end of value, end of the whole TLV).
-
-    Definite lengths only (DER); raises ValueError on truncation or indefinite forms.
-    """
-    if pos + 2 > len(data):
-        raise ValueError("DER truncated")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("multi-byte DER tags are not used in certificates we read")
-    length = data[pos + 1]
-    head = pos + 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or head + count > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[head : head + count], "big")
-        head += count
-    end = head + length
-    if end > len(data):
-        raise ValueError("DER value runs past the end")
-    return tag, head, end, end
-
-
-def children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """The (tag, tlv_start, tlv_end) of each element inside a constructed value."""
-    out = []
-    pos = start
-    while pos < end:
-        tag, _, _, nxt = read_tlv(data, pos)
-        out.append((tag, pos, nxt))
-        pos = nxt
-    return out
-
-
-def der_length(data: bytes) -> int:
-    """Length of the single DER element at the start of ``data`` (to trim slot padding)."""
-    return read_tlv(data, 0)[3]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Login: which user is logged in to one token, and the PIN functions around it.
 
-Owns: the token-wide login state shared by all sessions of the process (spec §5.6: one user type
+Owns: the token-wide login state shared by all sessions of the process (PKCS#11 §5.6: one user type
 at a time), C_Login/C_Logout's state errors, and C_InitToken/C_InitPIN/C_SetPIN on top of
 ``pin.py`` (hashes and wrong-PIN counters in the metadata file), plus the CK_TOKEN_INFO flags
 those imply. Must not: check session handles or access rules (``access.py``), or keep, log or
@@ -39,7 +39,7 @@ class Login:
         self.pin_configured = pin_configured
         self._store = store
         self._name = name
-        #: CKU_USER, CKU_SO or None; shared by all sessions of the token (spec §5.6).
+        #: CKU_USER, CKU_SO or None; shared by all sessions of the token (PKCS#11 §5.6).
         self.user: int | None = None
 
     def token_flags(self) -> int:

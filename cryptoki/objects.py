@@ -181,7 +181,7 @@ class Pkcs11Object:
         return cached
 
     def get_attribute_values(self, types: list[int]) -> list[bytes | AttributeFailure]:
-        """One answer per requested type, in order; errors are per entry (spec §5.7.5)."""
+        """One answer per requested type, in order; errors are per entry (PKCS#11 §5.7.5)."""
         return [self.raw(t) for t in types]
 
     def matches(self, criteria: list[tuple[int, bytes]]) -> bool:
@@ -253,7 +253,7 @@ def _origin(spec: KeySpec) -> Origin:
 def ec_private_key(
     handle: int, spec: KeySpec, owner: int | None = None, store_key: StoreKey | None = None
 ) -> Pkcs11Object:
-    """A private key that lives in chip slot ``spec.chip_slot`` (spec §4.9, §6.3.4)."""
+    """A private key that lives in chip slot ``spec.chip_slot`` (PKCS#11 §4.9, §6.3.4)."""
     uses = (mechanisms.SIGN, mechanisms.DERIVE) if spec.derive else (mechanisms.SIGN,)
     allowed = spec.mechanisms or mechanisms.usable_with(CKO.PRIVATE_KEY, CKK.EC, *uses)
     values = _ec_key_values(spec, store_key)
@@ -273,7 +273,7 @@ def ec_private_key(
 def ec_public_key(
     handle: int, spec: KeySpec, owner: int | None = None, store_key: StoreKey | None = None
 ) -> Pkcs11Object:
-    """The public half of a chip key pair (spec §4.8, §6.3.3)."""
+    """The public half of a chip key pair (PKCS#11 §4.8, §6.3.3)."""
     values = _ec_key_values(spec, store_key)
     values[CKA.EC_POINT] = der.ec_point(spec.public_key)
     values[CKA.ALLOWED_MECHANISMS] = tuple(
@@ -302,7 +302,7 @@ def x509_certificate(
     category: int = CertificateCategory.UNSPECIFIED,
     trusted: bool = False,
 ) -> Pkcs11Object:
-    """An X.509 certificate the chip holds (spec §4.6.3); fields are read out of ``value``."""
+    """An X.509 certificate the chip holds (PKCS#11 §4.6.3); fields are read out of ``value``."""
     fields = der.parse_certificate(value)
     values: dict[int, Any] = {
         CKA.TOKEN: True,

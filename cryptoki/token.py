@@ -23,6 +23,7 @@ from functools import partial
 from logging import getLogger
 from typing import TYPE_CHECKING, Any
 
+from atecc.der import element_length
 from cryptoki import der, errors, objects
 from cryptoki.backend import ChipIdentity, TokenBackend
 from cryptoki.config import TokenConfig
@@ -287,7 +288,7 @@ class Token:
         elif kind == "certificate":
             data = self.backend.read_slot(slot)
             try:
-                value = data[: der.der_length(data)]
+                value = data[: element_length(data)]
                 spki = der.parse_certificate(value).spki
             except ValueError as exc:
                 raise errors.FunctionFailed(f"slot {slot} holds no DER certificate") from exc

@@ -1,4 +1,4 @@
-"""Factory provisioning of an emulated Trust&GO chip with the project's own CA (spec §6.8).
+"""Factory provisioning of an emulated Trust&GO chip with the project's own CA (chip §6.8).
 
 Owns: creating an EMULATED root CA, a signer key and certificate (template 1, signed by that
 root) and the device certificate (template 2 or 3, signed by the signer), and returning what the
@@ -107,7 +107,7 @@ def load_root_public_key(path: str | os.PathLike[str]) -> bytes | None:
 
 
 def _on_the_hour(when: datetime) -> datetime:
-    # Compressed dates are naive UTC with hour granularity (spec §6.5).
+    # Compressed dates are naive UTC with hour granularity (chip §6.5).
     if when.tzinfo is not None:
         when = when.astimezone(UTC).replace(tzinfo=None)
     return when.replace(minute=0, second=0, microsecond=0)
@@ -220,7 +220,7 @@ def make_tng_chain(
     eui48: bytes | None = None,
     root_name: x509.Name | None = None,
 ) -> FactoryCerts:
-    """Provision the Trust&GO certificate chain for a chip (spec §6.8).
+    """Provision the Trust&GO certificate chain for a chip (chip §6.8).
 
     :param device_public_key: X||Y of the chip's slot-0 key.
     :param serial: the chip's 9-byte serial number.

@@ -1,5 +1,5 @@
 """Emulated symmetric commands: SHA (SHA-256 and HMAC-SHA256 sequences) and AES (single-block
-AES-128 and GFM) (spec §4.11, §4.12).
+AES-128 and GFM) (chip §4.11, §4.12).
 
 Owns the streaming hash context (``hashlib``/``hmac`` objects do the device-side padding), the
 End-mode digest targets (00 TempKey, 01 message digest buffer, 11 output only), and GF(2^128)
@@ -33,7 +33,7 @@ def sha(ex: Exec) -> bytes | None:
         if p2 or data:
             raise parse_error("SHA start takes no parameters")
         ex.gate()
-        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+        import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)
 
         vol.sha, vol.sha_is_hmac = hashlib.sha256(), False
         return None

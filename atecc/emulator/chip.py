@@ -1,4 +1,4 @@
-"""Behavioural model of one ATECC608 as seen from the I2C bus (spec §1, §2, §7.1).
+"""Behavioural model of one ATECC608 as seen from the I2C bus (chip §1, §2, §7.1).
 
 Owns: the power/bus state machine (asleep, idle, awake, busy; wake by a write to address 0x00;
 NACK = ``OSError(EREMOTEIO)``), address matching (config byte 16, alternate address rule §1.1),
@@ -125,7 +125,7 @@ class Chip:
         self._exec_s = tuple(exec_time_max_s(op) * busy_fraction for op in range(256))
         self._watchdog_override = watchdog_s
         self._rng: Callable[[int], bytes] = os.urandom
-        if seed is not None:  # `random` imported only here: ~1 ms of every start otherwise
+        if seed is not None:  # `random` is imported only for seeded chips (start-up cost)
             import random
 
             self._rng = random.Random(seed).randbytes

@@ -14,7 +14,6 @@ on first use, never in C_Initialize.
 from __future__ import annotations
 
 import contextlib
-import struct
 from logging import getLogger
 from typing import Any
 
@@ -32,7 +31,7 @@ from cryptoki.constants import CertificateCategory
 log = getLogger("cryptoki.backend")
 
 #: Driver error → PKCS#11 error. Lookup walks the exception's MRO, so a subclass added to the
-#: driver later falls back to its parent's entry; tests/unit/cryptoki/test_backend_atecc.py
+#: driver later falls back to its parent's entry; tests/unit/cryptoki/test_cryptoki_backend.py
 #: still demands an explicit row for every subclass so the choice is made deliberately.
 ERROR_MAP: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
     ae.AteccError: errors.DeviceError,
@@ -118,46 +117,36 @@ _NO_ROOM: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
 }
 
 
-# ConfigZone byte offsets (ATECC608 datasheet §2.2, Table 2-4); the driver's constants name them.
-_SLOT_CONFIG = 20
-_SLOT_LOCKED = 88
-_KEY_CONFIG = 96
-_KEYTYPE_P256 = 4
-_KEYTYPE_AES = 6
-_KEYTYPE_SHA = 7
-_NO_MAC = 0x10  #: SlotConfig bit 4
-_REQ_RANDOM = 0x40  #: KeyConfig bit 6
-_AES_ENABLE = 13  #: config byte; bit 0
-
-
 def decode_slot_caps(config: bytes, slot: int) -> SlotCaps:
-    """Slot permissions from the 128-byte config zone.
+    """What the token may do with ``slot``, from the 128-byte config zone (decoded by the
+    driver's :class:`atecc.config_zone.ConfigZone`, chip §3.4-§3.5).
 
-    KeyConfig bit 0 = Private, bits 2-4 = KeyType. For ECC private keys, SlotConfig ReadKey
-    bits: 0 = external signatures, 2 = ECDH allowed; WriteConfig (bits 12-15) bit 1 = GenKey may
-    write a random key. SlotLocked bit ``slot`` clear means the slot is locked for good.
+    For P-256 private keys, ReadKey says whether external digests may be signed and ECDH run,
+    WriteConfig whether GenKey may write a new key; an AES slot whose WriteConfig is "always"
+    (clear 32-byte writes after the data lock) can take new AES keys; a SHA/data slot without
+    NoMac can key HMAC. A locked slot (SlotLocked bit clear) takes nothing new.
     """
-    (slot_config,) = struct.unpack_from("<H", config, _SLOT_CONFIG + 2 * slot)
-    (key_config,) = struct.unpack_from("<H", config, _KEY_CONFIG + 2 * slot)
-    (slot_locked_bits,) = struct.unpack_from("<H", config, _SLOT_LOCKED)
-    key_type = (key_config >> 2) & 0x7
-    private = bool(key_config & 0x1) and key_type == _KEYTYPE_P256
-    read_key = slot_config & 0xF
-    write_config = (slot_config >> 12) & 0xF
-    unlocked = bool(slot_locked_bits & (1 << slot))
-    symmetric = not key_config & 0x1
+    from atecc.config_zone import ConfigZone
+    from atecc.constants import KeyType, slot_size
+
+    zone = ConfigZone(config)
+    sc, kc = zone.slot_config(slot), zone.key_config(slot)
+    private = kc.private and kc.key_type == KeyType.P256
+    unlocked = not zone.slot_locked(slot)
     return SlotCaps(
         slot=slot,
         p256_private=private,
-        gen_key=private and slot < 8 and bool(write_config & 0x2) and unlocked,
-        ecdh=private and bool(read_key & 0x4),
-        external_sign=private and bool(read_key & 0x1),
-        aes=key_type == _KEYTYPE_AES,
-        # WriteConfig 0000 = "Always": clear writes (32-byte ones when IsSecret) after data lock.
-        aes_writable=symmetric and key_type == _KEYTYPE_AES and write_config == 0 and unlocked,
-        hmac=symmetric and key_type == _KEYTYPE_SHA and not slot_config & _NO_MAC,
-        req_random=bool(key_config & _REQ_RANDOM),
-        size=36 if slot < 8 else (416 if slot == 8 else 72),
+        gen_key=private and slot < 8 and sc.genkey_allowed and unlocked,
+        ecdh=private and sc.ecdh,
+        external_sign=private and sc.external_sign,
+        aes=kc.key_type == KeyType.AES,
+        aes_writable=not kc.private
+        and kc.key_type == KeyType.AES
+        and sc.write_config == 0
+        and unlocked,
+        hmac=not kc.private and kc.key_type == KeyType.SHA_OR_DATA and not sc.no_mac,
+        req_random=kc.req_random,
+        size=slot_size(slot),
     )
 
 
@@ -200,6 +189,7 @@ class AteccBackend:
         self._root_ca = root_ca
         self._device: Any = None
         self._config: bytes | None = None
+        self._caps: dict[int, SlotCaps] = {}  #: decoded from ``_config``, dropped with it
 
     # -- opening ---------------------------------------------------------------------------
     def _open(self) -> Any:
@@ -238,10 +228,15 @@ class AteccBackend:
 
     # -- TokenBackend ----------------------------------------------------------------------
     def slot_caps(self, slot: int) -> SlotCaps:
-        return decode_slot_caps(self._config_zone(), slot)
+        caps = self._caps.get(slot)
+        if caps is None:
+            caps = self._caps[slot] = decode_slot_caps(self._config_zone(), slot)
+        return caps
 
     def aes_enabled(self) -> bool:
-        return bool(self._config_zone()[_AES_ENABLE] & 0x1)
+        from atecc.config_zone import ConfigZone
+
+        return ConfigZone(self._config_zone()).aes_enabled
 
     def random(self, length: int) -> bytes:
         dev = self._open()
@@ -347,6 +342,7 @@ class AteccBackend:
     def close(self) -> None:
         dev, self._device = self._device, None
         self._config = None
+        self._caps = {}
         if dev is not None:
             with contextlib.suppress(Exception):  # at process exit the bus may already be gone
                 dev.close()

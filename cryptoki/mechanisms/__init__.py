@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cryptoki import errors
+from cryptoki import errors, session
 from cryptoki.constants import CKA, CKF, CKK, CKM, CKO
 from cryptoki.types import Mechanism, MechanismInfo
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 #: P-256 only: the chip's one curve. Key sizes for EC mechanisms are in bits of the order.
 P256_BITS = 256
-AES_KEY_BYTES = 16  #: AES-128 only: the chip's AES command (chip notes §4.12); sizes in bytes
+AES_KEY_BYTES = 16  #: AES-128 only: the chip's AES command (chip §4.12); sizes in bytes
 HMAC_KEY_BYTES = 32  #: the chip's HMAC key is a slot's first 32 bytes (shorter keys zero-padded)
 
 
@@ -54,11 +54,11 @@ class Use(NamedTuple):
     wrong_class: type[errors.Pkcs11Error] = errors.KeyTypeInconsistent
 
 
-SIGN = Use("sign", int(CKF.SIGN), CKA.SIGN)
-VERIFY = Use("verify", int(CKF.VERIFY), CKA.VERIFY, errors.KeyFunctionNotPermitted)
-ENCRYPT = Use("encrypt", int(CKF.ENCRYPT), CKA.ENCRYPT)
-DECRYPT = Use("decrypt", int(CKF.DECRYPT), CKA.DECRYPT)
-DIGEST = Use("digest", int(CKF.DIGEST), None)
+SIGN = Use(session.SIGN, int(CKF.SIGN), CKA.SIGN)
+VERIFY = Use(session.VERIFY, int(CKF.VERIFY), CKA.VERIFY, errors.KeyFunctionNotPermitted)
+ENCRYPT = Use(session.ENCRYPT, int(CKF.ENCRYPT), CKA.ENCRYPT)
+DECRYPT = Use(session.DECRYPT, int(CKF.DECRYPT), CKA.DECRYPT)
+DIGEST = Use(session.DIGEST, int(CKF.DIGEST), None)
 DERIVE = Use("derive", int(CKF.DERIVE), CKA.DERIVE)
 GENERATE = Use("generate", int(CKF.GENERATE), None)
 GENERATE_KEY_PAIR = Use("generate_key_pair", int(CKF.GENERATE_KEY_PAIR), None)
