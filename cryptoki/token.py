@@ -32,7 +32,14 @@ from cryptoki.key_slots import KeySlots
 from cryptoki.login import Login
 from cryptoki.object_table import ObjectTable
 from cryptoki.objects import Half, KeySpec, Origin, Pkcs11Object, StoreKey, StoreKind
-from cryptoki.store import KeyRecord, Metadata, MetadataStore, ObjectRecord, SecretRecord
+from cryptoki.store import (
+    KeyRecord,
+    Metadata,
+    MetadataError,
+    MetadataStore,
+    ObjectRecord,
+    SecretRecord,
+)
 from cryptoki.types import TokenInfo, Version
 
 if TYPE_CHECKING:  # annotations only: policy is imported by the key-creating paths, not at start
@@ -95,6 +102,9 @@ class Token:
         self._slots: KeySlots | None = None
         self._loaded = False
         self._store_fp: tuple[int, int, int] | None = None
+        #: why the token is absent although the chip answers (metadata refused), for the
+        #: slot description and ``atecc doctor``
+        self.absent_reason: str | None = None
 
     @property
     def pin_configured(self) -> bool:
@@ -124,8 +134,17 @@ class Token:
                 log.error("%s: chip answered but failed: %s", self.name, exc)
                 return False
             serial = identity.serial.hex().upper()
-            self._store = MetadataStore(self.config.metadata_path, serial)
-            self._slots = KeySlots(self.config, self.layout, self.backend, self._store)
+            store = MetadataStore(self.config.metadata_path, serial)
+            try:
+                store.load()  # fail closed: a file that cannot be trusted makes the token absent
+            except MetadataError as exc:
+                if str(exc) != self.absent_reason:
+                    log.error("%s: token unavailable: %s", self.name, exc)
+                self.absent_reason = str(exc)
+                return False
+            self.absent_reason = None
+            self._store = store
+            self._slots = KeySlots(self.config, self.layout, self.backend, store)
             self._identity = identity
             log.info("%s: %s serial %s", self.name, model_name(identity.revision), serial)
             return True
