@@ -118,6 +118,7 @@ class KeyRecord:
     mechanisms: tuple[int, ...] | None = None  #: CKA_ALLOWED_MECHANISMS if the caller narrowed it
     subject: bytes = b""  #: CKA_SUBJECT given at generation
     private: bool | None = None  #: CKA_PRIVATE of the private half, None: the token's default
+    public_private: bool = False  #: CKA_PRIVATE of the public half
     private_destroyed: bool = False  #: the private key was destroyed (and erased on the chip)
     public_destroyed: bool = False  #: the public key object was destroyed
 
@@ -138,6 +139,8 @@ class KeyRecord:
             doc["subject"] = self.subject.hex()
         if self.private is not None:
             doc["private"] = self.private
+        if self.public_private:
+            doc["public_private"] = True
         if self.private_destroyed:
             doc["private_destroyed"] = True
         if self.public_destroyed:
@@ -164,6 +167,7 @@ class KeyRecord:
             mechanisms=tuple(mechanisms) if mechanisms is not None else None,
             subject=_hex(doc, "subject", ""),
             private=_get(doc, "private", bool, None),
+            public_private=_get(doc, "public_private", bool, False),
             private_destroyed=_get(doc, "private_destroyed", bool, False),
             public_destroyed=_get(doc, "public_destroyed", bool, False),
         )
