@@ -742,9 +742,14 @@ class Token:
             return self.backend.ecdh(obj.chip_slot, peer)
 
     def sha256(self, data: bytes) -> bytes:
-        """SHA-256 of a whole message on the chip, in one transaction."""
-        with self.lock:
-            return self.backend.sha256(data)
+        """SHA-256 of a whole message on the chip: one transaction for a short message; a long
+        one goes through a stream in chunks, so other processes get the chip in between."""
+        if len(data) <= limits.CHIP_CHUNK_BYTES:
+            with self.lock:
+                return self.backend.sha256(data)
+        stream = self.sha256_stream()
+        stream.update(data)
+        return stream.digest()
 
     def sha256_stream(self) -> _LockedStream:
         """A multi-part SHA-256 (the driver's Sha256Stream), each call under the token lock."""
@@ -828,8 +833,11 @@ class _LockedStream:
         self._stream = stream
 
     def update(self, data: bytes) -> None:
-        with self._lock:
-            self._stream.update(data)
+        # One chip transaction (and one hold of the bus lock) per chunk, not per call.
+        view = memoryview(data)
+        for start in range(0, len(view), limits.CHIP_CHUNK_BYTES):
+            with self._lock:
+                self._stream.update(bytes(view[start : start + limits.CHIP_CHUNK_BYTES]))
 
     def digest(self) -> bytes:
         with self._lock:
@@ -847,20 +855,34 @@ class _ChipAes:
         self._slot = obj.chip_slot
         self._block = obj.key_block
 
+    # Long inputs go to the chip in chunks of limits.CHIP_CHUNK_BYTES (whole blocks), each its
+    # own transaction, so other processes are served between them.
     def ecb(self, data: bytes, *, decrypt: bool) -> bytes:
-        if not data:
-            return b""
-        with self._token.using(self._obj):
-            return self._token.backend.aes_ecb(self._slot, self._block, data, decrypt=decrypt)
+        out = []
+        for chunk in _chunks(data):
+            with self._token.using(self._obj):
+                out.append(
+                    self._token.backend.aes_ecb(self._slot, self._block, chunk, decrypt=decrypt)
+                )
+        return b"".join(out)
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
-        if not data:
-            return b""
-        with self._token.using(self._obj):
-            return self._token.backend.aes_cbc_encrypt(self._slot, self._block, iv, data)
+        out = []
+        for chunk in _chunks(data):
+            with self._token.using(self._obj):
+                ct = self._token.backend.aes_cbc_encrypt(self._slot, self._block, iv, chunk)
+            out.append(ct)
+            iv = ct[-16:]  # CBC chains across chunks through the last ciphertext block
+        return b"".join(out)
 
     def ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:
-        if not data:
-            return y
-        with self._token.lock:
-            return self._token.backend.ghash(h, y, data)
+        for chunk in _chunks(data):
+            with self._token.lock:
+                y = self._token.backend.ghash(h, y, chunk)
+        return y
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """``data`` in pieces of at most ``limits.CHIP_CHUNK_BYTES`` (a multiple of 16)."""
+    size = limits.CHIP_CHUNK_BYTES
+    return [bytes(data[i : i + size]) for i in range(0, len(data), size)]
