@@ -106,6 +106,8 @@ class Token:
         self._slots: KeySlots | None = None
         self._loaded = False
         self._store_fp: tuple[int, int, int] | None = None
+        #: the device-key slot whose certificates a chip error kept from loading (retried)
+        self._certificates_pending: int | None = None
         #: key object → metadata fingerprint when :meth:`using` last found its record (no
         #: change of the file since: no re-read)
         self._checked: weakref.WeakKeyDictionary[Pkcs11Object, Any] = weakref.WeakKeyDictionary()
@@ -210,6 +212,7 @@ class Token:
         """Every object on the token plus this process's session objects (loads on first use)."""
         with self.lock:
             self._load()
+            self._load_certificates()
             self._refresh()
             return list(self.table)
 
@@ -252,41 +255,62 @@ class Token:
         """The product's objects, named as Microchip's Trust&GO tutorial: key, public key and
         certificate ``device``, and the CA certificate ``signer``."""
         pub = self.backend.public_key(key_slot)
-        dev_id = der.key_id(pub)
-        subject = b""
-        chain: tuple[bytes, ...] = ()
-        try:
-            chain = self.backend.certificate_chain()
-        except Exception as exc:  # keep the keys usable even if a certificate cannot be rebuilt
-            log.error("%s: certificates not rebuilt: %s", self.name, exc)
-        for cert_spec, value in zip(self.layout.certificates, chain, strict=False):
-            fields = der.parse_certificate(value)
-            if cert_spec.key_slot == key_slot:
-                subject = fields.subject
-            key = StoreKey(StoreKind.TRUST_AND_GO, f"cert:{cert_spec.label}")
-            self.table.add(
-                objects.x509_certificate(
-                    self.table.new_handle(),
-                    value,
-                    label=cert_spec.label,
-                    cert_id=dev_id if cert_spec.key_slot == key_slot else der.spki_id(fields.spki),
-                    store_key=key,
-                    category=cert_spec.category,
-                    trusted=cert_spec.trusted,
-                )
-            )
         caps = self.backend.slot_caps(key_slot)
         spec = KeySpec(
             chip_slot=key_slot,
             label=self.layout.device_label,
             public_key=pub,
-            key_id=dev_id,
+            key_id=der.key_id(pub),
             local=True,
             derive=caps.ecdh,
-            subject=subject,
             private=self.pin_configured,
         )
         self._add_pair(spec, StoreKey(StoreKind.TRUST_AND_GO, str(key_slot), Half.PRIVATE))
+        self._certificates_pending = key_slot
+        self._load_certificates()
+
+    def _load_certificates(self) -> None:
+        """The product's certificates, next to the device key (same CKA_ID, whose CKA_SUBJECT
+        they give). A chip error leaves them pending: the next listing tries again, so a
+        transient fault does not hide them until C_Finalize; a certificate that cannot be
+        rebuilt at all is logged once and the keys stay usable."""
+        key_slot = self._certificates_pending
+        if key_slot is None:
+            return
+        try:
+            chain = self.backend.certificate_chain()
+        except errors.DeviceError as exc:
+            log.warning("%s: certificates not read yet (will retry): %s", self.name, exc)
+            return
+        except Exception as exc:
+            log.error("%s: certificates not rebuilt: %s", self.name, exc)
+            self._certificates_pending = None
+            return
+        self._certificates_pending = None
+        device_key = StoreKey(StoreKind.TRUST_AND_GO, str(key_slot), Half.PRIVATE)
+        halves = [self.table.by_name(str(k)) for k in (device_key, device_key.other_half())]
+        device = halves[0]
+        key_id = der.key_id(device.public_key) if device and device.public_key else None
+        for cert_spec, value in zip(self.layout.certificates, chain, strict=False):
+            fields = der.parse_certificate(value)
+            if cert_spec.key_slot == key_slot and key_id is not None:
+                cert_id = key_id
+                for half in halves:
+                    if half is not None:
+                        half.set_attrs({CKA.SUBJECT: fields.subject})
+            else:
+                cert_id = der.spki_id(fields.spki)
+            self.table.add(
+                objects.x509_certificate(
+                    self.table.new_handle(),
+                    value,
+                    label=cert_spec.label,
+                    cert_id=cert_id,
+                    store_key=StoreKey(StoreKind.TRUST_AND_GO, f"cert:{cert_spec.label}"),
+                    category=cert_spec.category,
+                    trusted=cert_spec.trusted,
+                )
+            )
 
     def _load_configured(self, entry: SlotObject) -> None:
         """Objects for one ``object = kind,label,slot`` line.
