@@ -281,7 +281,17 @@ class I2CTransport:
             # A corrupted reply: rewind the output buffer with word address 0x00 and read the
             # same bytes again (chip §1.4); the chip does not recompute anything.
             self._send_word_checked(WordAddress.RESET)
-            group = self._read_group(len(group) if MIN_GROUP_COUNT <= len(group) else 4)
+            try:
+                group = self._read_group(len(group) if MIN_GROUP_COUNT <= len(group) else 4)
+            except OSError as exc:
+                if not _is_nack(exc):
+                    raise TransportError(f"I2C read failed: {exc}") from exc
+                # Nobody answers the re-read (the chip fell asleep meanwhile): the reply is
+                # lost, so the caller resends the command from a wake.
+                self.awake = False
+                raise ResponseCrcError(
+                    "chip stopped answering while its reply was re-read"
+                ) from exc
         if check_crc(group):
             return group
         raise ResponseCrcError("reply CRC mismatch after re-reading")

@@ -26,7 +26,7 @@ from atecc.fileio import FileLock, atomic_write, read_limited
 FORMAT_VERSION = 1
 
 
-class StateFileError(Exception):
+class StateFileError(OSError):
     """The state file is missing, unreadable or not a chip state of a version we understand."""
 
 
