@@ -100,7 +100,9 @@ class Token:
         self.lock = threading.RLock()
         self.name = f"slot {config.slot_id}"
         self.table = ObjectTable(new_handle)
-        self.login = Login(config.user_pin_required, lambda: self.store, self.name)
+        self.login = Login(
+            config.user_pin_required, lambda: self.store, self.name, self._pin_binding
+        )
         self._identity: ChipIdentity | None = None
         self._store: MetadataStore | None = None
         self._slots: KeySlots | None = None
@@ -710,6 +712,19 @@ class Token:
                     # never fail a close because the store or the chip is gone
                     log.warning("%s: session object not fully removed: %s", self.name, exc)
                     self.table.remove(obj)
+
+    def _pin_binding(self) -> Callable[[bytes], bytes] | None:
+        """ECDH with the product's device key, if the chip lets it run ECDH: what binds PIN
+        records to this chip (``pin.py``); None leaves them host-only."""
+        slot = self.layout.device_key_slot
+        if slot is None or not self.backend.slot_caps(slot).ecdh:
+            return None
+
+        def ecdh(point: bytes) -> bytes:
+            with self.lock:
+                return self.backend.ecdh(slot, point)
+
+        return ecdh
 
     # -- chip operations ------------------------------------------------------------------------
     @contextmanager
