@@ -1,0 +1,300 @@
+"""Microchip's own library against the emulated chip: ``cryptoauthlib`` (the vendor's Python
+package and its ``libcryptoauth.so`` with the Linux I2C HAL) on ``/dev/i2c-1`` at address 0x6A,
+served by ``atecc emulator run``.
+
+Each vendor call's result is checked against an independent view: the project's driver and
+PKCS#11 module on the same chip (``atecc config``, ``p11tool``, ``pkcs11-tool --derive``), or
+``cryptography``/``hashlib``. The whole call list runs once with fast timing; a small subset runs
+again with realistic timing (busy NACKs, real execution times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .conftest import BIN, export_public_key, require, run
+
+pytest.importorskip("cryptoauthlib", reason="the test extra installs cryptoauthlib")
+
+ATECC = str(BIN / "atecc")
+SCRIPT = Path(__file__).with_name("vendor_calls.py")
+SELFTEST_MODES = [0x3B, 0x02]
+#: SHA-1 key ID of Microchip's "Crypto Authentication Root CA 002" (spec §6.4).
+MICROCHIP_ROOT_KEY_ID = "7AED7D6DC6B7789DB23801A5E84A8CB0A40E2A8C"
+
+
+def xy(key: ec.EllipticCurvePublicKey) -> bytes:
+    nums = key.public_numbers()
+    return nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big")
+
+
+def raw_signature(der: bytes) -> bytes:
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def verify_raw(public_xy: bytes, digest: bytes, signature: bytes) -> None:
+    key = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(public_xy[:32], "big"), int.from_bytes(public_xy[32:], "big"), ec.SECP256R1()
+    ).public_key()
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+
+class Chip:
+    """One emulated Trust&GO chip, its filestore (emulator interface) and the vendor's inputs."""
+
+    def __init__(self, root: Path) -> None:
+        self.filestore = root / "filestore"
+        run([ATECC, "emulator", "init", "--filestore", str(self.filestore)])
+        self.state = self.filestore / "chip0.json"
+        self.env = dict(os.environ, ATECC_PKCS11_FILESTORE=str(self.filestore))
+        self.env.pop("ATECC_PKCS11_LOG", None)
+        self.digest = hashlib.sha256(b"signed by cryptoauthlib").digest()
+        ext_key = ec.generate_private_key(ec.SECP256R1())
+        self.ext_key = ext_key
+        signature = raw_signature(ext_key.sign(self.digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
+        self.peer = ec.generate_private_key(ec.SECP256R1())
+        self.peer_der = root / "peer.der"
+        self.peer_der.write_bytes(
+            self.peer.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        self.inputs: dict[str, Any] = {
+            "bus": 1,
+            "address8": 0x6A,
+            "digest": self.digest.hex(),
+            "ext_signature": signature.hex(),
+            "ext_bad_signature": signature[:63].hex() + f"{signature[63] ^ 1:02x}",
+            "ext_public_key": xy(ext_key.public_key()).hex(),
+            "peer_public_key": xy(self.peer.public_key()).hex(),
+            "sha_message": os.urandom(150).hex(),
+            "aes_key": os.urandom(32).hex(),
+            "aes_block": os.urandom(16).hex(),
+            "genkey_slot": 2,
+            "selftest_modes": SELFTEST_MODES,
+        }
+
+    def vendor(self, plan: str, timing: str) -> dict[str, dict[str, Any]]:
+        inp = self.filestore.parent / f"vendor-{plan}-{timing}.in.json"
+        out = inp.with_suffix(".out.json")
+        inp.write_text(json.dumps(dict(self.inputs, plan=plan)))
+        proc = run(
+            [
+                ATECC,
+                "emulator",
+                "run",
+                "--state",
+                str(self.state),
+                "--timing",
+                timing,
+                "--",
+                str(BIN / "python"),
+                str(SCRIPT),
+                str(inp),
+                str(out),
+            ],
+            timeout=120,
+        )
+        assert "not modelled" not in proc.stderr, proc.stderr
+        calls = json.loads(out.read_text())["calls"]
+        return {c["call"]: c for c in calls}
+
+    def atecc_json(self, *args: str) -> dict[str, Any]:
+        out = run([ATECC, "--filestore", str(self.filestore), *args, "--json"]).stdout
+        return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def chip(tmp_path_factory: pytest.TempPathFactory) -> Chip:
+    return Chip(tmp_path_factory.mktemp("vendor"))
+
+
+@pytest.fixture(scope="module")
+def before(chip: Chip) -> dict[str, Any]:
+    """The project's view of the chip before the vendor changes it."""
+    return {"info": chip.atecc_json("info"), "config": chip.atecc_json("config")}
+
+
+@pytest.fixture(scope="module")
+def calls(chip: Chip, before: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return chip.vendor("full", "fast")
+
+
+def ok(calls: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    record = calls[name]
+    assert record["status"] == 0, record
+    return record
+
+
+def test_vendor_init_and_release_succeed(calls):
+    ok(calls, "atcab_init")
+    ok(calls, "atcab_release")
+
+
+def test_vendor_info_is_the_chip_revision(calls, before):
+    assert ok(calls, "atcab_info")["revision"].upper() == before["info"]["revision"]
+
+
+def test_vendor_serial_number_is_the_chip_serial(calls, before):
+    assert ok(calls, "atcab_read_serial_number")["serial"].upper() == before["info"]["serial"]
+
+
+def test_vendor_config_zone_equals_atecc_config(calls, before):
+    config = ok(calls, "atcab_read_config_zone")["config"]
+    assert config.upper() == before["config"]["config_zone"]
+
+
+def test_vendor_public_key_equals_the_module_public_key(calls, chip, module_path):
+    pem = export_public_key(module_path, chip.env, label="device")
+    module_key = serialization.load_pem_public_key(pem)
+    assert isinstance(module_key, ec.EllipticCurvePublicKey)
+    assert ok(calls, "atcab_get_pubkey(0)")["public_key"] == xy(module_key).hex()
+
+
+def test_vendor_signature_verifies_with_cryptography(calls, chip):
+    public = bytes.fromhex(ok(calls, "atcab_get_pubkey(0)")["public_key"])
+    verify_raw(public, chip.digest, bytes.fromhex(ok(calls, "atcab_sign(0)")["signature"]))
+
+
+def test_vendor_random_twice_gives_two_different_values(calls):
+    first = bytes.fromhex(ok(calls, "atcab_random#1")["random"])
+    second = bytes.fromhex(ok(calls, "atcab_random#2")["random"])
+    assert len(first) == len(second) == 32 and first != second
+
+
+def test_vendor_verify_extern_accepts_good_and_rejects_bad(calls):
+    assert ok(calls, "atcab_verify_extern(good)")["verified"] is True
+    assert ok(calls, "atcab_verify_extern(bad)")["verified"] is False
+
+
+def test_vendor_ecdh_equals_pkcs11_tool_derive(calls, chip, module_path, tmp_path):
+    tool = require("pkcs11-tool")
+    out = tmp_path / "secret.bin"
+    run(
+        [
+            tool,
+            "--module",
+            module_path,
+            "--derive",
+            "-m",
+            "ECDH1-DERIVE",
+            "--label",
+            "device",
+            "--type",
+            "privkey",
+            "-i",
+            str(chip.peer_der),
+            "-o",
+            str(out),
+        ],
+        env=chip.env,
+    )
+    assert ok(calls, "atcab_ecdh(0)")["secret"] == out.read_bytes().hex()
+
+
+def test_vendor_sha_equals_hashlib(calls, chip):
+    expected = hashlib.sha256(bytes.fromhex(chip.inputs["sha_message"])).hexdigest()
+    assert ok(calls, "atcab_sha")["digest"] == expected
+
+
+def test_vendor_aes_encrypt_equals_aes_ecb(calls, chip):
+    ok(calls, "atcab_write_bytes_zone(slot 9)")
+    key = bytes.fromhex(chip.inputs["aes_key"])[:16]
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    expected = enc.update(bytes.fromhex(chip.inputs["aes_block"])) + enc.finalize()
+    assert ok(calls, "atcab_aes_encrypt(9)")["ciphertext"] == expected.hex()
+
+
+def test_vendor_genkey_makes_a_key_that_signs(calls, chip):
+    new = ok(calls, "atcab_genkey(2)")["public_key"]
+    assert ok(calls, "atcab_get_pubkey(2)")["public_key"] == new
+    verify_raw(
+        bytes.fromhex(new), chip.digest, bytes.fromhex(ok(calls, "atcab_sign(2)")["signature"])
+    )
+
+
+def test_vendor_counters_read_and_increment(calls):
+    start = ok(calls, "atcab_counter_read(0)")["value"]
+    ok(calls, "atcab_counter_read(1)")
+    assert ok(calls, "atcab_counter_increment(0)")["value"] == start + 1
+
+
+@pytest.mark.parametrize("mode", SELFTEST_MODES)
+def test_vendor_selftest_passes(calls, mode):
+    assert ok(calls, f"atcab_selftest(0x{mode:02X})")["result"] == 0
+
+
+def _module_certificate(chip: Chip, module_path: str, label: str, tmp_path: Path) -> bytes:
+    out = tmp_path / f"{label}.der"
+    run(
+        [
+            require("pkcs11-tool"),
+            "--module",
+            module_path,
+            "--read-object",
+            "--type",
+            "cert",
+            "--label",
+            label,
+            "-o",
+            str(out),
+        ],
+        env=chip.env,
+    )
+    return out.read_bytes()
+
+
+def _authority_key_id(der: bytes) -> bytes:
+    cert = x509.load_der_x509_certificate(der)
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier is not None
+    return aki.key_identifier
+
+
+def test_vendor_rebuilds_the_device_certificate_byte_identical(calls, chip, module_path, tmp_path):
+    vendor = bytes.fromhex(ok(calls, "tng_atcacert_read_device_cert")["certificate"])
+    assert vendor == _module_certificate(chip, module_path, "device", tmp_path)
+
+
+def test_vendor_signer_certificate_differs_only_by_the_microchip_root_key_id(
+    calls, chip, module_path, tmp_path
+):
+    """The vendor fills the signer's authority key ID from Microchip's real root (its key ID is
+    fixed in the library); the emulated chip is issued by the emulator's own root. Everything
+    else is byte-identical."""
+    vendor = bytes.fromhex(ok(calls, "tng_atcacert_read_signer_cert")["certificate"])
+    module = _module_certificate(chip, module_path, "signer", tmp_path)
+    vendor_aki = _authority_key_id(vendor)
+    assert vendor_aki == bytes.fromhex(MICROCHIP_ROOT_KEY_ID)
+    assert vendor.replace(vendor_aki, _authority_key_id(module)) == module
+
+
+def test_vendor_subset_with_realistic_timing(tmp_path):
+    """Busy NACKs and real execution times: the vendor's polling copes, results stay right."""
+    chip = Chip(tmp_path)
+    calls = chip.vendor("keys", "realistic")
+    for name in ("atcab_init", "atcab_info", "atcab_read_config_zone", "atcab_random#1"):
+        ok(calls, name)
+    public = bytes.fromhex(ok(calls, "atcab_get_pubkey(0)")["public_key"])
+    verify_raw(public, chip.digest, bytes.fromhex(ok(calls, "atcab_sign(0)")["signature"]))
+    assert ok(calls, "atcab_verify_extern(good)")["verified"] is True
+    assert ok(calls, "atcab_verify_extern(bad)")["verified"] is False

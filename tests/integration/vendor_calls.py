@@ -1,0 +1,132 @@
+"""Microchip's cryptoauthlib (the ``cryptoauthlib`` Python package and its ``libcryptoauth.so``)
+talking to ``/dev/i2c-1``, run by the vendor-library tests under ``atecc emulator run``.
+
+Usage: ``python vendor_calls.py IN.json OUT.json``. IN names the calls' inputs (digests, keys,
+plan); OUT receives one record per call: the status cryptoauthlib returned and the outputs, as hex.
+Comparing them with the project's own view is the test's job; this script only calls the vendor.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import cryptoauthlib as cal
+
+ZONE_CONFIG, ZONE_DATA = 0, 2
+NONCE_TARGET_TEMPKEY = 0x00
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, name: str, status: Any, **outputs: Any) -> int:
+        record: dict[str, Any] = {"call": name, "status": int(status)}
+        for key, value in outputs.items():
+            record[key] = value.hex() if isinstance(value, bytes | bytearray) else value
+        self.calls.append(record)
+        return int(status)
+
+
+def init(rec: Recorder, bus: int, address8: int) -> None:
+    cfg = cal.cfg_ateccx08a_i2c_default()
+    cfg.cfg.atcai2c.bus = bus
+    cfg.cfg.atcai2c.address = address8
+    rec("atcab_init", cal.atcab_init(cfg))
+
+
+def identity(rec: Recorder) -> None:
+    rev = bytearray(4)
+    rec("atcab_info", cal.atcab_info(rev), revision=rev)
+    sn = bytearray(9)
+    rec("atcab_read_serial_number", cal.atcab_read_serial_number(sn), serial=sn)
+    config = bytearray(128)
+    rec("atcab_read_config_zone", cal.atcab_read_config_zone(config), config=config)
+
+
+def keys(rec: Recorder, inp: dict[str, Any]) -> None:
+    pub = bytearray(64)
+    rec("atcab_get_pubkey(0)", cal.atcab_get_pubkey(0, pub), public_key=pub)
+    sig = bytearray(64)
+    digest = bytes.fromhex(inp["digest"])
+    rec("atcab_sign(0)", cal.atcab_sign(0, digest, sig), signature=sig)
+    for n in (1, 2):
+        rnd = bytearray(32)
+        rec(f"atcab_random#{n}", cal.atcab_random(rnd), random=rnd)
+    for name, signature in (("good", inp["ext_signature"]), ("bad", inp["ext_bad_signature"])):
+        ok = cal.AtcaReference(False)
+        status = cal.atcab_verify_extern(
+            digest, bytes.fromhex(signature), bytes.fromhex(inp["ext_public_key"]), ok
+        )
+        rec(f"atcab_verify_extern({name})", status, verified=bool(ok.value))
+
+
+def full(rec: Recorder, inp: dict[str, Any]) -> None:
+    pms = bytearray(32)
+    peer = bytes.fromhex(inp["peer_public_key"])
+    rec("atcab_ecdh(0)", cal.atcab_ecdh(0, peer, pms), secret=pms)
+    message = bytes.fromhex(inp["sha_message"])
+    digest = bytearray(32)
+    rec("atcab_sha", cal.atcab_sha(len(message), message, digest), digest=digest)
+    key = bytes.fromhex(inp["aes_key"])
+    rec("atcab_write_bytes_zone(slot 9)", cal.atcab_write_bytes_zone(ZONE_DATA, 9, 0, key, 32))
+    out = bytearray(16)
+    block = bytes.fromhex(inp["aes_block"])
+    rec("atcab_aes_encrypt(9)", cal.atcab_aes_encrypt(9, 0, block, out), ciphertext=out)
+    slot = inp["genkey_slot"]
+    new_pub = bytearray(64)
+    rec(f"atcab_genkey({slot})", cal.atcab_genkey(slot, new_pub), public_key=new_pub)
+    again = bytearray(64)
+    rec(f"atcab_get_pubkey({slot})", cal.atcab_get_pubkey(slot, again), public_key=again)
+    sig = bytearray(64)
+    digest_in = bytes.fromhex(inp["digest"])
+    rec(f"atcab_sign({slot})", cal.atcab_sign(slot, digest_in, sig), signature=sig)
+    for counter_id in (0, 1):
+        before = cal.AtcaReference(0)
+        rec(
+            f"atcab_counter_read({counter_id})",
+            cal.atcab_counter_read(counter_id, before),
+            value=before.value,
+        )
+    after = cal.AtcaReference(0)
+    rec("atcab_counter_increment(0)", cal.atcab_counter_increment(0, after), value=after.value)
+    config = bytearray(128)
+    rec("atcab_read_config_zone(after counter)", cal.atcab_read_config_zone(config), config=config)
+    for mode in inp["selftest_modes"]:
+        result = cal.AtcaReference(0xFF)
+        rec(
+            f"atcab_selftest(0x{mode:02X})",
+            cal.atcab_selftest(mode, 0, result),
+            result=result.value,
+        )
+    cert = bytearray(1024)
+    size = cal.AtcaReference(len(cert))
+    status = cal.tng_atcacert_read_device_cert(cert, size)
+    rec("tng_atcacert_read_device_cert", status, certificate=bytes(cert[: size.value]))
+    cert = bytearray(1024)
+    size = cal.AtcaReference(len(cert))
+    status = cal.tng_atcacert_read_signer_cert(cert, size)
+    rec("tng_atcacert_read_signer_cert", status, certificate=bytes(cert[: size.value]))
+
+
+def main() -> int:
+    inp = json.loads(open(sys.argv[1], encoding="utf-8").read())
+    rec = Recorder()
+    cal.load_cryptoauthlib()
+    init(rec, inp["bus"], inp["address8"])
+    try:
+        identity(rec)
+        keys(rec, inp)
+        if inp["plan"] == "full":
+            full(rec, inp)
+    finally:
+        rec("atcab_release", cal.atcab_release())
+        with open(sys.argv[2], "w", encoding="utf-8") as out:
+            json.dump({"calls": rec.calls}, out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
