@@ -162,7 +162,6 @@ def gen_key(ex: Exec) -> bytes | None:
         scalar = new_scalar(ex.chip.random_bytes)
         vol.set_tempkey(scalar, source_input=False, genkey=True, ecc_key=True)
         vol.seed_eeprom = vol.seed_sram = True
-        ex.tempkey_written = True
         return public_key_of(scalar)
     if stored_digest:
         if cfg.private[slot] or cfg.key_type[slot] != KeyType.P256 or slot < 8:
@@ -177,7 +176,6 @@ def gen_key(ex: Exec) -> bytes | None:
         vol.set_tempkey(
             hashlib.sha256(msg).digest(), source_input=vol.tk_source_input, keyid=slot, genkey=True
         )
-        ex.tempkey_written = True
         return None
     if not cfg.is_p256_private(slot) or not cfg.is_secret[slot]:
         raise exec_error(f"slot {slot} is not a secret P-256 private-key slot")
@@ -218,7 +216,6 @@ def gen_key(ex: Exec) -> bytes | None:
         vol.set_tempkey(
             hashlib.sha256(msg).digest(), source_input=vol.tk_source_input, keyid=slot, genkey=True
         )
-        ex.tempkey_written = True
     return pub
 
 
@@ -388,7 +385,6 @@ def ecdh(ex: Exec) -> bytes | None:
         return secret
     if dest == 0x02:
         vol.set_tempkey(secret, source_input=False, keyid=source_slot)
-        ex.tempkey_written = True
         return None
     assert target is not None
     state.slots[target][:32] = secret

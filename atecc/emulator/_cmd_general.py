@@ -160,7 +160,6 @@ def nonce(ex: Exec) -> bytes | None:
         vol.tempkey = digest.ljust(64, b"\x00")
     else:
         vol.set_tempkey(digest, source_input=False)
-    ex.tempkey_written = True
     return rand_out
 
 

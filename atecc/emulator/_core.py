@@ -190,8 +190,7 @@ class Exec:
     Handlers validate parameters first (raising 0x03), then call :meth:`gate` (self-test failure
     0x07 and watchdog 0xEE, spec §2 precedence), then check state and permissions (0x0F), then
     call :meth:`ecc_point` right before any ECC computation (injected 0x05), then act. They set
-    ``dirty`` when they changed the EEPROM and ``tempkey_written`` when they loaded TempKey, which
-    exempts the command from the TempKey invalidation rule (spec §4.0).
+    ``dirty`` when they changed the EEPROM.
     """
 
     __slots__ = (
@@ -204,7 +203,6 @@ class Exec:
         "p1",
         "p2",
         "state",
-        "tempkey_written",
         "vol",
     )
 
@@ -221,7 +219,6 @@ class Exec:
         self.data = data
         self.dirty = False
         self.gated = False
-        self.tempkey_written = False
 
     def load_target(self, target: int, value: bytes) -> None:
         """Put a Nonce pass-through input or a SHA End digest where param1 bits 7:6 say:
@@ -229,7 +226,6 @@ class Exec:
         Other targets are the caller's business (alternate key buffer, output only)."""
         if target == 0x00:
             self.vol.set_tempkey(value, source_input=True)
-            self.tempkey_written = True
         elif target == 0x01:
             self.vol.mdb = value.ljust(64, b"\x00")
             self.vol.mdb_valid = True

@@ -21,13 +21,17 @@ Modelling choices (spec tags in brackets):
   ``realistic`` timing; in ``fast`` timing the chip answers at once. The watchdog runs in both
   modes on the bus clock, and the 0xEE check ("not enough watchdog time left") uses the
   command's modelled execution time (§4.0 maximum × busy_fraction) in both modes.
-* ``strict`` (default) applies the 508A TempKey invalidation rule to the 608 [508]/[U]:
-  every command except Nonce, GenKey, GenDig, Info and CheckMac clears TempKey.Valid on every
-  outcome except 0xFF and 0x05 (Nonce/GenKey/GenDig clear it only on error). SHA falls under the
-  rule too (a SHA End with target TempKey loads it instead) — the 608's separate SHA engine may
-  not touch TempKey [B], so the strict choice is the one that catches drivers relying on it.
-  Strict mode also makes Sign require an RNG seed update since the last sleep [U] (§4.2) and
-  invalidates the message digest buffer after Sign and Verify [U] (§4.5, §8).
+* TempKey follows the 608, not the 508A: a command changes TempKey only when it writes it
+  (Nonce, GenDig, GenKey digest or ephemeral key, SHA End to TempKey, ECDH or KDF to TempKey,
+  CheckMac copy) or consumes it as an ephemeral private key (ECDH from TempKey); sleep and the
+  watchdog clear it. Evidence: cryptoauthlib's own 608 tests load TempKey once and then run
+  sixteen AES commands with it (``atca_tests_aes.c``), and run Random, Nonce to the message
+  digest buffer and Sign between a random Nonce and a Verify that uses its TempKey
+  (``atca_tests_verify.c``). The 508A rule "every other command clears TempKey" (spec §4.0)
+  would fail both; there is no 508A profile, so it is not kept.
+* ``strict`` (default) makes Sign require an RNG seed update since the last sleep [U] (§4.2)
+  and invalidates the message digest buffer after Sign and Verify [U] (§4.5, §8): both catch a
+  driver that skips a step cryptoauthlib always takes.
 """
 
 from __future__ import annotations
@@ -79,10 +83,10 @@ _STATUS_GROUPS = {s: _group(bytes((s,))) for s in range(256)}
 WAKE_RESPONSE = _STATUS_GROUPS[Status.WAKE_OK]  # 04 11 33 43
 POST_FAILED_RESPONSE = _STATUS_GROUPS[Status.SELFTEST_ERROR]  # 04 07 40 C2 (computed, §1.3)
 
-# Commands exempt from "every other command invalidates TempKey" (§4.0).
-_TEMPKEY_KEEPERS = frozenset((Opcode.NONCE, Opcode.GENKEY, Opcode.GENDIG))
-_TEMPKEY_UNTOUCHED = frozenset((Opcode.INFO, Opcode.CHECKMAC))
+# Commands that consume the message digest buffer in strict mode [U] (§4.5, §8).
 _MDB_CONSUMERS = frozenset((Opcode.SIGN, Opcode.VERIFY))
+#: Outcomes after which the command did not run: nothing it would consume is consumed.
+_NOT_RUN = frozenset((Status.CRC_ERROR, Status.ECC_FAULT))
 
 
 def nack(why: str) -> OSError:
@@ -350,21 +354,7 @@ class Chip:
                     self.vol.sha = None  # an error ends the SHA sequence (§4.11)
             if ctx.dirty:
                 txn.dirty = True
-        self._tempkey_rule(opcode, status, ctx)
+        if self.strict and opcode in _MDB_CONSUMERS and status not in _NOT_RUN:
+            self.vol.mdb_valid = False
         response = _group(result) if isinstance(result, bytes) else _STATUS_GROUPS[status]
         return response, self.exec_time_s(opcode)
-
-    def _tempkey_rule(self, opcode: int, status: int, ctx: Exec) -> None:
-        if not self.strict or ctx.tempkey_written:
-            return
-        if status in (Status.CRC_ERROR, Status.ECC_FAULT):
-            return
-        if opcode in _MDB_CONSUMERS:
-            self.vol.mdb_valid = False  # [U] strict: Sign/Verify consume the MDB (§4.5, §8)
-        if opcode in _TEMPKEY_UNTOUCHED:
-            return
-        if opcode in _TEMPKEY_KEEPERS:
-            if status != 0:
-                self.vol.tk_valid = False
-            return
-        self.vol.tk_valid = False

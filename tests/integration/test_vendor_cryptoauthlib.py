@@ -29,8 +29,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .conftest import BIN, export_public_key, require, run
 
-pytest.importorskip("cryptoauthlib", reason="the test extra installs cryptoauthlib")
-
 ATECC = str(BIN / "atecc")
 SCRIPT = Path(__file__).with_name("vendor_calls.py")
 SELFTEST_MODES = [0x3B, 0x02]
@@ -90,6 +88,7 @@ class Chip:
             "aes_key": os.urandom(32).hex(),
             "aes_block": os.urandom(16).hex(),
             "genkey_slot": 2,
+            "aes_tempkey_keys": os.urandom(64).hex(),
             "selftest_modes": SELFTEST_MODES,
         }
 
@@ -241,6 +240,26 @@ def test_vendor_counters_read_and_increment(calls):
 @pytest.mark.parametrize("mode", SELFTEST_MODES)
 def test_vendor_selftest_passes(calls, mode):
     assert ok(calls, f"atcab_selftest(0x{mode:02X})")["result"] == 0
+
+
+def test_608_tempkey_survives_sixteen_vendor_aes_commands(calls, chip):
+    ok(calls, "atcab_nonce_load(TempKey, 64)")
+    record = ok(calls, "atcab_aes_encrypt(TempKey) x16")
+    keys = bytes.fromhex(chip.inputs["aes_tempkey_keys"])
+    expected = []
+    for key_block in range(4):
+        for n in range(4):
+            key = keys[16 * key_block : 16 * key_block + 16]
+            enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+            plain = bytes([16 * key_block + n]) * 16
+            expected.append((enc.update(plain) + enc.finalize()).hex())
+    assert record["ciphertexts"] == expected
+
+
+def test_608_tempkey_survives_random_nonce_and_sign_until_vendor_verify_stored(calls):
+    for name in ("atcab_write_pubkey(13)", "atcab_nonce_rand", "atcab_sign(2, TempKey value)"):
+        ok(calls, name)
+    assert ok(calls, "atcab_verify_stored_with_tempkey(13)")["verified"] is True
 
 
 def _module_certificate(chip: Chip, module_path: str, label: str, tmp_path: Path) -> bytes:

@@ -8,6 +8,8 @@ Comparing them with the project's own view is the test's job; this script only c
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import sys
 from typing import Any
@@ -111,6 +113,36 @@ def full(rec: Recorder, inp: dict[str, Any]) -> None:
     rec("tng_atcacert_read_signer_cert", status, certificate=bytes(cert[: size.value]))
 
 
+def tempkey_608(rec: Recorder, inp: dict[str, Any]) -> None:
+    """cryptoauthlib's own 608 sequences that rely on TempKey surviving other commands."""
+    keys = bytes.fromhex(inp["aes_tempkey_keys"])
+    rec("atcab_nonce_load(TempKey, 64)", cal.atcab_nonce_load(NONCE_TARGET_TEMPKEY, keys, 64))
+    blocks = []
+    statuses = []
+    for key_block in range(4):
+        for n in range(4):
+            out = bytearray(16)
+            plain = bytes([16 * key_block + n]) * 16
+            statuses.append(int(cal.atcab_aes_encrypt(0xFFFF, key_block, plain, out)))
+            blocks.append(bytes(out).hex())
+    rec("atcab_aes_encrypt(TempKey) x16", max(statuses, key=abs), ciphertexts=blocks)
+    # verify_stored_with_tempkey: Nonce(random) -> [Random, Nonce(MDB), Sign] -> Verify(TempKey)
+    slot, pub_slot = inp["genkey_slot"], 13
+    pub = bytearray(64)
+    rec(f"atcab_get_pubkey({slot}) for slot 13", cal.atcab_get_pubkey(slot, pub))
+    rec("atcab_write_pubkey(13)", cal.atcab_write_pubkey(pub_slot, bytes(pub)))
+    num_in = bytes(20)
+    rand_out = bytearray(32)
+    rec("atcab_nonce_rand", cal.atcab_nonce_rand(num_in, rand_out))
+    tempkey = hashlib.sha256(bytes(rand_out) + num_in + bytes((0x16, 0x00, 0x00))).digest()
+    sig = bytearray(64)
+    rec(f"atcab_sign({slot}, TempKey value)", cal.atcab_sign(slot, tempkey, sig))
+    verified = ctypes.c_bool(False)
+    lib = cal.get_cryptoauthlib()
+    status = lib.atcab_verify_stored_with_tempkey(bytes(sig), pub_slot, ctypes.byref(verified))
+    rec("atcab_verify_stored_with_tempkey(13)", status, verified=bool(verified.value))
+
+
 def main() -> int:
     inp = json.loads(open(sys.argv[1], encoding="utf-8").read())
     rec = Recorder()
@@ -121,6 +153,7 @@ def main() -> int:
         keys(rec, inp)
         if inp["plan"] == "full":
             full(rec, inp)
+            tempkey_608(rec, inp)
     finally:
         rec("atcab_release", cal.atcab_release())
         with open(sys.argv[2], "w", encoding="utf-8") as out:

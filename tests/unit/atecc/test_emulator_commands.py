@@ -193,14 +193,49 @@ def test_sign_requires_seed_update_in_strict_mode(tmp_path):
     assert len(h2.run(SIGN, 0xA0, 0)) == 64
 
 
-def test_tempkey_invalidated_by_other_commands(tng):
+def test_608_tempkey_survives_repeated_aes_with_the_tempkey_key(tng):
+    """cryptoauthlib's aes_encrypt_key_tempkey: one 64-byte Nonce load, then 16 AES commands
+    with key 0xFFFF (key blocks 0-3) on a 608. The 508A rule would kill TempKey after one."""
+    keys = bytes(range(64))
+    assert tng.run(NONCE, 0x23, 0, keys) == OK
+    for block in range(4):
+        key = keys[16 * block : 16 * block + 16]
+        for n in range(4):
+            plain = bytes([block * 16 + n]) * 16
+            enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+            assert tng.run(AES, block << 6, 0xFFFF, plain) == enc.update(plain) + enc.finalize()
+
+
+def test_608_tempkey_survives_random_nonce_to_mdb_and_sign(tng):
+    """cryptoauthlib's verify_stored_with_tempkey: Nonce (random) sets TempKey, then Random,
+    Nonce to the message digest buffer and Sign from it; TempKey is still the Nonce's value."""
+    num_in = bytes(range(20))
+    rand_out = tng.run(NONCE, 0x00, 0, num_in)
+    tempkey = hashlib.sha256(rand_out + num_in + bytes((NONCE, 0x00, 0x00))).digest()
+    pub = tng.run(GENKEY, 0x00, 0)
+    assert len(sign_flow(tng, 0, hashlib.sha256(b"other").digest())) == 64
+    assert tng.run(INFO, 2, 0)[1] & 0x80  # TempKey.Valid
     tng.run(RANDOM)
-    tng.run(NONCE, 0x03, 0, bytes(32))
-    assert tng.run(READ, 0x00, 0) != EXEC  # Read invalidates TempKey (strict, §4.0)
-    assert tng.run(SIGN, 0x80, 0) == EXEC
-    tng.run(NONCE, 0x03, 0, bytes(32))
-    tng.run(INFO)  # Info never touches it
-    assert len(tng.run(SIGN, 0x80, 0)) == 64
+    verify_p256(pub, tempkey, tng.run(SIGN, 0x80, 0))  # Sign from TempKey: the Nonce's value
+
+
+def test_608_tempkey_untouched_by_read_write_counter_and_info(tng):
+    assert tng.run(NONCE, 0x03, 0, bytes(32)) == OK
+    tng.run(READ, 0x00, 0)
+    tng.run(COUNTER, 0x00, 0)
+    tng.run(INFO)
+    assert tng.run(WRITE, 0x02, (13 << 3), bytes(4)) == OK
+    assert tng.run(INFO, 2, 0)[1] & 0x80
+
+
+def test_tempkey_lost_on_sleep_kept_on_idle(tng):
+    assert tng.run(NONCE, 0x03, 0, bytes(32)) == OK
+    tng.idle()
+    tng.wake()
+    assert tng.run(INFO, 2, 0)[1] & 0x80
+    tng.sleep()
+    tng.wake()
+    assert not tng.run(INFO, 2, 0)[1] & 0x80
 
 
 def test_verify_real_device_vector(tng):
