@@ -24,7 +24,7 @@ from atecc.constants import (
     Opcode,
 )
 from atecc.emulator._core import Exec, exec_error, parse_error
-from atecc.emulator.faults import SELFTEST_UNITS
+from atecc.emulator.faults import SELFTEST_UNITS, same_units
 
 #: Largest monotonic counter value (spec §4.13).
 COUNTER_MAX = 2_097_151
@@ -188,7 +188,8 @@ def selftest(ex: Exec) -> int:
     if ex.p1 == 0:
         return chip.selftest_register
     failed = ex.p1 & chip.faults.selftest_broken
-    chip.selftest_register = (chip.selftest_register & ~ex.p1) | failed
+    passed = same_units(ex.p1 & ~failed)  # a unit that passes clears every bit naming it
+    chip.selftest_register = (chip.selftest_register & ~passed) | failed
     return failed
 
 
