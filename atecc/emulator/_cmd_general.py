@@ -24,10 +24,9 @@ from atecc.constants import (
     Opcode,
 )
 from atecc.emulator._core import Exec, exec_error, parse_error
+from atecc.emulator.counters import COUNTER_MAX
 from atecc.emulator.faults import SELFTEST_UNITS, same_units
 
-#: Largest monotonic counter value (spec §4.13).
-COUNTER_MAX = 2_097_151
 #: RNG output before the config zone is locked (spec §3.7) [508].
 RNG_TEST_PATTERN = b"\xff\xff\x00\x00" * 8
 
@@ -169,13 +168,16 @@ def counter(ex: Exec) -> bytes:
     if ex.p1 not in (0x00, 0x01) or ex.p2 not in (0, 1):
         raise parse_error("Counter mode must be 0/1 and counter id 0/1")
     ex.gate()
-    counters = ex.state.counters
+    # The value lives in config bytes 52-67 in the chip's own encoding, so a value preset there
+    # before the config lock counts, and an increment shows in a config read (spec §3.1).
+    value = ex.state.counters[ex.p2]
     if ex.p1 == 0x01:
-        if counters[ex.p2] >= COUNTER_MAX:
+        if value >= COUNTER_MAX:
             raise exec_error("counter at its maximum")
-        counters[ex.p2] += 1
+        value += 1
+        ex.state.set_counter(ex.p2, value)
         ex.dirty = True
-    return counters[ex.p2].to_bytes(4, "little")
+    return value.to_bytes(4, "little")
 
 
 # -------------------------------------------------------------------------- SelfTest §4.14 ---
@@ -202,9 +204,8 @@ def update_extra(ex: Exec) -> None:
     ex.gate()
     if mode == 0x02:
         raise exec_error("limited-use counter decrement is not modelled by the emulator")
-    # [508] UpdateExtra works only once the config zone is locked.
-    if not ex.cfg.config_locked:
-        raise exec_error("config zone not locked")
+    # Works with the config zone locked or not: cryptoauthlib's atcab_write_config_zone sends
+    # it before the lock (the 508A datasheet's "config locked" precondition is not the 608's).
     offset = CFG_USER_EXTRA + mode
     config = ex.state.config
     if config[offset] != 0x00:

@@ -31,6 +31,7 @@ def same_units(mask: int) -> int:
     """``mask`` with both ECDSA bits set when either is."""
     return mask | SELFTEST_ECDSA if mask & SELFTEST_ECDSA else mask
 
+
 class Faults:
     """Pending faults for one :class:`~atecc.emulator.chip.Chip`."""
 

@@ -57,11 +57,12 @@ def verify_raw(public_xy: bytes, digest: bytes, signature: bytes) -> None:
 
 
 class Chip:
-    """One emulated Trust&GO chip, its filestore (emulator interface) and the vendor's inputs."""
+    """One emulated chip (Trust&GO unless told), its filestore (emulator interface) and the
+    vendor's inputs."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, device: str = "ATECC608-TNGTLS") -> None:
         self.filestore = root / "filestore"
-        run([ATECC, "emulator", "init", "--filestore", str(self.filestore)])
+        run([ATECC, "emulator", "init", "--filestore", str(self.filestore), "--device", device])
         self.state = self.filestore / "chip0.json"
         self.env = dict(os.environ, ATECC_PKCS11_FILESTORE=str(self.filestore))
         self.env.pop("ATECC_PKCS11_LOG", None)
@@ -78,7 +79,9 @@ class Chip:
         )
         self.inputs: dict[str, Any] = {
             "bus": 1,
-            "address8": 0x6A,
+            "address8": 0x6A if device == "ATECC608-TNGTLS" else 0xC0,
+            "user_extra": 0x5A,
+            "counter_preset": 1000,
             "digest": self.digest.hex(),
             "ext_signature": signature.hex(),
             "ext_bad_signature": signature[:63].hex() + f"{signature[63] ^ 1:02x}",
@@ -307,6 +310,43 @@ def test_vendor_signer_certificate_differs_only_by_the_microchip_root_key_id(
     vendor_aki = _authority_key_id(vendor)
     assert vendor_aki == bytes.fromhex(MICROCHIP_ROOT_KEY_ID)
     assert vendor.replace(vendor_aki, _authority_key_id(module)) == module
+
+
+def test_vendor_counter_increment_shows_in_its_config_read(calls):
+    before = bytes.fromhex(ok(calls, "atcab_read_config_zone")["config"])
+    after = bytes.fromhex(ok(calls, "atcab_read_config_zone(after counter)")["config"])
+    assert before[52:60] == bytes.fromhex("FFFFFFFF00000000")  # counter 0 at 0
+    assert after[52:60] == bytes.fromhex("7FFFFFFF00000000")  # ... and at 1
+    assert before[:52] + before[60:] == after[:52] + after[60:]
+
+
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Chip, dict[str, Any]]:
+    chip = Chip(tmp_path_factory.mktemp("blank"), device="ATECC608")
+    return chip, chip.vendor("provision", "fast")
+
+
+def test_vendor_provisions_a_blank_chip_update_extra_before_the_config_lock(provisioned):
+    chip, calls = provisioned
+    ok(calls, "atcab_write_config_zone")
+    ok(calls, "atcab_lock_config_zone")
+    ok(calls, "atcab_lock_data_zone")
+    config = bytes.fromhex(ok(calls, "atcab_read_config_zone(provisioned)")["config"])
+    assert config[84] == chip.inputs["user_extra"]
+    assert config[86:88] == b"\x00\x00"  # both zones locked
+
+
+def test_vendor_counter_preset_before_the_config_lock_counts(provisioned):
+    chip, calls = provisioned
+    ok(calls, "atcab_write_config_counter(0)")
+    assert ok(calls, "atcab_counter_read(0) after preset")["value"] == chip.inputs["counter_preset"]
+
+
+def test_vendor_provisioned_chip_signs(provisioned):
+    chip, calls = provisioned
+    public = bytes.fromhex(ok(calls, "atcab_genkey(0) on the blank chip")["public_key"])
+    signature = bytes.fromhex(ok(calls, "atcab_sign(0) on the provisioned chip")["signature"])
+    verify_raw(public, chip.digest, signature)
 
 
 def test_vendor_subset_with_realistic_timing(tmp_path):

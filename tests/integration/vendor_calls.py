@@ -143,6 +143,28 @@ def tempkey_608(rec: Recorder, inp: dict[str, Any]) -> None:
     rec("atcab_verify_stored_with_tempkey(13)", status, verified=bool(verified.value))
 
 
+def provision(rec: Recorder, inp: dict[str, Any]) -> None:
+    """A blank 608 provisioned the vendor's way: write the config zone (which sends UpdateExtra
+    before the lock), preset counter 0, lock config, make a key, lock data, sign."""
+    config = bytearray(128)
+    rec("atcab_read_config_zone(blank)", cal.atcab_read_config_zone(config), config=config)
+    config[84] = inp["user_extra"]
+    rec("atcab_write_config_zone", cal.atcab_write_config_zone(bytes(config)))
+    preset = inp["counter_preset"]
+    rec("atcab_write_config_counter(0)", cal.atcab_write_config_counter(0, preset))
+    rec("atcab_lock_config_zone", cal.atcab_lock_config_zone())
+    value = cal.AtcaReference(0)
+    rec("atcab_counter_read(0) after preset", cal.atcab_counter_read(0, value), value=value.value)
+    pub = bytearray(64)
+    rec("atcab_genkey(0) on the blank chip", cal.atcab_genkey(0, pub), public_key=pub)
+    rec("atcab_lock_data_zone", cal.atcab_lock_data_zone())
+    sig = bytearray(64)
+    status = cal.atcab_sign(0, bytes.fromhex(inp["digest"]), sig)
+    rec("atcab_sign(0) on the provisioned chip", status, signature=sig)
+    after = bytearray(128)
+    rec("atcab_read_config_zone(provisioned)", cal.atcab_read_config_zone(after), config=after)
+
+
 def main() -> int:
     inp = json.loads(open(sys.argv[1], encoding="utf-8").read())
     rec = Recorder()
@@ -150,6 +172,9 @@ def main() -> int:
     init(rec, inp["bus"], inp["address8"])
     try:
         identity(rec)
+        if inp["plan"] == "provision":
+            provision(rec, inp)
+            return 0
         keys(rec, inp)
         if inp["plan"] == "full":
             full(rec, inp)

@@ -402,7 +402,6 @@ def test_blank_config_write_rules(blank):
     assert blank.run(WRITE, 0x80, 0x18, bytes(32)) == OK  # block 3 = KeyConfig
     assert blank.run(WRITE, 0x82, 8 << 3, bytes(32)) == EXEC  # data before config lock
     assert blank.run(READ, 0x82, 8 << 3) == EXEC  # data reads before data lock
-    assert blank.run(UPDATEEXTRA, 0x00, 0x12) == EXEC  # needs config lock
 
 
 def test_lock_config_crc_and_data_lock(blank):
@@ -523,12 +522,45 @@ def test_counter(tng):
     assert tng.run(COUNTER, 2, 0) == PARSE
 
 
+#: Counter values and their config bytes, worked by hand from the encoding cryptoauthlib's
+#: calib_write_config_counter writes (linear words FFFF >> v % 32, binary words v // 32, the
+#: second pair 16 behind).
+COUNTER_IMAGES = {
+    0: "FFFFFFFF00000000",
+    1: "7FFFFFFF00000000",
+    15: "0001FFFF00000000",
+    16: "0000FFFF00000000",
+    17: "00007FFF00000000",
+    32: "FFFF000000010000",
+    1000: "00FF0000001F001E",
+}
+
+
+def test_counter_increment_shows_in_a_config_read(tng):
+    assert tng.run(READ, 0x00, 13) + tng.run(READ, 0x00, 14) == bytes.fromhex(COUNTER_IMAGES[0])
+    for value in range(1, 33):
+        assert tng.run(COUNTER, 1, 0) == value.to_bytes(4, "little")
+        if value in COUNTER_IMAGES:
+            image = tng.run(READ, 0x00, 13) + tng.run(READ, 0x00, 14)
+            assert image == bytes.fromhex(COUNTER_IMAGES[value]), value
+    assert tng.run(READ, 0x00, 15) + tng.run(READ, 0x00, 16) == bytes.fromhex(COUNTER_IMAGES[0])
+
+
+def test_counter_preset_before_the_config_lock_counts(blank):
+    image = bytes.fromhex(COUNTER_IMAGES[1000])
+    assert blank.run(WRITE, 0x00, 15, image[:4]) == OK  # counter 1: bytes 60-67, words 15-16
+    assert blank.run(WRITE, 0x00, 16, image[4:]) == OK
+    assert blank.run(LOCK, 0x80, 0) == OK
+    assert blank.run(COUNTER, 0, 1) == (1000).to_bytes(4, "little")
+    assert blank.run(COUNTER, 1, 1) == (1001).to_bytes(4, "little")
+
+
 def test_counter_max(tmp_path):
     path = tmp_path / "c.json"
     create_chip(path)
     sf = StateFile(path)
     with sf.transaction() as txn:
-        txn.state.counters[0] = 2_097_150
+        txn.state.set_counter(0, 2_097_150)
         txn.dirty = True
     h = _host(path)
     assert h.run(COUNTER, 1, 0) == (2_097_151).to_bytes(4, "little")
@@ -544,6 +576,15 @@ def test_selftest_and_update_extra(tng):
     assert tng.run(READ, 0x00, 0x15)[0] == 0x42
     assert tng.run(UPDATEEXTRA, 0x00, 0x0100) == PARSE
     assert tng.run(UPDATEEXTRA, 0x03, 0) == PARSE
+
+
+def test_update_extra_works_while_the_config_zone_is_unlocked(blank):
+    """cryptoauthlib's atcab_write_config_zone sends UpdateExtra (bytes 84 and 85) before the
+    config lock, so a real 608 must take it then (the 508A text asks for a locked zone)."""
+    assert blank.run(UPDATEEXTRA, 0x00, 0x5A) == OK
+    assert blank.run(UPDATEEXTRA, 0x01, 0x00) == OK  # writing zero over zero is allowed
+    assert blank.run(READ, 0x00, 0x15)[:4] == bytes((0x5A, 0x00, 0x55, 0x55))
+    assert blank.run(UPDATEEXTRA, 0x00, 0x5B) == EXEC  # byte 84 is no longer zero
 
 
 def test_unmodelled_commands_answer_execution_error(tng):
