@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from atecc import i2c
 from atecc.constants import (
+    CLOCK_M0,
     MAX_GROUP_COUNT,
     MIN_GROUP_COUNT,
     STATUS_GROUP_COUNT,
@@ -137,6 +138,10 @@ class I2CTransport:
             lock_path = getattr(bus, "lock_path", None)
         self.lock_path: Path | None = Path(lock_path) if lock_path is not None else None
         self.awake = False
+        #: ChipMode byte (config byte 19) once known: its clock divider (bits 7:3) sets the
+        #: chip's execution times. None until someone reads the config zone (``Device`` does);
+        #: meanwhile the poll deadline allows for the slowest divider (M2: Sign 665 ms).
+        self.chip_mode: int | None = None
         #: Clock time of the last successful wake pulse; the watchdog counts from it.
         self.wake_time = 0.0
         self._pid = os.getpid()
@@ -221,7 +226,8 @@ class I2CTransport:
         if not self.awake:
             return
         elapsed = self.clock.monotonic() - self.wake_time
-        if elapsed + exec_time_max_s(opcode) + EXEC_MARGIN_S > WATCHDOG_BUDGET_S:
+        expected = exec_time_max_s(opcode, self.chip_mode or CLOCK_M0)
+        if elapsed + expected + EXEC_MARGIN_S > WATCHDOG_BUDGET_S:
             self.idle()
             self.wake()
 
@@ -269,11 +275,14 @@ class I2CTransport:
         self._refresh_watchdog(opcode)
         self._send(packet)
         sent = self.clock.monotonic()
-        max_s = exec_time_max_s(opcode)
-        deadline = sent + max_s + EXEC_MARGIN_S
+        # Poll from a fraction of the time at the known divider (M0 when unknown, the fast
+        # common case); give up only past the worst case at the known divider, or at the
+        # slowest documented one when the divider is unknown (spec §1.8, §3.1 ChipMode).
+        expected = exec_time_max_s(opcode, self.chip_mode or CLOCK_M0)
+        deadline = sent + exec_time_max_s(opcode, self.chip_mode) + EXEC_MARGIN_S
         if self.awake:
             deadline = min(deadline, max(self.wake_time + WATCHDOG_MAX_S, sent + POLL_INTERVAL_S))
-        self.clock.sleep(max_s * FIRST_POLL_FRACTION)
+        self.clock.sleep(expected * FIRST_POLL_FRACTION)
         group = self._poll_group(deadline, _reply_hint(packet))
         for _ in range(self.retries):
             if check_crc(group):

@@ -37,6 +37,7 @@ Modelling choices (spec tags in brackets):
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Callable
 
@@ -45,6 +46,10 @@ from atecc.constants import (
     CFG_CHIP_MODE,
     CFG_I2C_ADDRESS,
     CFG_USER_EXTRA_ADD,
+    CLOCK_DIVIDER_MASK,
+    CLOCK_M0,
+    CLOCK_M1,
+    CLOCK_M2,
     MAX_GROUP_COUNT,
     MIN_COMMAND_COUNT,
     WAKE_HIGH_S,
@@ -58,6 +63,8 @@ from atecc.emulator._core import Cfg, CmdError, Exec, Volatile
 from atecc.emulator.clock import Clock
 from atecc.emulator.faults import Faults
 from atecc.emulator.state import StateFile
+
+log = logging.getLogger("atecc.emulator")
 
 #: Long watchdog (ChipMode bit 2): ≈10 s on the 508A, ≈13 s per cryptoauthlib for the 608 [U].
 WATCHDOG_LONG_S = 13.0
@@ -125,8 +132,16 @@ class Chip:
         self.realistic = realistic
         self.strict = strict
         self.busy_fraction = busy_fraction
-        # Modelled execution time per opcode, precomputed: it is looked up twice per command.
-        self._exec_s = tuple(exec_time_max_s(op) * busy_fraction for op in range(256))
+        # Modelled execution time per ChipMode clock divider and opcode, precomputed: it is
+        # looked up twice per command. An undocumented divider is timed as the slowest known.
+        self._exec_s = {
+            d: tuple(exec_time_max_s(op, d) * busy_fraction for op in range(256))
+            for d in (CLOCK_M0, CLOCK_M1, CLOCK_M2)
+        }
+        self._exec_slowest = tuple(exec_time_max_s(op, None) * busy_fraction for op in range(256))
+        #: What the chip was asked to do that the emulator does not model, with counts: the
+        #: answer given (0x0F, or a guess) is not chip behaviour. Also logged, once per kind.
+        self.not_modelled: dict[str, int] = {}
         self._watchdog_override = watchdog_s
         self._rng: Callable[[int], bytes] = os.urandom
         if seed is not None:  # `random` imported only here: ~1 ms of every start otherwise
@@ -319,7 +334,23 @@ class Chip:
         return self._rng(n)
 
     def exec_time_s(self, opcode: int) -> float:
-        return self._exec_s[opcode]
+        """Modelled execution time at the clock divider of ChipMode (config byte 19 bits 7:3)."""
+        divider = self._cfg.raw[CFG_CHIP_MODE] & CLOCK_DIVIDER_MASK if self._cfg else CLOCK_M0
+        table = self._exec_s.get(divider)
+        if table is None:
+            self.note_not_modelled(f"ChipMode clock divider 0x{divider:02X} (timed as M2)")
+            table = self._exec_slowest
+        return table[opcode]
+
+    def note_not_modelled(self, what: str) -> None:
+        """Record (and log once per kind) something the emulator does not model."""
+        count = self.not_modelled.get(what)
+        if count is None:
+            if len(self.not_modelled) >= 256:
+                return  # bounded: a client cannot grow this without limit
+            log.warning("not modelled: %s", what)
+            count = 0
+        self.not_modelled[what] = count + 1
 
     def check_gate(self, opcode: int, selftest_exempt: bool) -> None:
         if self.selftest_register and not selftest_exempt:
