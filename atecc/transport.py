@@ -54,6 +54,14 @@ NACK_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO, errno.EIO})
 
 #: General-call address the wake pulse is sent to (spec §1.3 step 2).
 WAKE_ADDRESS = 0x00
+#: Data byte of the wake write. The wake itself is the address byte 0x00: SDA low for eight bit
+#: times, then released for the acknowledge slot -- the rising edge after >= tWLO low that the
+#: datasheet asks for. Nobody acknowledges, so the master stops and this byte never reaches the
+#: wire, unless another device on the bus answers general calls: then the I2C-bus specification
+#: (§3.1.13) gives 0x06 (reset) and 0x04 (re-program the address) a meaning and forbids 0x00,
+#: while 0x01 (a hardware general call) is ignored by devices that do not implement it.
+#: cryptoauthlib sends 0x01 for the same reason.
+WAKE_DATA = b"\x01"
 #: Read polls while the chip is busy: cryptoauthlib polls every 2 ms; 1.5 ms halves its latency
 #: cost while keeping bus traffic trivial (a NACKed read is one address byte).
 POLL_INTERVAL_S = 0.0015
@@ -180,7 +188,7 @@ class I2CTransport:
             try:
                 # The 0x00 address byte holds SDA low for 8+ bit times (>= 60 us at 100 kHz);
                 # nobody ACKs it, so the OSError is the expected outcome (spec §1.3 step 2).
-                self.bus.i2c_rdwr(i2c.write_msg(WAKE_ADDRESS, b"\x00"))
+                self.bus.i2c_rdwr(i2c.write_msg(WAKE_ADDRESS, WAKE_DATA))
             except OSError:
                 pass
             pulse = self.clock.monotonic()

@@ -275,7 +275,7 @@ def test_transfer_log_decodes_commands(tmp_path: Path) -> None:
         ]
     )
     text = log.read_text()
-    assert "W 0x00 00  | wake pulse" in text
+    assert "W 0x00 01  | wake pulse" in text  # the driver's wake byte (atecc/transport.py)
     assert "EREMOTEIO" in text
     assert "status WAKE_OK" in text
     assert "command RANDOM param1=0x00 param2=0x0000" in text

@@ -54,8 +54,11 @@ def test_asleep_chip_nacks_until_woken(tng):
     assert h.wake() == WAKE
 
 
-def test_wake_is_a_write_to_general_call_and_is_nacked(tng):
-    assert nacks(tng.i2c_rdwr, i2c_msg.write(0x00, [0x00]))
+@pytest.mark.parametrize("data", [[0x00], [0x01], []], ids=["project-0x00", "vendor-0x01", "none"])
+def test_wake_is_a_write_to_general_call_and_is_nacked(tng, data):
+    """The wake is the address byte; whatever data byte follows (this project's driver once
+    sent 0x00, cryptoauthlib sends 0x01) never changes that."""
+    assert nacks(tng.i2c_rdwr, i2c_msg.write(0x00, data))
     assert tng.chip.power == "awake"
     msg = i2c_msg.read(0x35, 4)
     tng.i2c_rdwr(msg)
