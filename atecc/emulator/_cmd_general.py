@@ -1,6 +1,6 @@
 """Emulated commands that manage the chip itself: Info, Random, Nonce, Counter, SelfTest,
-UpdateExtra and Lock (spec §4.1-§4.3, §4.10, §4.13-§4.15, §3.7), plus the 0x0F stubs for
-commands the PKCS#11 provider does not need (§7.2).
+UpdateExtra and Lock (spec §4.1-§4.3, §4.10, §4.13-§4.15, §3.7), and SecureBoot, which is
+not modelled (0x0F, noted as such).
 
 Each handler takes an :class:`~atecc.emulator._core.Exec` and returns output bytes, a one-byte
 result (int) or None for plain success; errors are raised as ``CmdError``. Order inside each
@@ -203,7 +203,7 @@ def update_extra(ex: Exec) -> None:
         raise parse_error("UpdateExtra mode 0..2, param2 MSB 0")
     ex.gate()
     if mode == 0x02:
-        raise exec_error("limited-use counter decrement is not modelled by the emulator")
+        raise ex.not_modelled("UpdateExtra mode 2 (508A limited-use counter decrement)")
     # Works with the config zone locked or not: cryptoauthlib's atcab_write_config_zone sends
     # it before the lock (the 508A datasheet's "config locked" precondition is not the 608's).
     offset = CFG_USER_EXTRA + mode
@@ -263,11 +263,10 @@ def lock(ex: Exec) -> None:
     ex.dirty = True
 
 
-# -------------------------------------------------------------------- not modelled §4.17 ----
-def not_modelled(ex: Exec) -> None:
-    """MAC, GenDig, CheckMac, DeriveKey, KDF, SecureBoot: 0x0F "unsupported in emulator"."""
+# ---------------------------------------------------------------------- SecureBoot §4.17 ---
+def secure_boot(ex: Exec) -> None:
     ex.gate()
-    raise exec_error(f"opcode 0x{ex.opcode:02X} is not modelled by the emulator")
+    raise ex.not_modelled(f"SecureBoot (mode 0x{ex.p1:02X})")
 
 
 HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
@@ -278,10 +277,5 @@ HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
     Opcode.SELFTEST: selftest,
     Opcode.UPDATEEXTRA: update_extra,
     Opcode.LOCK: lock,
-    Opcode.MAC: not_modelled,
-    Opcode.GENDIG: not_modelled,
-    Opcode.CHECKMAC: not_modelled,
-    Opcode.DERIVEKEY: not_modelled,
-    Opcode.KDF: not_modelled,
-    Opcode.SECUREBOOT: not_modelled,
+    Opcode.SECUREBOOT: secure_boot,
 }

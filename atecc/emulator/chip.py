@@ -58,7 +58,14 @@ from atecc.constants import (
     Status,
     exec_time_max_s,
 )
-from atecc.emulator import _cmd_ecc, _cmd_general, _cmd_memory, _cmd_symmetric
+from atecc.emulator import (
+    _cmd_auth,
+    _cmd_ecc,
+    _cmd_general,
+    _cmd_kdf,
+    _cmd_memory,
+    _cmd_symmetric,
+)
 from atecc.emulator._core import Cfg, CmdError, Exec, Volatile
 from atecc.emulator.clock import Clock
 from atecc.emulator.faults import Faults
@@ -78,6 +85,8 @@ HANDLERS: dict[int, Handler] = {
     **_cmd_memory.HANDLERS,
     **_cmd_ecc.HANDLERS,
     **_cmd_symmetric.HANDLERS,
+    **_cmd_auth.HANDLERS,
+    **_cmd_kdf.HANDLERS,
 }
 
 

@@ -142,8 +142,11 @@ class I2CServer:
         self.transfers = 0
 
     # -- loop ----------------------------------------------------------------------------------
-    def serve(self, finished: Callable[[], bool], *, pid: int | None = None) -> None:
-        """Serve until ``finished()`` is true; ``pid``'s exit wakes the loop at once (pidfd)."""
+    def serve(
+        self, finished: Callable[[], bool], *, pid: int | None = None, poll_s: float = 1.0
+    ) -> None:
+        """Serve until ``finished()`` is true, checked at least every ``poll_s``; ``pid``'s exit
+        wakes the loop at once (pidfd)."""
         pidfd = None
         if pid is not None and hasattr(os, "pidfd_open"):
             try:
@@ -154,7 +157,7 @@ class I2CServer:
             self._selector.register(pidfd, selectors.EVENT_READ, "exit")
         try:
             while not finished():
-                for key, events in self._selector.select(timeout=1.0):
+                for key, events in self._selector.select(timeout=poll_s):
                     if key.data == "exit":
                         continue  # loop test above sees it
                     if key.data is None:

@@ -56,6 +56,28 @@ def verify_raw(public_xy: bytes, digest: bytes, signature: bytes) -> None:
     key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
+CHALLENGE, OTHER = bytes(range(32, 64)), bytes(range(13))  # as vendor_calls.py sends them
+
+
+def sha(*parts: bytes) -> bytes:
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def checkmac_response(key: bytes, chal: bytes, other: bytes, sn: bytes) -> bytes:
+    """The client response CheckMac mode 0 expects (spec §4.17, 508A layout)."""
+    return sha(
+        key,
+        chal,
+        other[0:4],
+        bytes(8),
+        other[4:7],
+        bytes((sn[8],)),
+        other[7:11],
+        sn[0:2],
+        other[11:13],
+    )
+
+
 class Chip:
     """One emulated chip (Trust&GO unless told), its filestore (emulator interface) and the
     vendor's inputs."""
@@ -92,8 +114,41 @@ class Chip:
             "aes_block": os.urandom(16).hex(),
             "genkey_slot": 2,
             "aes_tempkey_keys": os.urandom(64).hex(),
+            "io_key": os.urandom(32).hex(),
+            "parent_key": os.urandom(32).hex(),
+            "secret_data": os.urandom(32).hex(),
+            "priv_scalar": (0x4444).to_bytes(32, "big").hex(),
+            # Blank-chip provisioning: slot 2 takes encrypted PrivWrite (write key 11), slot 10
+            # encrypted reads and writes (key 11), slot 11 the parent key, slot 12 a DeriveKey
+            # roll target (offset: SlotConfig 20 + 2n, KeyConfig 96 + 2n; little-endian).
+            "checkmac_response": "",
+            "config_patch": [
+                (24, "874B"),
+                (40, "CB4B"),
+                (42, "8F0F"),
+                (44, "8F2C"),
+                (100, "3300"),
+                (116, "3C00"),
+                (118, "3C00"),
+                (120, "3C00"),
+            ],
             "selftest_modes": SELFTEST_MODES,
         }
+
+        self.serial = self.read_serial()
+        self.inputs["checkmac_response"] = checkmac_response(
+            bytes.fromhex(self.inputs["io_key"]), CHALLENGE, OTHER, self.serial
+        ).hex()
+
+    def read_serial(self) -> bytes:
+        from atecc.emulator.state import StateFile
+
+        config = StateFile(self.state).load().config
+        return bytes(config[0:4] + config[8:13])
+
+    def sn_tail(self, zeros: int = 25) -> bytes:
+        sn = self.serial
+        return bytes((sn[8], sn[0], sn[1])) + bytes(zeros)
 
     def vendor(self, plan: str, timing: str) -> dict[str, dict[str, Any]]:
         inp = self.filestore.parent / f"vendor-{plan}-{timing}.in.json"
@@ -347,6 +402,102 @@ def test_vendor_provisioned_chip_signs(provisioned):
     public = bytes.fromhex(ok(calls, "atcab_genkey(0) on the blank chip")["public_key"])
     signature = bytes.fromhex(ok(calls, "atcab_sign(0) on the provisioned chip")["signature"])
     verify_raw(public, chip.digest, signature)
+
+
+# -- commands the emulator once answered with 0x0F ----------------------------------------------
+def test_vendor_ecdh_with_io_encrypted_output_decrypts_to_the_clear_secret(calls):
+    assert ok(calls, "atcab_ecdh_ioenc(0)")["secret"] == ok(calls, "atcab_ecdh(0)")["secret"]
+
+
+def test_vendor_verify_extern_mac_checks_the_chips_mac(calls):
+    assert ok(calls, "atcab_verify_extern_mac(good)")["verified"] is True
+    assert ok(calls, "atcab_verify_extern_mac(bad)")["verified"] is False
+
+
+def test_vendor_kdf_known_answers(calls, chip, io_decrypt):
+    key, msg = bytes(range(16)) * 2, bytes(range(16))
+    prf = bytes.fromhex(ok(calls, "atcab_kdf(PRF)")["out"])
+    assert prf == bytes.fromhex(  # cryptoauthlib's kdf_prf_output known answer
+        "1EBCBE62005AB948FDFFE1C402AABA354EC676050C9BC1AAE1FF5B1509A4A04A"
+        "44254664C2A480F5B77EA2D1020C7BA4B3640C4AC793324C26D6FDDFDB1F011A"
+    )
+    aes = bytes.fromhex(ok(calls, "atcab_kdf(AES)")["out"])[:32]
+    assert aes == bytes.fromhex("0A940BB5416EF045F1C39458C653EA5A") + bytes(16)
+    hkdf = bytes.fromhex(ok(calls, "atcab_kdf(HKDF)")["out"])[:32]
+    import hmac
+
+    assert hkdf == hmac.new(key, msg, hashlib.sha256).digest()  # [U] one HMAC step
+    record = ok(calls, "atcab_kdf(PRF encrypted)")
+    io_key = bytes.fromhex(chip.inputs["io_key"])
+    out, nonce = bytes.fromhex(record["out"]), bytes.fromhex(record["nonce"])
+    assert io_decrypt(io_key, out, nonce) == prf
+
+
+def test_vendor_sha_context_save_and_restore(calls):
+    context = bytes.fromhex(ok(calls, "atcab_sha_read_context")["context"])
+    assert len(context) == 36 and context[:4] == (64).to_bytes(4, "little")
+    expected = hashlib.sha256(bytes(range(64)) + b"abc").hexdigest()
+    assert ok(calls, "atcab_sha_end(after read)")["digest"] == expected
+    ok(calls, "atcab_sha_write_context")
+    assert ok(calls, "atcab_sha_end(after write)")["digest"] == expected
+
+
+def test_vendor_mac_and_checkmac(calls, chip):
+    key = bytes.fromhex(chip.inputs["io_key"])
+    sn = chip.serial
+    tail = bytes(11) + bytes((sn[8],)) + sn[4:8] + sn[0:2] + sn[2:4]  # mode 0x40: full SN
+    expected = sha(key, CHALLENGE, bytes((0x08, 0x40, 6, 0)), tail)
+    assert ok(calls, "atcab_mac(0x40, slot 6)")["mac"] == expected.hex()
+    ok(calls, "atcab_checkmac(good)")
+    assert calls["atcab_checkmac(bad)"]["status"] != 0
+
+
+def test_vendor_sign_internal_over_a_gendig_digest(calls, chip):
+    rand = bytes.fromhex(ok(calls, "atcab_nonce_rand (sign internal)")["rand"])
+    tempkey = sha(rand, bytes(20), bytes((0x16, 0x00, 0x00)))
+    ok(calls, "atcab_gendig(data, slot 6)")
+    io_key = bytes.fromhex(chip.inputs["io_key"])
+    tempkey = sha(io_key, bytes((0x15, 2, 6, 0)), chip.sn_tail(), tempkey)
+    sn = chip.serial
+    msg = (
+        tempkey
+        + bytes((0x41, 0x40, 1, 0))
+        + bytes.fromhex("8F0F7C00")  # SlotConfig[6], KeyConfig[6], little-endian
+        + bytes((0x26, 0, 0, sn[8]))  # TempKey flags: GenDigData, random source, KeyID 6
+        + sn[4:8]
+        + sn[0:2]
+        + sn[2:4]
+        + bytes((1, 0, 0))
+    )
+    public = bytes.fromhex(ok(calls, "atcab_get_pubkey(1)")["public_key"])
+    signature = bytes.fromhex(ok(calls, "atcab_sign_internal(1)")["signature"])
+    verify_raw(public, sha(msg), signature)
+
+
+def test_vendor_encrypted_write_and_read(provisioned):
+    chip, calls = provisioned
+    ok(calls, "atcab_write_zone(parent key, slot 11)")
+    ok(calls, "atcab_write_enc(slot 10)")
+    assert ok(calls, "atcab_read_enc(slot 10)")["data"] == chip.inputs["secret_data"]
+
+
+def test_vendor_encrypted_priv_write(provisioned):
+    _, calls = provisioned
+    ok(calls, "atcab_priv_write(slot 2)")
+    public = ec.derive_private_key(0x4444, ec.SECP256R1()).public_key()
+    assert ok(calls, "atcab_get_pubkey(2) after priv_write")["public_key"] == xy(public).hex()
+
+
+def test_vendor_derive_key_roll(provisioned):
+    chip, calls = provisioned
+    rand = bytes.fromhex(ok(calls, "atcab_nonce_rand (derivekey)")["rand"])
+    ok(calls, "atcab_derivekey(roll slot 12)")
+    tempkey = sha(rand, bytes(20), bytes((0x16, 0x00, 0x00)))
+    new_key = sha(bytes(32), bytes((0x1C, 0x00, 12, 0)), chip.sn_tail(), tempkey)
+    sn = chip.serial
+    tail = bytes(11) + bytes((sn[8],)) + bytes(4) + sn[0:2] + bytes(2)
+    expected = sha(new_key, bytes(32), bytes((0x08, 0x00, 12, 0)), tail)
+    assert ok(calls, "atcab_mac(slot 12)")["mac"] == expected.hex()
 
 
 def test_vendor_subset_with_realistic_timing(tmp_path):

@@ -143,12 +143,72 @@ def tempkey_608(rec: Recorder, inp: dict[str, Any]) -> None:
     rec("atcab_verify_stored_with_tempkey(13)", status, verified=bool(verified.value))
 
 
+def modelled(rec: Recorder, inp: dict[str, Any]) -> None:
+    """Commands the emulator once answered 0x0F, driven by the vendor's own helpers (several of
+    which check the chip's answer with the vendor's host-side code)."""
+    io_key = bytes.fromhex(inp["io_key"])
+    rec("atcab_write_zone(IO key, slot 6)", cal.atcab_write_zone(ZONE_DATA, 6, 0, 0, io_key, 32))
+    peer = bytes.fromhex(inp["peer_public_key"])
+    pms = bytearray(32)
+    rec("atcab_ecdh_ioenc(0)", cal.atcab_ecdh_ioenc(0, peer, pms, io_key), secret=pms)
+    digest = bytes.fromhex(inp["digest"])
+    for name, signature in (("good", inp["ext_signature"]), ("bad", inp["ext_bad_signature"])):
+        ok = cal.AtcaReference(False)
+        status = cal.atcab_verify_extern_mac(
+            digest,
+            bytes.fromhex(signature),
+            bytes.fromhex(inp["ext_public_key"]),
+            bytes(32),
+            io_key,
+            ok,
+        )
+        rec(f"atcab_verify_extern_mac({name})", status, verified=bool(ok.value))
+    kdf_key, kdf_msg = bytes(range(16)) * 2, bytes(range(16))
+    for name, mode, details in (
+        ("PRF", 0x10, 0x01 | 0x100 | (16 << 24)),
+        ("AES", 0x30, 0),
+        ("HKDF", 0x50, 0x02 | (16 << 24)),
+        ("PRF encrypted", 0x14, 0x01 | 0x100 | (16 << 24)),
+    ):
+        rec(f"atcab_nonce (KDF {name})", cal.atcab_nonce(kdf_key))
+        out, nonce = bytearray(64), bytearray(32)
+        status = cal.atcab_kdf(mode, 0x1234, details, kdf_msg, out, nonce)
+        rec(f"atcab_kdf({name})", status, out=out, nonce=nonce)
+    block = bytes(range(64))
+    rec("atcab_sha_start", cal.atcab_sha_start())
+    rec("atcab_sha_update", cal.atcab_sha_update(block))
+    context, size = bytearray(128), cal.AtcaReference(128)
+    status = cal.atcab_sha_read_context(context, size)
+    rec("atcab_sha_read_context", status, context=bytes(context[: size.value]))
+    first = bytearray(32)
+    rec("atcab_sha_end(after read)", cal.atcab_sha_end(first, 3, b"abc"), digest=first)
+    rec("atcab_sha_write_context", cal.atcab_sha_write_context(bytes(context), size.value))
+    second = bytearray(32)
+    rec("atcab_sha_end(after write)", cal.atcab_sha_end(second, 3, b"abc"), digest=second)
+    challenge = bytes(range(32, 64))
+    mac = bytearray(32)
+    rec("atcab_mac(0x40, slot 6)", cal.atcab_mac(0x40, 6, challenge, mac), mac=mac)
+    other = bytes(range(13))
+    response = bytes.fromhex(inp["checkmac_response"])
+    rec("atcab_checkmac(good)", cal.atcab_checkmac(0x00, 6, challenge, response, other))
+    bad = bytes((response[0] ^ 1,)) + response[1:]
+    rec("atcab_checkmac(bad)", cal.atcab_checkmac(0x00, 6, challenge, bad, other))
+    num_in, rand_out = bytes(20), bytearray(32)
+    rec("atcab_nonce_rand (sign internal)", cal.atcab_nonce_rand(num_in, rand_out), rand=rand_out)
+    rec("atcab_gendig(data, slot 6)", cal.atcab_gendig(ZONE_DATA, 6, b"", 0))
+    sig, pub = bytearray(64), bytearray(64)
+    rec("atcab_sign_internal(1)", cal.atcab_sign_internal(1, False, True, sig), signature=sig)
+    rec("atcab_get_pubkey(1)", cal.atcab_get_pubkey(1, pub), public_key=pub)
+
+
 def provision(rec: Recorder, inp: dict[str, Any]) -> None:
     """A blank 608 provisioned the vendor's way: write the config zone (which sends UpdateExtra
     before the lock), preset counter 0, lock config, make a key, lock data, sign."""
     config = bytearray(128)
     rec("atcab_read_config_zone(blank)", cal.atcab_read_config_zone(config), config=config)
     config[84] = inp["user_extra"]
+    for offset, value in inp["config_patch"]:
+        config[offset : offset + len(bytes.fromhex(value))] = bytes.fromhex(value)
     rec("atcab_write_config_zone", cal.atcab_write_config_zone(bytes(config)))
     preset = inp["counter_preset"]
     rec("atcab_write_config_counter(0)", cal.atcab_write_config_counter(0, preset))
@@ -163,6 +223,27 @@ def provision(rec: Recorder, inp: dict[str, Any]) -> None:
     rec("atcab_sign(0) on the provisioned chip", status, signature=sig)
     after = bytearray(128)
     rec("atcab_read_config_zone(provisioned)", cal.atcab_read_config_zone(after), config=after)
+    # Encrypted transfers with parent key 11, written in clear (WriteConfig Always).
+    parent = bytes.fromhex(inp["parent_key"])
+    rec(
+        "atcab_write_zone(parent key, slot 11)",
+        cal.atcab_write_zone(ZONE_DATA, 11, 0, 0, parent, 32),
+    )
+    secret = bytes.fromhex(inp["secret_data"])
+    status = cal.atcab_write_enc(10, 0, secret, parent, 11, bytes(20))
+    rec("atcab_write_enc(slot 10)", status)
+    back = bytearray(32)
+    status = cal.atcab_read_enc(10, 0, back, parent, 11, bytes(20))
+    rec("atcab_read_enc(slot 10)", status, data=back)
+    key36 = bytes(4) + bytes.fromhex(inp["priv_scalar"])
+    rec("atcab_priv_write(slot 2)", cal.atcab_priv_write(2, key36, 11, parent, bytes(20)))
+    pub = bytearray(64)
+    rec("atcab_get_pubkey(2) after priv_write", cal.atcab_get_pubkey(2, pub), public_key=pub)
+    num_in, rand_out = bytes(20), bytearray(32)
+    rec("atcab_nonce_rand (derivekey)", cal.atcab_nonce_rand(num_in, rand_out), rand=rand_out)
+    rec("atcab_derivekey(roll slot 12)", cal.atcab_derivekey(0x00, 12, b""))
+    mac = bytearray(32)
+    rec("atcab_mac(slot 12)", cal.atcab_mac(0x00, 12, bytes(32), mac), mac=mac)
 
 
 def main() -> int:
@@ -179,6 +260,7 @@ def main() -> int:
         if inp["plan"] == "full":
             full(rec, inp)
             tempkey_608(rec, inp)
+            modelled(rec, inp)
     finally:
         rec("atcab_release", cal.atcab_release())
         with open(sys.argv[2], "w", encoding="utf-8") as out:

@@ -585,8 +585,3 @@ def test_update_extra_works_while_the_config_zone_is_unlocked(blank):
     assert blank.run(UPDATEEXTRA, 0x01, 0x00) == OK  # writing zero over zero is allowed
     assert blank.run(READ, 0x00, 0x15)[:4] == bytes((0x5A, 0x00, 0x55, 0x55))
     assert blank.run(UPDATEEXTRA, 0x00, 0x5B) == EXEC  # byte 84 is no longer zero
-
-
-def test_unmodelled_commands_answer_execution_error(tng):
-    for opcode in (0x08, 0x15, 0x1C, 0x28, 0x56, 0x80):
-        assert tng.run(opcode) == EXEC

@@ -63,7 +63,9 @@ def server(tmp_path: Path) -> Iterator[I2CServer]:
     bus = EmulatedBus(state)
     srv = I2CServer(bus, tmp_path / "i2c.sock", max_connections=3)
     stop = threading.Event()
-    thread = threading.Thread(target=srv.serve, args=(stop.is_set,), daemon=True)
+    thread = threading.Thread(
+        target=srv.serve, args=(stop.is_set,), kwargs={"poll_s": 0.02}, daemon=True
+    )
     thread.start()
     yield srv
     stop.set()
