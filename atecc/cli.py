@@ -83,15 +83,13 @@ def _open(args: argparse.Namespace) -> tuple[Device, SlotFile]:
 
 
 def _root_ca(slot_file: SlotFile) -> bytes | None:
-    """The emulated root CA certificate (PEM) saved beside an emulator's state file, if any."""
-    from atecc.slotfile import EmulatorInterface
-
-    if not isinstance(slot_file.interface, EmulatorInterface):
+    """The root CA certificate (PEM) the slot file's ``root_ca`` names, if any."""
+    if slot_file.root_ca is None:
         return None
-    from atecc.emulator.profiles import root_ca_path
-
-    path = Path(root_ca_path(slot_file.interface.state_path))
-    return path.read_bytes() if path.is_file() else None
+    try:
+        return slot_file.root_ca.read_bytes()
+    except OSError as exc:
+        raise CliError(f"{slot_file.path}: root_ca {slot_file.root_ca}: {exc.strerror}") from exc
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -125,12 +123,19 @@ def cmd_emulator_init(args: argparse.Namespace) -> int:
         if args.force and path.exists():
             path.unlink()
     state = profiles.create_chip(state_path, device=args.device)
+    root_line = (
+        f"# The emulated root CA that signed the chip's signer certificate.\n"
+        f"root_ca = {root_path.name}\n"
+        if root_path.is_file()
+        else ""
+    )
     conf_path.write_text(
         f"# Emulated {args.device}, created by '{PROG} emulator init'.\n"
         f"# interface = emulator,<state file>[,fast|realistic]; relative to this file.\n"
         f"interface = emulator,{state_path.name}\n"
         f"device = {args.device}\n"
         f"label = {slot:02d}ABC\n"
+        f"{root_line}"
     )
     config = bytes(getattr(state, "config", b""))
     serial = (config[0:4] + config[8:13]).hex().upper() if len(config) == 128 else "?"

@@ -1,4 +1,4 @@
-"""Pure builders for ATECC608 commands: one function per datasheet command (spec §4).
+"""Pure builders for ATECC608 commands: one function per datasheet command (chip §4).
 
 Owns: turning arguments into a :class:`atecc.packet.Command` (opcode, param1, param2, data) plus
 the length of the command's output on success (``0`` = status only, ``None`` = depends on chip
@@ -35,7 +35,7 @@ Built = tuple[Command, "int | None"]
 TEMPKEY_KEY_ID = 0xFFFF
 
 
-# --- Info (spec §4.1) -----------------------------------------------------------------------------
+# --- Info (chip §4.1) -----------------------------------------------------------------------------
 class InfoMode(enum.IntEnum):
     REVISION = 0x00
     KEY_VALID = 0x01
@@ -55,13 +55,13 @@ def info(mode: int = InfoMode.REVISION, param: int = 0) -> Built:
     return Command(Opcode.INFO, mode, param), 4
 
 
-# --- Random (spec §4.2) ---------------------------------------------------------------------------
+# --- Random (chip §4.2) ---------------------------------------------------------------------------
 def random(*, update_seed: bool = True) -> Built:
     """Random: 32 bytes; ``update_seed`` (mode 0x00) refreshes the EEPROM seed, as Sign expects."""
     return Command(Opcode.RANDOM, 0x00 if update_seed else 0x01), 32
 
 
-# --- Nonce (spec §4.3) ----------------------------------------------------------------------------
+# --- Nonce (chip §4.3) ----------------------------------------------------------------------------
 class NonceTarget(enum.IntEnum):
     """Nonce pass-through destination, param1 bits 7:6."""
 
@@ -88,7 +88,7 @@ def nonce_random(num_in: bytes, *, update_seed: bool = True, use_tempkey: bool =
 def nonce_load(data: bytes, *, target: NonceTarget = NonceTarget.TEMPKEY) -> Built:
     """Nonce pass-through: copy 32 (or 64) bytes verbatim into TempKey, MDB or the alt key buffer.
 
-    Mode = 0x03 | target | 0x20 for 64 bytes (spec §4.3); status-only reply.
+    Mode = 0x03 | target | 0x20 for 64 bytes (chip §4.3); status-only reply.
     """
     target = NonceTarget(target)
     if len(data) not in (32, 64):
@@ -99,7 +99,7 @@ def nonce_load(data: bytes, *, target: NonceTarget = NonceTarget.TEMPKEY) -> Bui
     return Command(Opcode.NONCE, mode, 0, bytes(data)), 0
 
 
-# --- GenKey (spec §4.4) ---------------------------------------------------------------------------
+# --- GenKey (chip §4.4) ---------------------------------------------------------------------------
 GENKEY_MODE_PUBLIC = 0x00  #: compute the public key of the stored private key
 GENKEY_MODE_CREATE = 0x04  #: create a new random private key, return its public key
 GENKEY_MODE_DIGEST = 0x08  #: also put the public-key digest into TempKey
@@ -128,7 +128,7 @@ def gen_key(key_id: int, mode: int = GENKEY_MODE_CREATE, *, other_data: bytes = 
     return Command(Opcode.GENKEY, mode, key_id), PUBLIC_KEY_SIZE
 
 
-# --- Sign (spec §4.5) -----------------------------------------------------------------------------
+# --- Sign (chip §4.5) -----------------------------------------------------------------------------
 class MessageSource(enum.IntEnum):
     """Where Sign/Verify find the 32-byte message (param1 bit 5 on the 608)."""
 
@@ -146,7 +146,7 @@ def sign(key_id: int, *, source: MessageSource = MessageSource.MSG_DIGEST_BUFFER
     return Command(Opcode.SIGN, mode, key_id), SIGNATURE_SIZE
 
 
-# --- Verify (spec §4.6) ---------------------------------------------------------------------------
+# --- Verify (chip §4.6) ---------------------------------------------------------------------------
 VERIFY_MODE_STORED = 0x00
 VERIFY_MODE_EXTERNAL = 0x02
 VERIFY_KEY_P256 = 0x0004
@@ -181,7 +181,7 @@ def verify_stored(
     return Command(Opcode.VERIFY, mode, key_id, bytes(signature)), 0
 
 
-# --- ECDH (spec §4.7) -----------------------------------------------------------------------------
+# --- ECDH (chip §4.7) -----------------------------------------------------------------------------
 ECDH_MODE_COMPAT = 0x00  #: 508A behaviour: SlotConfig.ReadKey bit 3 decides the destination
 ECDH_MODE_TO_TEMPKEY = 0x08
 ECDH_MODE_OUTPUT = 0x0C  #: slot key, clear result in the output buffer
@@ -217,9 +217,9 @@ def ecdh(key_id: int, public_key: bytes, mode: int = ECDH_MODE_OUTPUT) -> Built:
     return Command(Opcode.ECDH, mode, key_id, bytes(public_key)), expected
 
 
-# --- Read / Write (spec §3.3, §4.8, §4.9) ---------------------------------------------------------
+# --- Read / Write (chip §3.3, §4.8, §4.9) ---------------------------------------------------------
 def address(zone: Zone, *, slot: int = 0, block: int = 0, word: int = 0) -> int:
-    """Param2 for Read/Write (spec §3.3): config ``block<<3|word``, OTP likewise,
+    """Param2 for Read/Write (chip §3.3): config ``block<<3|word``, OTP likewise,
     data ``block<<8 | slot<<3 | word``."""
     zone = Zone(zone)
     if not 0 <= word < 8:
@@ -279,7 +279,7 @@ def write(
     ), 0
 
 
-# --- Lock (spec §3.7) -----------------------------------------------------------------------------
+# --- Lock (chip §3.7) -----------------------------------------------------------------------------
 LOCK_ZONE_CONFIG = 0x00
 LOCK_ZONE_DATA = 0x01
 LOCK_ZONE_SLOT = 0x02
@@ -308,7 +308,7 @@ def lock(zone: str, *, crc: int | None = None, slot: int | None = None) -> Built
     return Command(Opcode.LOCK, modes[zone], crc), 0
 
 
-# --- SHA (spec §4.11) -----------------------------------------------------------------------------
+# --- SHA (chip §4.11) -----------------------------------------------------------------------------
 SHA_MODE_START = 0x00
 SHA_MODE_UPDATE = 0x01
 SHA_MODE_END = 0x02
@@ -337,7 +337,7 @@ def sha_hmac_start(key_id: int) -> Built:
 
 
 def sha_update(data: bytes | memoryview) -> Built:
-    """Update with 1..64 bytes (send full 64-byte blocks except the last, spec §8)."""
+    """Update with 1..64 bytes (send full 64-byte blocks except the last, chip §8)."""
     if not 1 <= len(data) <= 64:
         raise ValueError(f"SHA update takes 1..64 bytes, got {len(data)}")
     return Command(Opcode.SHA, SHA_MODE_UPDATE, len(data), bytes(data)), 0
@@ -371,7 +371,7 @@ def sha_context_write(context: bytes) -> Built:
     return Command(Opcode.SHA, SHA_MODE_CONTEXT_WRITE, len(context), bytes(context)), 0
 
 
-# --- AES (spec §4.12) -----------------------------------------------------------------------------
+# --- AES (chip §4.12) -----------------------------------------------------------------------------
 AES_MODE_ENCRYPT = 0x00
 AES_MODE_DECRYPT = 0x01
 AES_MODE_GFM = 0x03
@@ -395,7 +395,7 @@ def aes_gfm(h: bytes, x: bytes) -> Built:
     return Command(Opcode.AES, AES_MODE_GFM, 0, bytes(h) + bytes(x)), 16
 
 
-# --- Counter, SelfTest, UpdateExtra, PrivWrite (spec §4.13-§4.16) ---------------------------------
+# --- Counter, SelfTest, UpdateExtra, PrivWrite (chip §4.13-§4.16) ---------------------------------
 COUNTER_MAX = 2_097_151
 
 
@@ -444,7 +444,7 @@ def priv_write(key_id: int, scalar: bytes) -> Built:
     """PrivWrite in plaintext (mode 0x00, only while the data zone is unlocked).
 
     Data = 4 zero bytes || 32-byte big-endian scalar || 32-byte MAC field (zeros: no MAC is
-    checked in plaintext mode) -- COUNT 75 (spec §4.16).
+    checked in plaintext mode) -- COUNT 75 (chip §4.16).
     """
     _check_slot(key_id)
     if key_id >= 8:

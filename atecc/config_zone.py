@@ -1,4 +1,4 @@
-"""Decoding of the ATECC608's 128-byte configuration zone (spec §3.1, §3.4, §3.5).
+"""Decoding of the ATECC608's 128-byte configuration zone (chip §3.1, §3.4, §3.5).
 
 Owns: :class:`ConfigZone` (identity, address, lock state, per-slot SlotConfig/KeyConfig decoded
 into small frozen dataclasses named after the datasheet bits) and the readable slot table that
@@ -6,7 +6,7 @@ into small frozen dataclasses named after the datasheet bits) and the readable s
 
 Must not: talk to a chip (``Device.config_zone()`` reads the bytes and hands them here) or decide
 policy; the "who may read/write/use" wording describes what the chip enforces after the data zone
-is locked (spec §3.6), which is when it matters.
+is locked (chip §3.6), which is when it matters.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _le16(data: bytes, offset: int) -> int:
 
 @dataclass(frozen=True)
 class SlotConfig:
-    """SlotConfig bits of one slot (spec §3.4)."""
+    """SlotConfig bits of one slot (chip §3.4)."""
 
     raw: int
     read_key: int  #: bits 3:0; for private keys: sign/ECDH permission bits
@@ -63,7 +63,7 @@ class SlotConfig:
             write_config=raw >> 12 & 0xF,
         )
 
-    # Private-key meaning of ReadKey (spec §3.4).
+    # Private-key meaning of ReadKey (chip §3.4).
     @property
     def external_sign(self) -> bool:
         return bool(self.read_key & 0x1)
@@ -80,7 +80,7 @@ class SlotConfig:
     def ecdh_to_next_slot(self) -> bool:
         return bool(self.read_key & 0x8)
 
-    # WriteConfig meaning for GenKey / PrivWrite on private-key slots (spec §3.4).
+    # WriteConfig meaning for GenKey / PrivWrite on private-key slots (chip §3.4).
     @property
     def genkey_allowed(self) -> bool:
         return bool(self.write_config & 0x2)
@@ -104,13 +104,13 @@ class SlotConfig:
 
 @dataclass(frozen=True)
 class KeyConfig:
-    """KeyConfig bits of one slot, 608 layout (spec §3.5)."""
+    """KeyConfig bits of one slot, 608 layout (chip §3.5)."""
 
     raw: int
     private: bool  #: bit 0
     pub_info: bool  #: bit 1
     key_type: int  #: bits 4:2 (4 = P-256, 6 = AES, 7 = SHA/data)
-    lockable: bool  #: bit 5 (1 = lockable; see the note in spec §3.5)
+    lockable: bool  #: bit 5 (1 = lockable; see the note in chip §3.5)
     req_random: bool  #: bit 6
     req_auth: bool  #: bit 7
     auth_key: int  #: bits 11:8
@@ -146,7 +146,7 @@ class KeyConfig:
 
 @dataclass(frozen=True)
 class ChipOptions:
-    """ChipOptions, config bytes 90-91 (spec §3.1)."""
+    """ChipOptions, config bytes 90-91 (chip §3.1)."""
 
     raw: int
     post_on_wake: bool
@@ -200,7 +200,7 @@ class ConfigZone:
     # -- identity ------------------------------------------------------------------------------
     @property
     def serial(self) -> bytes:
-        """9-byte serial number: bytes 0-3 || 8-12 (spec §3.1)."""
+        """9-byte serial number: bytes 0-3 || 8-12 (chip §3.1)."""
         return self.data[0:4] + self.data[8:13]
 
     @property
@@ -210,18 +210,18 @@ class ConfigZone:
 
     @property
     def model(self) -> str:
-        """ "ATECC608A" when RevNum byte 3 is 0x02, else "ATECC608B" (spec §3.1, PR #282)."""
+        """ "ATECC608A" when RevNum byte 3 is 0x02, else "ATECC608B" (chip §3.1, PR #282)."""
         return "ATECC608A" if self.revision[3] == 0x02 else "ATECC608B"
 
     @property
     def i2c_address7(self) -> int:
-        """7-bit address from config byte 16 (stored in 8-bit form, spec §1.1)."""
+        """7-bit address from config byte 16 (stored in 8-bit form, chip §1.1)."""
         return self.data[CFG_I2C_ADDRESS] >> 1
 
     @property
     def effective_i2c_address7(self) -> int:
         """Address the chip answers on after a power cycle: byte 85 replaces byte 16 when
-        ChipMode bit 0 is set and byte 85 is non-zero (spec §1.1)."""
+        ChipMode bit 0 is set and byte 85 is non-zero (chip §1.1)."""
         alt = self.data[CFG_USER_EXTRA_ADD]
         if self.data[CFG_CHIP_MODE] & 0x01 and alt:
             return alt >> 1
@@ -241,7 +241,7 @@ class ConfigZone:
         return self.data[CFG_LOCK_VALUE] != LOCK_UNLOCKED
 
     def slot_locked(self, slot: int) -> bool:
-        """SlotLocked bit ``slot`` is 0 (spec §3.1: 1 = not locked)."""
+        """SlotLocked bit ``slot`` is 0 (chip §3.1: 1 = not locked)."""
         _check_slot(slot)
         return not _le16(self.data, CFG_SLOT_LOCKED) >> slot & 1
 

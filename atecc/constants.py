@@ -1,9 +1,10 @@
 """Datasheet vocabulary for the ATECC608: opcodes, status bytes, zones, word addresses, sizes,
 times.
 
-Owns only numbers taken from the chip's public documentation (see ``atecc608-spec.md``; section
-numbers below refer to it). No behaviour lives here: the driver (``device.py``) and the emulator
-(``emulator/``) both import these names so that the two ends of the wire speak the same words.
+Owns only numbers taken from the chip's public documentation (see ``docs/chip-notes.md``;
+``chip §N`` below refers to its sections). No behaviour lives here: the driver (``device.py``)
+and the emulator (``emulator/``) both import these names so that the two ends of the wire speak
+the same words.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import enum
 
 
 class WordAddress(enum.IntEnum):
-    """First byte of every host write (spec §1.4)."""
+    """First byte of every host write (chip §1.4)."""
 
     RESET = 0x00  #: rewind the output-buffer address counter
     SLEEP = 0x01  #: low-power sleep; all volatile state is lost
@@ -21,7 +22,7 @@ class WordAddress(enum.IntEnum):
 
 
 class Opcode(enum.IntEnum):
-    """Command opcodes (spec §4.0)."""
+    """Command opcodes (chip §4.0)."""
 
     READ = 0x02
     MAC = 0x08
@@ -48,7 +49,7 @@ class Opcode(enum.IntEnum):
 
 
 class Status(enum.IntEnum):
-    """Single-byte status codes carried in a 4-byte group (spec §2)."""
+    """Single-byte status codes carried in a 4-byte group (chip §2)."""
 
     SUCCESS = 0x00
     CHECKMAC_VERIFY_MISCOMPARE = 0x01  #: a normal Verify/CheckMac outcome, not a fault
@@ -63,28 +64,28 @@ class Status(enum.IntEnum):
 
 
 class Zone(enum.IntEnum):
-    """Zone selector in Read/Write/Lock param1 bits 1:0 (spec §3.3)."""
+    """Zone selector in Read/Write/Lock param1 bits 1:0 (chip §3.3)."""
 
     CONFIG = 0
     OTP = 1
     DATA = 2
 
 
-#: Param1 bit 7 for Read/Write: 32-byte access instead of 4-byte (spec §3.3).
+#: Param1 bit 7 for Read/Write: 32-byte access instead of 4-byte (chip §3.3).
 ZONE_READWRITE_32 = 0x80
-#: Param1 bit 6 for Write: data is encrypted and followed by a MAC (spec §3.3).
+#: Param1 bit 6 for Write: data is encrypted and followed by a MAC (chip §3.3).
 ZONE_ENCRYPTED = 0x40
 
 
 class KeyType(enum.IntEnum):
-    """KeyConfig bits 4:2 (spec §3.5)."""
+    """KeyConfig bits 4:2 (chip §3.5)."""
 
     P256 = 4
     AES = 6
     SHA_OR_DATA = 7
 
 
-# --- Packet sizes (spec §1.5, §1.6) -------------------------------------------------------------
+# --- Packet sizes (chip §1.5, §1.6) -------------------------------------------------------------
 COMMAND_HEADER_SIZE = 5  #: count, opcode, param1, param2 (LE16)
 CRC_SIZE = 2
 MIN_COMMAND_COUNT = 7
@@ -92,7 +93,7 @@ MIN_GROUP_COUNT = 4
 MAX_GROUP_COUNT = 155
 STATUS_GROUP_COUNT = 4
 
-# --- Memory layout (spec §3.1, §3.2) ------------------------------------------------------------
+# --- Memory layout (chip §3.1, §3.2) ------------------------------------------------------------
 CONFIG_ZONE_SIZE = 128
 OTP_ZONE_SIZE = 64
 BLOCK_SIZE = 32
@@ -101,7 +102,7 @@ SLOT_COUNT = 16
 
 
 def slot_size(slot: int) -> int:
-    """Size in bytes of data-zone slot ``slot`` (spec §3.2): 36 for 0-7, 416 for 8, 72 for 9-15."""
+    """Size in bytes of data-zone slot ``slot`` (chip §3.2): 36 for 0-7, 416 for 8, 72 for 9-15."""
     if not 0 <= slot < SLOT_COUNT:
         raise ValueError(f"slot {slot} out of range 0..15")
     if slot < 8:
@@ -111,7 +112,7 @@ def slot_size(slot: int) -> int:
     return 72
 
 
-# Config-zone byte offsets (spec §3.1).
+# Config-zone byte offsets (chip §3.1).
 CFG_SN03 = 0
 CFG_REVNUM = 4
 CFG_SN48 = 8
@@ -138,17 +139,17 @@ CFG_KEY_CONFIG = 96
 LOCK_UNLOCKED = 0x55  #: LockValue/LockConfig byte while the zone is unlocked
 LOCK_LOCKED = 0x00
 
-SIGNATURE_SIZE = 64  #: R||S, big-endian (spec §5.2)
-PUBLIC_KEY_SIZE = 64  #: X||Y, big-endian, no 0x04 prefix (spec §5.1)
+SIGNATURE_SIZE = 64  #: R||S, big-endian (chip §5.2)
+PUBLIC_KEY_SIZE = 64  #: X||Y, big-endian, no 0x04 prefix (chip §5.1)
 DIGEST_SIZE = 32
 
-# --- Timing (spec §1.3, §1.8, §4.0) -------------------------------------------------------------
+# --- Timing (chip §1.3, §1.8, §4.0) -------------------------------------------------------------
 WAKE_LOW_S = 60e-6  #: tWLO
 WAKE_HIGH_S = 1.5e-3  #: tWHI: wait after the wake pulse before talking to the chip
 WATCHDOG_S = 1.3  #: tWATCHDOG typical; 0.7 s min, 1.7 s max
 WATCHDOG_MIN_S = 0.7
 
-#: Worst-case execution time in ms per opcode on a 608 at clock divider M0 (spec §4.0).
+#: Worst-case execution time in ms per opcode on a 608 at clock divider M0 (chip §4.0).
 EXEC_TIME_MAX_MS: dict[Opcode, int] = {
     Opcode.AES: 27,
     Opcode.CHECKMAC: 40,
@@ -175,7 +176,7 @@ EXEC_TIME_MAX_MS: dict[Opcode, int] = {
 }
 
 
-#: ChipMode (config byte 19) bits 7:3: the clock divider (spec §3.1; cryptoauthlib's
+#: ChipMode (config byte 19) bits 7:3: the clock divider (chip §3.1; cryptoauthlib's
 #: ATCA_CHIPMODE_CLOCK_DIV_*). The chip is slower at M1 and M2; Sign goes from 115 to 665 ms.
 CLOCK_DIVIDER_MASK = 0xF8
 CLOCK_M0, CLOCK_M1, CLOCK_M2 = 0x00, 0x28, 0x68

@@ -1,4 +1,4 @@
-"""CRC-16 of the ATECC command protocol (spec §1.7).
+"""CRC-16 of the ATECC command protocol (chip §1.7).
 
 Polynomial 0x8005, initial value 0, input bits taken least-significant first, result not reflected,
 no final XOR, sent low byte first. The bit-serial definition is kept as :func:`crc16_reference`

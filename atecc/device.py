@@ -11,12 +11,12 @@ Every public method:
 2. wakes the chip, runs its commands, and idles it afterwards -- also after a status error, since
    the chip's state is then known. After a failure that leaves the bus state unknown (no ACK,
    corrupted replies, a Python exception mid-sequence) it sends sleep instead, so that no half-set
-   TempKey or SHA context survives into the next transaction (spec §1.9);
+   TempKey or SHA context survives into the next transaction (chip §1.9);
 3. keeps the work inside one watchdog period: the transport refreshes the watchdog with idle+wake
    when a command might not fit, and if the chip still reports ``WatchdogAboutToExpire`` (0xEE) or
    turns out asleep (no ACK), the whole sequence is redone once from a fresh wake -- only when the
    failed command cannot have executed, so non-idempotent commands are never run twice;
-4. retries an ECC fault (0x05, "retry usually succeeds", spec §2) a bounded number of times for
+4. retries an ECC fault (0x05, "retry usually succeeds", chip §2) a bounded number of times for
    Sign, GenKey, ECDH and Verify.
 
 Must not: build packets by hand (``commands.py``), touch the bus (``transport.py``), or import
@@ -67,7 +67,7 @@ T = TypeVar("T")
 #: Extra attempts after an ECC fault (0x05) for Sign/GenKey/ECDH/Verify.
 ECC_FAULT_RETRIES = 2
 
-#: Config-zone words written one by one in ``write_config_zone`` (spec §3.1): block 0 words 4-7
+#: Config-zone words written one by one in ``write_config_zone`` (chip §3.1): block 0 words 4-7
 #: (bytes 16-31; bytes 0-15 are factory-set) and block 2 except word 5 (bytes 84-87: UserExtra,
 #: UserExtraAdd and the lock bytes, which only UpdateExtra/Lock change). Blocks 1 and 3 are
 #: written whole.
@@ -169,7 +169,7 @@ class Device:
 
     def _learn_chip_mode(self, config: bytes) -> None:
         # ChipMode's clock divider sets how long commands take; the transport times its polls by
-        # it (spec §3.1 byte 19). Any config read teaches it; there is no extra command for this.
+        # it (chip §3.1 byte 19). Any config read teaches it; there is no extra command for this.
         if len(config) == CONFIG_ZONE_SIZE and hasattr(self.transport, "chip_mode"):
             self.transport.chip_mode = config[CFG_CHIP_MODE]
 
@@ -177,13 +177,13 @@ class Device:
         return ConfigZone(self.read_config_zone())
 
     def key_valid(self, slot: int) -> bool:
-        """Info KeyValid. Which output byte carries the flag is unconfirmed (spec §4.1 [U]), so
+        """Info KeyValid. Which output byte carries the flag is unconfirmed (chip §4.1 [U]), so
         any non-zero byte counts as valid."""
         out = self._run(lambda: self._exec(cmd.info(cmd.InfoMode.KEY_VALID, slot)))
         return any(out)
 
     def info_state(self) -> bytes:
-        """Info State, raw 4 bytes (508A layout assumed, spec §4.1)."""
+        """Info State, raw 4 bytes (508A layout assumed, chip §4.1)."""
         return self._run(lambda: self._exec(cmd.info(cmd.InfoMode.STATE)))
 
     # -- random and keys ------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class Device:
         """ECDSA-sign a 32-byte digest with the key in ``slot``; returns R||S (64 bytes).
 
         Random(0x00) → Nonce pass-through to the message digest buffer (0x43) → Sign(0xA0),
-        all in one wake period, as cryptoauthlib does on a 608 (spec §4.5). The chip signs the
+        all in one wake period, as cryptoauthlib does on a 608 (chip §4.5). The chip signs the
         32 bytes as the hash value itself (no further hashing).
         """
         if len(digest) != DIGEST_SIZE:
@@ -228,7 +228,7 @@ class Device:
 
         def body() -> bytes:
             # The whole sequence is retried on an ECC fault: whether the MDB survives a failed
-            # Sign is not documented (spec §8), so reload it.
+            # Sign is not documented (chip §8), so reload it.
             self._exec(rand)
             self._exec(load)
             return self._exec(sign)
@@ -274,7 +274,7 @@ class Device:
         """Read ``length`` bytes at ``offset`` of a zone (``slot`` only matters for data).
 
         Whole 32-byte blocks are read and sliced; a short last block (slots 0-7 block 1, slots
-        9-15 block 2) is read with a 32-byte read too (the chip pads with zeros, spec §3.3), with
+        9-15 block 2) is read with a 32-byte read too (the chip pads with zeros, chip §3.3), with
         a fallback to 4-byte reads if the chip refuses that.
         """
         zone = Zone(zone)
@@ -312,7 +312,7 @@ class Device:
 
         A block wholly covered (or, for a short last block, covered up to the slot's end) is
         written with one 32-byte write, zero-padded -- the chip ignores bytes past the slot's
-        end (spec §3.3); partially covered blocks are written word by word, which the chip allows
+        end (chip §3.3); partially covered blocks are written word by word, which the chip allows
         only where 4-byte writes are (not on secret slots or before the data lock).
         """
         zone = Zone(zone)
@@ -333,14 +333,14 @@ class Device:
             self._exec(built)
 
     def read_public_key(self, slot: int) -> bytes:
-        """Public key X||Y stored in a 72-byte slot in padded form (spec §3.8)."""
+        """Public key X||Y stored in a 72-byte slot in padded form (chip §3.8)."""
         if slot_size(slot) < 72:
             raise ValueError(f"slot {slot} is too small to hold a public key")
         padded = self.read_bytes(Zone.DATA, slot, 0, 72)
         return padded[4:36] + padded[40:72]
 
     def write_public_key(self, slot: int, public_key: bytes) -> None:
-        """Store X||Y in ``slot`` as ``00000000 X 00000000 Y`` (72 bytes, spec §3.8)."""
+        """Store X||Y in ``slot`` as ``00000000 X 00000000 Y`` (72 bytes, chip §3.8)."""
         if len(public_key) != PUBLIC_KEY_SIZE:
             raise ValueError(f"public key must be 64 bytes, got {len(public_key)}")
         if slot_size(slot) < 72:
@@ -349,7 +349,7 @@ class Device:
         self.write_bytes(Zone.DATA, slot, 0, padded)
 
     def write_config_zone(self, config: bytes) -> None:
-        """Write config bytes 16..127 from a 128-byte image, as the chip allows (spec §3.1).
+        """Write config bytes 16..127 from a 128-byte image, as the chip allows (chip §3.1).
 
         Bytes 0-15 (factory), 84-85 (UpdateExtra only) and 86-87 (Lock only) are not written.
         """
@@ -368,7 +368,7 @@ class Device:
     # -- locking -----------------------------------------------------------------------------------
     def lock_config(self, crc: int | None = None) -> None:
         """Lock the config zone. With ``crc=None`` the config is read and its CRC sent, so the
-        chip refuses if the zone is not what was just read (spec §3.7)."""
+        chip refuses if the zone is not what was just read (chip §3.7)."""
 
         def body() -> None:
             value = crc if crc is not None else crc16(self._read_config())
@@ -379,7 +379,7 @@ class Device:
     def lock_data(self, crc: int | None = None) -> None:
         """Lock the data and OTP zones.
 
-        The summary CRC covers every non-private slot plus the OTP zone (spec §3.7), but before
+        The summary CRC covers every non-private slot plus the OTP zone (chip §3.7), but before
         the data lock the chip refuses every data/OTP read, so the driver cannot compute it from
         the chip. With ``crc=None`` the no-check mode (param1 bit 7) is used; callers who know
         what they wrote can pass :func:`data_zone_crc` of it.
@@ -404,7 +404,7 @@ class Device:
         """HMAC-SHA256 of ``data`` with the 32-byte key in ``slot`` (SHA HMAC start/update/end).
 
         ``random_nonce``: first make TempKey random (Nonce random mode, in the same wake), as a
-        slot whose KeyConfig has ReqRandom demands before HMAC start (spec §3.5, §4.11).
+        slot whose KeyConfig has ReqRandom demands before HMAC start (chip §3.5, §4.11).
         """
         data = bytes(data)
 
@@ -424,7 +424,7 @@ class Device:
         """Send every whole 64-byte block as an update; return the 0..63-byte remainder.
 
         The remainder goes with End; keeping it below 64 suits both the 608 (End takes 0..64)
-        and the 508A rule (0..63), spec §4.11.
+        and the 508A rule (0..63), chip §4.11.
         """
         full = len(data) - len(data) % 64
         view = memoryview(data)
@@ -525,7 +525,7 @@ class Device:
 
 
 def data_zone_crc(config: bytes, slots: list[bytes], otp: bytes) -> int:
-    """The summary CRC Lock(data) expects (spec §3.7, [508]): every slot in order, skipping
+    """The summary CRC Lock(data) expects (chip §3.7, [508]): every slot in order, skipping
     slots whose KeyConfig marks an ECC private key, followed by the 64 OTP bytes."""
     zone = ConfigZone(config)
     parts = [
@@ -562,7 +562,7 @@ class Sha256Stream:
     Data is buffered into 64-byte blocks; each :meth:`update` that completes blocks sends them in
     one transaction, and :meth:`digest` sends the remainder with End.
 
-    Between transactions the chip's SHA context would survive an idle (spec §1.9), but on real
+    Between transactions the chip's SHA context would survive an idle (chip §1.9), but on real
     hardware another host process may take the bus in between and run its own SHA start, which
     silently replaces our context -- and holding the bus lock for the whole stream would block
     every other user for as long as the application likes. So the stream never relies on the
@@ -571,7 +571,7 @@ class Sha256Stream:
     * if the chip supports SHA context read/write (modes 6/7), each transaction restores our saved
       context (or starts), sends the blocks, and saves the context again. Another process's SHA
       in between cannot clobber it;
-    * otherwise (the emulator may answer 0x03/0x0F to modes 6/7, spec §7.2) the stream falls
+    * otherwise (the emulator may answer 0x03/0x0F to modes 6/7, chip §7.2) the stream falls
       back to ``hashlib.sha256`` on the host. A plain SHA-256 involves no key, so the result is
       identical; the fallback is restart-safe because no chip state is kept between calls.
 
@@ -632,7 +632,7 @@ class Sha256Stream:
             self._switch_to_host()
 
     def _switch_to_host(self) -> None:
-        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+        import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)
 
         self._host = hashlib.sha256(self._buffer)
         self._buffer.clear()

@@ -4,9 +4,9 @@ Owns: opening ``/dev/i2c-N`` through ``smbus2.SMBus``, building ``i2c_msg`` read
 for the transport, and the default path of the inter-process bus lock file.
 
 Must not: know anything about the chip's protocol (that is ``transport.py``), or import
-``smbus2`` at module level -- the emulator path (CI, development) must work without it being
-importable, so every import of it happens lazily inside a function (ARCHITECTURE.md §1,
-house style B2 rule 4).
+``smbus2`` at module level: ``smbus2`` is a dependency of the package (the emulator path builds
+its messages with ``smbus2.i2c_msg`` too), but importing it (and ``ctypes``) costs start-up time
+that a process which never touches the bus should not pay, so it is imported on first use.
 
 The emulator's ``EmulatedBus`` reads the same message objects (``.addr .flags .len .buf``), so the
 transport builds messages here for both kinds of bus.
@@ -75,6 +75,6 @@ def default_lock_path(bus_number: int, address7: int) -> Path:
     name = f"atecc-i2c-{bus_number}-0x{address7:02x}.lock"
     if RUN_LOCK_DIR.is_dir() and os.access(RUN_LOCK_DIR, os.W_OK | os.X_OK):
         return RUN_LOCK_DIR / name
-    import tempfile  # lazy: ~2 ms of imports, needed only when /run/lock is unusable
+    import tempfile  # lazy: needed only when /run/lock is unusable
 
     return Path(tempfile.gettempdir()) / name

@@ -1,4 +1,4 @@
-"""Host-side encoding of command packets and decoding of replies (spec §1.5, §1.6, §2).
+"""Host-side encoding of command packets and decoding of replies (chip §1.5, §1.6, §2).
 
 A command packet is ``COUNT OPCODE PARAM1 PARAM2(LE16) DATA... CRC(LE16)`` and a reply is
 ``COUNT DATA... CRC``. This module only turns values into bytes and back; it never touches a bus.

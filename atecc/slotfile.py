@@ -88,6 +88,9 @@ class SlotFile:
     label: str = DEFAULT_LABEL
     freeslots: tuple[int, ...] = ()
     objects: list[SlotObject] = field(default_factory=list)
+    #: ``root_ca = <PEM file>``: the CA that signed the chip's signer certificate when it is not
+    #: Microchip's (an emulated Trust&GO chip's own root); relative to the slot file's directory
+    root_ca: Path | None = None
     #: keys we do not interpret yet (e.g. user_pin*), as key -> (value, line number)
     extra: dict[str, tuple[str, int]] = field(default_factory=dict)
 
@@ -192,6 +195,10 @@ def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
             result.freeslots = _parse_slot_list(value, where)
         elif key == "object":
             result.objects.append(_parse_object(value, where, lineno))
+        elif key == "root_ca":
+            if not value:
+                raise SlotFileError(f"{where}: root_ca needs a file name")
+            result.root_ca = path.parent / value
         elif key in PKCS11_KEYS:
             result.extra[key] = (value, lineno)
         else:

@@ -1,6 +1,6 @@
 """Byte transport to one ATECC608 on an I2C bus: wake, idle, sleep, command execution, locking.
 
-Owns: the host side of spec §1 -- the wake sequence (§1.3), the word-address bytes (§1.4),
+Owns: the host side of chip §1 -- the wake sequence (§1.3), the word-address bytes (§1.4),
 writing a command packet as one Stop-terminated write, polling for the reply while the chip is
 busy (§1.8), reading and CRC-checking the reply group (§1.6, §1.7), bounded retries, and the
 inter-process bus lock (ARCHITECTURE.md §1, §6).
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import threading
 import time
@@ -47,12 +46,13 @@ from atecc.errors import (
     SelfTestError,
     TransportError,
 )
+from atecc.fileio import FileLock
 from atecc.packet import Command, parse_response
 
-#: errno values an adapter uses for "no ACK" (spec §1.10): busy, asleep, idle or absent chip.
+#: errno values an adapter uses for "no ACK" (chip §1.10): busy, asleep, idle or absent chip.
 NACK_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO, errno.EIO})
 
-#: General-call address the wake pulse is sent to (spec §1.3 step 2).
+#: General-call address the wake pulse is sent to (chip §1.3 step 2).
 WAKE_ADDRESS = 0x00
 #: Data byte of the wake write. The wake itself is the address byte 0x00: SDA low for eight bit
 #: times, then released for the acknowledge slot -- the rising edge after >= tWLO low that the
@@ -66,13 +66,13 @@ WAKE_DATA = b"\x01"
 #: cost while keeping bus traffic trivial (a NACKed read is one address byte).
 POLL_INTERVAL_S = 0.0015
 #: First poll after this fraction of the command's worst-case time. The 608's typical times are
-#: not public (spec §8, [U]); the 508A's typical/max ratios are 0.1-0.8, so 0.25 is a point where
+#: not public (chip §8, [U]); the 508A's typical/max ratios are 0.1-0.8, so 0.25 is a point where
 #: most commands are not yet done but polling has not wasted much.
 FIRST_POLL_FRACTION = 0.25
 #: Slack past the worst-case execution time before declaring the chip stuck.
 EXEC_MARGIN_S = 0.05
-#: Budget per wake period (spec §1.8: "budget <= ~0.7 s"); past it we refresh the watchdog with
-#: idle + wake, which keeps TempKey, the RNG seed and the SHA context (spec §1.9).
+#: Budget per wake period (chip §1.8: "budget <= ~0.7 s"); past it we refresh the watchdog with
+#: idle + wake, which keeps TempKey, the RNG seed and the SHA context (chip §1.9).
 WATCHDOG_BUDGET_S = WATCHDOG_MIN_S
 #: After this long from the wake pulse the chip has certainly slept (tWATCHDOG max 1.7 s).
 WATCHDOG_MAX_S = 1.7
@@ -152,10 +152,10 @@ class I2CTransport:
         self.chip_mode: int | None = None
         #: Clock time of the last successful wake pulse; the watchdog counts from it.
         self.wake_time = 0.0
-        self._pid = os.getpid()
-        self._rlock = threading.RLock()
-        self._depth = 0
-        self._lock_fd: int | None = None
+        #: Inter-process lock around each transaction; a process-local one without a lock path.
+        self._lock: FileLock | threading.RLock = (
+            FileLock(self.lock_path) if self.lock_path is not None else threading.RLock()
+        )
 
     # -- raw bus helpers ---------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -176,7 +176,7 @@ class I2CTransport:
             return False
         return True
 
-    # -- power states (spec §1.2-§1.4) -----------------------------------------------------------
+    # -- power states (chip §1.2-§1.4) -----------------------------------------------------------
     def wake(self) -> None:
         """Wake the chip and check its wake reply ``[04 11 CRC]`` by CRC and status byte.
 
@@ -187,7 +187,7 @@ class I2CTransport:
         for _ in range(WAKE_ATTEMPTS):
             try:
                 # The 0x00 address byte holds SDA low for 8+ bit times (>= 60 us at 100 kHz);
-                # nobody ACKs it, so the OSError is the expected outcome (spec §1.3 step 2).
+                # nobody ACKs it, so the OSError is the expected outcome (chip §1.3 step 2).
                 self.bus.i2c_rdwr(i2c.write_msg(WAKE_ADDRESS, WAKE_DATA))
             except OSError:
                 pass
@@ -198,7 +198,7 @@ class I2CTransport:
             except OSError as exc:
                 if not _is_nack(exc):
                     raise TransportError(f"I2C read failed during wake: {exc}") from exc
-                continue  # not awake yet: pulse again (spec §1.3 step 5)
+                continue  # not awake yet: pulse again (chip §1.3 step 5)
             ok = reply[0] == STATUS_GROUP_COUNT and check_crc(reply)
             if ok and reply[1] == Status.WAKE_OK:
                 self.awake = True
@@ -209,7 +209,7 @@ class I2CTransport:
                 self.wake_time = pulse
                 raise SelfTestError()
             # The chip was already awake and we read whatever its output buffer held (a stale
-            # reply, or 0xFF past its end): idle it, then wake again (spec §1.3 step 7).
+            # reply, or 0xFF past its end): idle it, then wake again (chip §1.3 step 7).
             stale_replies += 1
             if stale_replies > self.retries + 1:
                 raise ResponseFormatError(f"chip does not give a wake reply: {reply.hex()}")
@@ -218,12 +218,12 @@ class I2CTransport:
         raise NoDevice(f"no ATECC608 answers at I2C address 0x{self.address7:02X}")
 
     def idle(self) -> None:
-        """Word address 0x02: idle; TempKey, RNG seed and SHA context survive (spec §1.9)."""
+        """Word address 0x02: idle; TempKey, RNG seed and SHA context survive (chip §1.9)."""
         self.awake = False
         self._write_word(WordAddress.IDLE)
 
     def sleep(self) -> None:
-        """Word address 0x01: sleep; every volatile register is cleared (spec §1.4)."""
+        """Word address 0x01: sleep; every volatile register is cleared (chip §1.4)."""
         self.awake = False
         self._write_word(WordAddress.SLEEP)
 
@@ -257,7 +257,7 @@ class I2CTransport:
             except ResponseCrcError:
                 if attempt == self.retries:
                     raise
-                continue  # resend the whole command (spec §2: ATCA_RX_CRC_ERROR → resend)
+                continue  # resend the whole command (chip §2: ATCA_RX_CRC_ERROR → resend)
             try:
                 # _transfer returns only groups whose COUNT and CRC it has checked.
                 return parse_response(group, expected_len, crc_checked=True)
@@ -285,7 +285,7 @@ class I2CTransport:
         sent = self.clock.monotonic()
         # Poll from a fraction of the time at the known divider (M0 when unknown, the fast
         # common case); give up only past the worst case at the known divider, or at the
-        # slowest documented one when the divider is unknown (spec §1.8, §3.1 ChipMode).
+        # slowest documented one when the divider is unknown (chip §1.8, §3.1 ChipMode).
         expected = exec_time_max_s(opcode, self.chip_mode or CLOCK_M0)
         deadline = sent + exec_time_max_s(opcode, self.chip_mode) + EXEC_MARGIN_S
         if self.awake:
@@ -296,7 +296,7 @@ class I2CTransport:
             if check_crc(group):
                 return group
             # A corrupted reply: rewind the output buffer with word address 0x00 and read the
-            # same bytes again (spec §1.4); the chip does not recompute anything.
+            # same bytes again (chip §1.4); the chip does not recompute anything.
             self._send_word_checked(WordAddress.RESET)
             group = self._read_group(len(group) if MIN_GROUP_COUNT <= len(group) else 4)
         if check_crc(group):
@@ -307,7 +307,7 @@ class I2CTransport:
         data = bytes((WordAddress.COMMAND,)) + packet
         for attempt in range(self.retries + 1):
             try:
-                self._write(data)  # ONE message: the Stop starts execution (spec §1.10)
+                self._write(data)  # ONE message: the Stop starts execution (chip §1.10)
                 return
             except OSError as exc:
                 if not _is_nack(exc):
@@ -345,7 +345,7 @@ class I2CTransport:
 
         Reading the expected length in one transfer saves a bus round trip over cryptoauthlib's
         COUNT-then-rest; a shorter (status) group is simply cut at COUNT -- bytes past the end
-        of the output buffer read as 0xFF and are discarded (spec §1.6).
+        of the output buffer read as 0xFF and are discarded (chip §1.6).
         """
         data = self._read(hint)
         count = data[0]
@@ -356,66 +356,19 @@ class I2CTransport:
             return data[:count]
         return data + self._read(count - len(data))
 
-    # -- locking (ARCHITECTURE.md §6) --------------------------------------------------------------
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        """Hold the chip for one Device transaction: thread RLock, then ``flock(lock_path)``.
+    # -- locking (ARCHITECTURE.md §6) ---------------------------------------------------------
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold the chip for one Device transaction: ``flock(lock_path)`` (a :class:`FileLock`).
 
-        Re-entrant within a thread; the ``flock`` is taken only by the outermost holder. After a
-        ``fork()`` the child opens its own descriptor (an inherited one shares the parent's lock).
+        Re-entrant within a thread; safe across ``fork()`` (the child starts with the lock free).
         """
-        return _TransportLock(self)
-
-    def _lock_enter(self) -> None:
-        if self._pid != os.getpid():
-            # Forked child: the parent's lock objects are meaningless here.
-            self._pid = os.getpid()
-            self._rlock = threading.RLock()
-            self._depth = 0
-            self._lock_fd = None
-        self._rlock.acquire()
-        try:
-            if self._depth == 0 and self.lock_path is not None:
-                if self._lock_fd is None:
-                    self._lock_fd = os.open(
-                        self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-                    )
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._rlock.release()
-            raise
-        self._depth += 1
-
-    def _lock_exit(self) -> None:
-        try:
-            self._depth -= 1
-            if self._depth == 0 and self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        finally:
-            self._rlock.release()
+        return self._lock
 
     def close(self) -> None:
         """Close the lock descriptor and the bus."""
-        with self._rlock:
-            if self._lock_fd is not None and self._pid == os.getpid():
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        if isinstance(self._lock, FileLock):
+            self._lock.close()
         self.bus.close()
-
-
-class _TransportLock:
-    """What :meth:`I2CTransport.lock` returns: a plain class, because a generator-based context
-    manager costs several microseconds per use and every chip transaction takes this lock."""
-
-    __slots__ = ("_tr",)
-
-    def __init__(self, transport: I2CTransport) -> None:
-        self._tr = transport
-
-    def __enter__(self) -> None:
-        self._tr._lock_enter()
-
-    def __exit__(self, *exc: object) -> None:
-        self._tr._lock_exit()
 
 
 def check_crc(group: bytes) -> bool:

@@ -187,6 +187,10 @@ def entry(fn: Callable[..., int] | None = None, *, out: str | None = None) -> An
     """
 
     def declare(f: Callable[..., int]) -> Callable[..., int]:
+        code = f.__code__
+        if out is not None and out not in code.co_varnames[: code.co_argcount]:
+            # Checked at import, so a misspelt name can never silently skip writing the length.
+            raise TypeError(f"@entry(out={out!r}): {f.__name__} has no such parameter")
         _ENTRIES[f.__name__] = (f, out)
         return f
 

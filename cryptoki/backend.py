@@ -36,6 +36,42 @@ class SlotCaps:
     size: int = 36  #: slot size in bytes (36, 416 or 72)
 
 
+@dataclass(frozen=True)
+class CertificateSpec:
+    """A certificate the chip product defines, as the token shows it."""
+
+    label: str
+    category: int  #: CKA_CERTIFICATE_CATEGORY
+    trusted: bool  #: CKA_TRUSTED (the signer CA of a Trust&GO part)
+    #: the chip key slot this certificate certifies (its CKA_ID is that key's), or None: the
+    #: certificate's own key gives its CKA_ID
+    key_slot: int | None = None
+
+
+@dataclass(frozen=True)
+class ProductLayout:
+    """What a chip product (e.g. Trust&GO) fixes at the factory, as the token needs it.
+
+    :ivar device_key_slot: the factory device key, shown as key pair ``device_label``.
+    :ivar reserved_slots: slots with a fixed meaning: never chosen for new keys, and not shown
+        as generated keys even if the metadata file names them.
+    :ivar default_freeslots: slots new keys may go to when the slot file has no ``freeslots``.
+    :ivar certificates: the certificate chain :meth:`TokenBackend.certificate_chain` rebuilds,
+        in its order (device first, then signer).
+    """
+
+    name: str
+    device_key_slot: int | None = None
+    device_label: str = "device"
+    reserved_slots: frozenset[int] = frozenset()
+    default_freeslots: tuple[int, ...] = ()
+    certificates: tuple[CertificateSpec, ...] = ()
+
+
+#: A customer-provisioned part: nothing is fixed; the slot file says everything.
+GENERIC_LAYOUT = ProductLayout("generic")
+
+
 class TokenBackend(Protocol):
     """One chip behind one slot file. Implementations serialise nothing; the token holds a lock."""
 
@@ -45,6 +81,11 @@ class TokenBackend(Protocol):
         :raises errors.TokenNotPresent: nothing answers (no bus, no state file, no chip).
         :raises errors.DeviceError: the chip answered but the exchange failed.
         """
+        ...
+
+    def layout(self) -> ProductLayout:
+        """The chip product's fixed layout (Trust&GO slots and certificates), known without
+        talking to the chip."""
         ...
 
     def slot_caps(self, slot: int) -> SlotCaps: ...
@@ -112,8 +153,9 @@ class TokenBackend(Protocol):
         """The whole contents of a data slot (for certificates stored in full DER)."""
         ...
 
-    def certificate_chain(self) -> tuple[bytes, bytes]:
-        """(device DER, signer DER) rebuilt from the Trust&GO compressed certificates."""
+    def certificate_chain(self) -> tuple[bytes, ...]:
+        """The DER certificates of :attr:`ProductLayout.certificates`, rebuilt from the chip's
+        compressed certificates (Trust&GO: device, signer)."""
         ...
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from atecc.der import children, read_tlv
 from cryptoki.constants import P256_EC_PARAMS
 
 #: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) ... } header
@@ -49,7 +50,7 @@ def spki(pub64: bytes) -> bytes:
     return _SPKI_P256_PREFIX + uncompressed_point(pub64)
 
 
-def _sha1(data: bytes) -> bytes:
+def sha1(data: bytes) -> bytes:
     # hashlib imported on first use: it loads OpenSSL's libcrypto through _hashlib (~2-3 ms),
     # which a start that only lists slots never needs.
     import hashlib
@@ -63,58 +64,41 @@ def key_id(pub64: bytes) -> bytes:
     This is the value OpenSSL puts in subjectKeyIdentifier (RFC 5280 §4.2.1.2 method 1 hashes the
     BIT STRING contents, i.e. the same bytes), so certificates issued elsewhere line up too.
     """
-    return _sha1(uncompressed_point(pub64))
+    return sha1(uncompressed_point(pub64))
 
 
 def spki_id(spki_der: bytes) -> bytes:
     """CKA_ID for a certificate's key: :func:`key_id` for P-256, SHA-1 of the SPKI otherwise."""
     if len(spki_der) == len(_SPKI_P256_PREFIX) + 65 and spki_der.startswith(_SPKI_P256_PREFIX):
         return key_id(spki_der[-64:])
-    return _sha1(spki_der)
+    return sha1(spki_der)
 
 
-# --------------------------------------------------------------------------------------------
-# Minimal DER reader
+def point_xy(value: bytes) -> bytes | None:
+    """X||Y of a P-256 point given as 04||X||Y or as its DER OCTET STRING, if on the curve."""
+    raw = value
+    if len(raw) == 67 and raw[:2] == b"\x04\x41":
+        raw = raw[2:]
+    if len(raw) != 65 or raw[0] != 0x04:
+        return None
+    xy = raw[1:]
+    return xy if on_curve(xy) else None
 
 
-def read_tlv(data: bytes, pos: int = 0) -> tuple[int, int, int, int]:
-    """Read one TLV at ``pos``: (tag, start of value, end of value, end of the whole TLV).
-
-    Definite lengths only (DER); raises ValueError on truncation or indefinite forms.
-    """
-    if pos + 2 > len(data):
-        raise ValueError("DER truncated")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("multi-byte DER tags are not used in certificates we read")
-    length = data[pos + 1]
-    head = pos + 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or head + count > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[head : head + count], "big")
-        head += count
-    end = head + length
-    if end > len(data):
-        raise ValueError("DER value runs past the end")
-    return tag, head, end, end
+#: P-256 domain parameters (FIPS 186-4 D.1.2.3), for the on-curve check.
+_P = 2**256 - 2**224 + 2**192 + 2**96 - 1
+_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
 
 
-def children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """The (tag, tlv_start, tlv_end) of each element inside a constructed value."""
-    out = []
-    pos = start
-    while pos < end:
-        tag, _, _, nxt = read_tlv(data, pos)
-        out.append((tag, pos, nxt))
-        pos = nxt
-    return out
-
-
-def der_length(data: bytes) -> int:
-    """Length of the single DER element at the start of ``data`` (to trim slot padding)."""
-    return read_tlv(data, 0)[3]
+def on_curve(xy: bytes) -> bool:
+    """True when X||Y is an affine point of P-256 (y² = x³ - 3x + b mod p)."""
+    if len(xy) != 64:
+        return False
+    x = int.from_bytes(xy[:32], "big")
+    y = int.from_bytes(xy[32:], "big")
+    if not (0 <= x < _P and 0 <= y < _P):
+        return False
+    return (y * y - (x * x * x - 3 * x + _B)) % _P == 0
 
 
 @dataclass(frozen=True)
@@ -155,4 +139,4 @@ def parse_certificate(cert: bytes) -> CertFields:
 
 def check_value(value: bytes) -> bytes:
     """CKA_CHECK_VALUE of a certificate: the first 3 bytes of SHA-1 of CKA_VALUE (§4.6.3)."""
-    return _sha1(value)[:3]
+    return sha1(value)[:3]

@@ -17,30 +17,28 @@ Handles count up from 1 and are never reused in a process, across C_Finalize/C_I
 
 Start-up: every short-lived host (``pkcs11-tool -L``, ``p11tool``, an OpenSSL engine per TLS
 handshake) imports this module in its first C_Initialize. The modules only object creation
-needs (``creation``, ``policy``, ``templates``, ``mechanisms.aes``/``ecdh``) are therefore
-imported inside the methods that use them (C_CreateObject/CopyObject, C_GenerateKey[Pair],
-C_DeriveKey, C_Encrypt/DecryptInit): about 4 ms less per process start (measured with
-``python -X importtime``); the repeated import statement costs well under 1 µs per call.
+needs (``creation``, ``policy``, ``mechanisms.aes``/``ecdh``/``ecdsa``) are therefore imported
+inside the methods (and mechanism factories) that use them; the repeated import statement costs
+well under 1 µs per call.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
 from logging import getLogger
 from pathlib import Path
-from typing import Any
 
-from cryptoki import attributes, config, errors, mechanisms, objects
+from cryptoki import access, attributes, config, errors, limits, mechanisms, objects, schema
 from cryptoki.backend import TokenBackend
-from cryptoki.constants import CKA, CKF, CKK, CKM, CKO, CKU
+from cryptoki.constants import CKA, CKF, CKO, CKU
 from cryptoki.log import configure as configure_logging
 from cryptoki.mechanisms import digest
-from cryptoki.mechanisms.ecdsa import SignOperation, VerifyOperation
-from cryptoki.objects import Pkcs11Object
+from cryptoki.objects import Origin, Pkcs11Object
 from cryptoki.session import (
     DECRYPT,
     DIGEST,
@@ -78,7 +76,7 @@ def atecc_backend(cfg: config.TokenConfig) -> TokenBackend:
     """The production backend factory: the chip named by the slot file's interface line."""
     from cryptoki.backends.atecc import AteccBackend
 
-    return AteccBackend(cfg.interface, cfg.path.name)
+    return AteccBackend(cfg.interface, cfg.path.name, cfg.device, cfg.slot_file.root_ca)
 
 
 class Library:
@@ -141,13 +139,12 @@ class Library:
                 raise errors.SessionHandleInvalid(f"no session {handle}")
             return session, self._slots[session.slot_id].token
 
-    def _visible(self, token: Token, obj: Pkcs11Object) -> bool:
-        # Private objects are seen only by a logged-in user (spec §4.4, Table 7).
-        return not obj.is_private or token.logged_in == _CKU_USER
-
-    def _object(self, token: Token, handle: int, *, key: bool = False) -> Pkcs11Object:
+    def _object(
+        self, sess: Session, token: Token, handle: int, *, key: bool = False
+    ) -> Pkcs11Object:
+        """The object ``handle`` names, if this session may see it (``access.can_read``)."""
         obj = token.object(handle)
-        if obj is None or not self._visible(token, obj):
+        if obj is None or not access.can_read(sess.state(token.logged_in), private=obj.is_private):
             if key:
                 raise errors.KeyHandleInvalid(f"no key {handle}")
             raise errors.ObjectHandleInvalid(f"no object {handle}")
@@ -265,44 +262,40 @@ class Library:
         return mechanisms.info(mechanism_type, aes=token.aes_enabled())
 
     def init_token(self, slot_id: int, so_pin: bytes | None, label: bytes) -> None:
-        """C_InitToken (§5.5.8): the chip is provisioned at the factory, not from here. With
-        ``user_pin = required`` the first call sets the SO PIN, later ones (with it) clear the
-        user PIN; the label stays the slot file's."""
+        """C_InitToken (§5.5.8): with the SO PIN (set by the first call when ``user_pin =
+        required``; any PIN without one, as for C_Login), every key and object this module made
+        is destroyed (keys erased on the chip), the user PIN is cleared and the token takes the
+        new label. The chip's own keys and certificates stay: the chip is provisioned at the
+        factory (or with ``atecc provision``), not from here."""
         with self._lock:
             self._check()
-            slot = self._slot(slot_id)
+            self._slot(slot_id)
             busy = any(s.slot_id == slot_id for s in self._sessions.values())
-        if not slot.token.pin_configured:
-            raise errors.FunctionNotSupported("tokens are initialised at provisioning time")
         if busy:
             raise errors.SessionExists("close every session first")
-        slot.token.init_token(so_pin)
-
-    def _rw_session(self, session: int) -> tuple[Session, Token]:
-        sess, token = self._session(session)
-        if not sess.rw:
-            raise errors.SessionReadOnly("this needs a read/write session")
-        return sess, token
+        try:
+            text = label.decode("utf-8").rstrip(" ")
+        except UnicodeDecodeError:
+            raise errors.ArgumentsBad("the label is not UTF-8") from None
+        token = self._present_token(slot_id)
+        token.login.init_token(so_pin)
+        token.reinitialise(text)
 
     def init_pin(self, session: int, pin: bytes | None) -> None:
         """C_InitPIN (§5.5.9): the SO sets the user PIN (``user_pin = required`` only)."""
         sess, token = self._session(session)
         if not token.pin_configured:
             raise errors.FunctionNotSupported("no PIN can be configured on this token")
-        if token.logged_in != CKU.SO:
-            raise errors.UserNotLoggedIn("C_InitPIN needs the SO logged in")
-        if not sess.rw:
-            raise errors.SessionReadOnly("C_InitPIN needs a read/write session")
-        token.init_pin(pin)
+        access.check_so(self._state(sess, token), "C_InitPIN")
+        token.login.init_pin(pin)
 
     def set_pin(self, session: int, old_pin: bytes | None, new_pin: bytes | None) -> None:
         """C_SetPIN (§5.5.10): ``user_pin = required`` only."""
         sess, token = self._session(session)
         if not token.pin_configured:
             raise errors.FunctionNotSupported("no PIN can be configured on this token")
-        if not sess.rw:
-            raise errors.SessionReadOnly("C_SetPIN needs a read/write session")
-        token.set_pin(old_pin, new_pin)
+        access.check_rw(self._state(sess, token), "C_SetPIN")
+        token.login.set_pin(old_pin, new_pin)
 
     # -- sessions (§5.6) ---------------------------------------------------------------------
     def open_session(self, slot_id: int, flags: int) -> int:
@@ -338,7 +331,7 @@ class Library:
             last = not any(s.slot_id == sess.slot_id for s in self._sessions.values())
         token.drop_session_objects(session)
         if last:
-            token.logged_in = None
+            token.login.user = None
 
     def close_all_sessions(self, slot_id: int) -> None:
         """C_CloseAllSessions (§5.6.3)."""
@@ -352,7 +345,6 @@ class Library:
     def get_session_info(self, session: int) -> SessionInfo:
         """C_GetSessionInfo (§5.6.4)."""
         sess, token = self._session(session)
-        # Positional (slot_id, state, flags, device_error): keywords cost ~0.3 µs more here.
         return SessionInfo(sess.slot_id, sess.state(token.logged_in), sess.flags, 0)
 
     def session_cancel(self, session: int, flags: int) -> None:
@@ -373,11 +365,11 @@ class Library:
         raise errors.FunctionNotSupported("operation state cannot be restored")
 
     def login(self, session: int, user_type: int, pin: bytes | None) -> None:
-        """C_Login (§5.6.8). See Token.login for why any PIN is accepted."""
+        """C_Login (§5.6.8). See ``login.py`` for why any PIN is accepted without a PIN."""
         sess, token = self._session(session)
         with self._lock:
             ro_exists = any(not s.rw for s in self._sessions.values() if s.slot_id == sess.slot_id)
-            token.login(user_type, pin, ro_exists)
+            token.login.login(user_type, pin, ro_exists)
 
     def login_user(
         self, session: int, user_type: int, pin: bytes | None, username: bytes | None
@@ -389,133 +381,105 @@ class Library:
         """C_Logout (§5.6.10)."""
         _, token = self._session(session)
         with self._lock:
-            token.logout()
+            token.login.logout()
 
     # -- objects (§5.7) -----------------------------------------------------------------------
-    @staticmethod
-    def _template_flag(template: Template, attr_type: int) -> bool:
-        return any(t == attr_type and v[:1] not in (b"", b"\x00") for t, v in template)
+    def _state(self, sess: Session, token: Token) -> int:
+        return sess.state(token.logged_in)
 
-    def _check_new_object(
-        self, sess: Session, token: Token, template: Template, *, default_private: bool = False
-    ) -> None:
-        """Access rules for a new object: token objects need a read/write session, private
-        ones (with a PIN configured) a logged-in user."""
-        if self._template_flag(template, CKA.TOKEN) and not sess.rw:
-            raise errors.SessionReadOnly("token objects need a read/write session")
-        private = any(t == CKA.PRIVATE for t, _ in template)
-        wants_private = self._template_flag(template, CKA.PRIVATE) if private else default_private
-        if token.pin_configured and wants_private and token.logged_in != CKU.USER:
-            raise errors.UserNotLoggedIn("private objects need the user logged in")
+    @staticmethod
+    def _template_flag(template: Template, attr_type: int, default: bool = False) -> bool:
+        """A CK_BBOOL of a raw template as access decisions need it (before any decoding)."""
+        for t, v in template:
+            if t == attr_type:
+                return v[:1] not in (b"", b"\x00")
+        return default
+
+    @staticmethod
+    def _template_ulong(template: Template, attr_type: int) -> int | None:
+        """A CK_ULONG of a raw template, if well-formed (access decisions, before decoding)."""
+        for t, v in template:
+            if t == attr_type and len(v) == attributes.ULONG_SIZE:
+                return int.from_bytes(v, sys.byteorder)
+        return None
 
     def create_object(self, session: int, template: Template) -> int:
         """C_CreateObject (§5.7.1): data objects, X.509 certificates, P-256 public keys, and
         AES keys (written into a free chip key block)."""
-        from cryptoki import creation  # lazy, see the module docstring
+        from cryptoki import creation, policy  # lazy, see the module docstring
 
         sess, token = self._session(session)
-        self._check_new_object(sess, token, template)
+        is_secret = self._template_ulong(template, CKA.CLASS) == CKO.SECRET_KEY
+        access.check_write(
+            self._state(sess, token),
+            token_object=self._template_flag(template, CKA.TOKEN),
+            private=self._template_flag(template, CKA.PRIVATE, token.pin_configured and is_secret),
+        )
         built = creation.build(template, pin_configured=token.pin_configured)
-        if not isinstance(built, creation.AesImport) and not token.pin_configured:
-            # Without a PIN nothing can keep a private object private; as for key pairs, the
-            # object is made with CKA_PRIVATE false (read it back to see) and stays visible.
-            built[CKA.PRIVATE] = False
-        if isinstance(built, creation.AesImport):
+        if isinstance(built, policy.SecretKeyRequest):
             if not token.aes_enabled():
                 raise errors.TemplateInconsistent("the chip's AES command is disabled")
-            if built.request.private and token.logged_in != CKU.USER:
-                raise errors.UserNotLoggedIn("private objects need the user logged in")
-            return token.store_secret_key(built.request, session, built.value).handle
+            return token.store_secret_key(built, session).handle
         return token.create(built, session).handle
 
     def copy_object(self, session: int, obj: int, template: Template) -> int:
-        """C_CopyObject (§5.7.2). A copy of a chip key is a session object naming the same
-        chip slot (so it works from any session of this process); other objects copy whole."""
-        from cryptoki import creation  # lazy, see the module docstring
-
+        """C_CopyObject (§5.7.2): the copy has the original's attributes unless the template
+        changes them (CKA_TOKEN and CKA_PRIVATE included). A copy of a chip key names the same
+        chip key and is valid as long as the original is; a token copy is recorded."""
         sess, token = self._session(session)
-        found = self._object(token, obj)
+        found = self._object(sess, token, obj)
         if not found.flag(CKA.COPYABLE):
             raise errors.ActionProhibited("object is not copyable")
-        attrs = creation.copy_attrs(found, template)
-        chip_key = found.origin not in ("created",)
-        if chip_key:
-            if attrs.get(CKA.TOKEN) is True and self._template_flag(template, CKA.TOKEN):
-                raise errors.TemplateInconsistent("a copy of a chip key is a session object")
-            attrs[CKA.TOKEN] = False
-            if not any(t == CKA.DESTROYABLE for t, _ in template):
-                attrs[CKA.DESTROYABLE] = True
-        if attrs.get(CKA.TOKEN) and not sess.rw:
-            raise errors.SessionReadOnly("token objects need a read/write session")
-        if token.pin_configured and attrs.get(CKA.PRIVATE) and token.logged_in != CKU.USER:
-            raise errors.UserNotLoggedIn("private objects need the user logged in")
-        if not token.pin_configured:
-            attrs[CKA.PRIVATE] = False
-        if not chip_key:
-            attrs[CKA.UNIQUE_ID] = creation.new_uid()
-            return token.create(attrs, session).handle
-        attrs.pop(CKA.UNIQUE_ID, None)
-        copy = Pkcs11Object(
-            handle=token.new_handle(),
-            attrs=attrs,
-            sensitive=found.sensitive,
-            chip_slot=found.chip_slot,
-            public_key=found.public_key,
-            owner_session=session,
-            origin="copy",
-            key_block=found.key_block,
+        values = attributes.decode_template(template)
+        attrs = schema.copy_values(schema.schema_of(found.attrs), found.attrs, values)
+        if found.origin is not Origin.CREATED and CKA.DESTROYABLE not in values:
+            attrs[CKA.DESTROYABLE] = True  # the original may be chip-defined; a copy can go
+        access.check_write(
+            self._state(sess, token),
+            token_object=bool(attrs.get(CKA.TOKEN)),
+            private=bool(attrs.get(CKA.PRIVATE)),
         )
-        return token.add_session_object(copy).handle
+        return token.copy(found, attrs, session).handle
 
     def destroy_object(self, session: int, obj: int) -> None:
         """C_DestroyObject (§5.7.3): generated keys (a key pair goes whole, freeing its chip
         slot), created objects, copies and derived keys; chip-defined objects stay."""
         sess, token = self._session(session)
-        found = self._object(token, obj)
-        if found.is_token_object and not sess.rw:
-            raise errors.SessionReadOnly("token objects need a read/write session")
+        found = self._object(sess, token, obj)
+        access.check_write(
+            self._state(sess, token),
+            token_object=found.is_token_object,
+            private=found.is_private,
+        )
         if not found.flag(CKA.DESTROYABLE):
             raise errors.ActionProhibited("object is not destroyable")
-        try:
-            token.destroy(found)
-        except OSError as exc:
-            raise errors.FunctionFailed(f"metadata store: {exc.strerror}") from exc
+        token.destroy(found)
 
     def get_object_size(self, session: int, obj: int) -> int:
         """C_GetObjectSize (§5.7.4)."""
-        _, token = self._session(session)
-        return self._object(token, obj).size()
+        sess, token = self._session(session)
+        return self._object(sess, token, obj).size()
 
     def get_attribute_value(
         self, session: int, obj: int, types: list[int]
     ) -> list[bytes | AttributeFailure]:
         """C_GetAttributeValue (§5.7.5): per-attribute answers; the ABI sets the return code."""
-        _, token = self._session(session)
-        return self._object(token, obj).get_attribute_values(types)
+        sess, token = self._session(session)
+        return self._object(sess, token, obj).get_attribute_values(types)
 
     def set_attribute_value(self, session: int, obj: int, template: Template) -> None:
-        """C_SetAttributeValue (§5.7.6): CKA_LABEL, CKA_ID and the other attributes the spec
-        lets change (``objects.modifiable``); chip-defined objects keep the change in the
-        metadata file. Everything is checked before anything changes."""
+        """C_SetAttributeValue (§5.7.6): what the object's schema lets change (CKA_LABEL,
+        CKA_ID, ...); chip-defined objects keep the change in the metadata file. Everything is
+        checked before anything changes."""
         sess, token = self._session(session)
-        found = self._object(token, obj)
-        if found.is_token_object and not sess.rw:
-            raise errors.SessionReadOnly("token objects need a read/write session")
+        found = self._object(sess, token, obj)
+        access.check_write(
+            self._state(sess, token),
+            token_object=found.is_token_object,
+            private=found.is_private,
+        )
         values = attributes.decode_template(template)
-        if values and not found.flag(CKA.MODIFIABLE):
-            # PKCS#11 3.0 §4.4.1: an object with CKA_MODIFIABLE false refuses C_SetAttributeValue
-            # as a whole with CKR_ACTION_PROHIBITED (not ATTRIBUTE_READ_ONLY, which names one
-            # attribute the object never lets change).
-            raise errors.ActionProhibited("the object has CKA_MODIFIABLE false")
-        allowed = objects.modifiable(found)
-        for attr_type in values:
-            if attr_type not in found.attrs and attr_type not in allowed:
-                raise errors.AttributeTypeInvalid(
-                    f"{attributes.names([attr_type])} is not an attribute of this object"
-                )
-        for attr_type in values:
-            if attr_type not in allowed:
-                raise errors.AttributeReadOnly(f"{attributes.names([attr_type])} is read-only")
+        schema.check_set(schema.schema_of(found.attrs), found.attrs, values)
         if values:
             token.set_attributes(found, values)
 
@@ -524,8 +488,11 @@ class Library:
         sess, token = self._session(session)
         sess.check_idle(FIND)
         criteria = [(t, bytes(v)) for t, v in template]
+        state = self._state(sess, token)
         handles = [
-            o.handle for o in token.objects() if self._visible(token, o) and o.matches(criteria)
+            o.handle
+            for o in token.objects()
+            if access.can_read(state, private=o.is_private) and o.matches(criteria)
         ]
         sess.begin(FIND, FindCursor(handles))
 
@@ -541,37 +508,22 @@ class Library:
         sess.active(FIND)
         sess.end(FIND)
 
-    # -- encryption and decryption (§5.8, §5.9): AES on the chip --------------------------------
-    def _aes_key(self, token: Token, key: int, mechanism: Mechanism, usage: int) -> Pkcs11Object:
-        obj = self._object(token, key, key=True)
-        if (
-            obj.object_class != CKO.SECRET_KEY
-            or obj.attrs.get(CKA.KEY_TYPE) != CKK.AES
-            or obj.chip_slot is None
-        ):
-            raise errors.KeyTypeInconsistent("AES mechanisms need an AES key in a chip slot")
-        if not obj.flag(usage):
-            raise errors.KeyFunctionNotPermitted(f"key has {attributes.names([usage])} false")
-        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
-            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
-        return obj
-
-    def _cipher_init(self, session: int, mechanism: Mechanism, key: int, encrypt: bool) -> None:
+    # -- operations with a key: one path for every C_*Init (§5.8-§5.12) ----------------------
+    def _operation_init(
+        self, session: int, use: mechanisms.Use, mechanism: Mechanism, key: int
+    ) -> None:
+        """The one C_*Init path: state, mechanism, key (the mechanism table's checks), then
+        the mechanism's operation becomes the session's active one."""
         sess, token = self._session(session)
-        kind = ENCRYPT if encrypt else DECRYPT
-        sess.check_idle(kind)
-        usage = mechanisms.USE_ENCRYPT if encrypt else mechanisms.USE_DECRYPT
-        mechanisms.lookup(mechanism, usage, aes=token.aes_enabled())
-        obj = self._aes_key(token, key, mechanism, CKA.ENCRYPT if encrypt else CKA.DECRYPT)
-        assert obj.chip_slot is not None
-        from cryptoki.mechanisms import aes  # lazy, see the module docstring
-
-        cipher = token.aes_cipher(obj.chip_slot, obj.key_block)
-        sess.begin(kind, aes.AesOperation(mechanism, encrypt=encrypt, cipher=cipher))
+        sess.check_idle(use.kind)
+        entry = mechanisms.lookup(mechanism, use, token.aes_enabled)
+        obj = self._object(sess, token, key, key=True)
+        entry.check_key(use, obj)
+        sess.begin(use.kind, entry.operation(mechanism, use, obj, token))
 
     def encrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
         """C_EncryptInit (§5.8.1): AES-ECB/CBC/CBC_PAD/GCM with a chip AES key."""
-        self._cipher_init(session, mechanism, key, True)
+        self._operation_init(session, mechanisms.ENCRYPT, mechanism, key)
 
     def encrypt(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_Encrypt (§5.8.2)."""
@@ -590,7 +542,7 @@ class Library:
 
     def decrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
         """C_DecryptInit (§5.9.1)."""
-        self._cipher_init(session, mechanism, key, False)
+        self._operation_init(session, mechanisms.DECRYPT, mechanism, key)
 
     def decrypt(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_Decrypt (§5.9.2)."""
@@ -612,7 +564,7 @@ class Library:
         """C_DigestInit (§5.10.1): CKM_SHA256."""
         sess, token = self._session(session)
         sess.check_idle(DIGEST)
-        mechanisms.lookup(mechanism, mechanisms.USE_DIGEST)
+        mechanisms.lookup(mechanism, mechanisms.DIGEST, token.aes_enabled)
         sess.begin(DIGEST, digest.DigestOperation(token.sha256, token.sha256_stream))
 
     def digest(self, session: int, data: bytes, out_len: int | None) -> Output:
@@ -630,12 +582,15 @@ class Library:
         results); chip keys never leave the chip (CKR_KEY_INDIGESTIBLE)."""
         sess, token = self._session(session)
         sess.active(DIGEST)
-        obj = self._object(token, key, key=True)
+        obj = self._object(sess, token, key, key=True)
         if obj.object_class != CKO.SECRET_KEY:
             raise errors.KeyIndigestible("only secret keys can be digested")
-        if obj.origin != "derived":
+        if obj.origin is not Origin.DERIVED:
             raise errors.KeyIndigestible("the key's value never leaves the chip")
         value = bytes(obj.attrs[CKA.VALUE])
+        if len(value) < limits.MIN_SECRET_KEY_BYTES:
+            # a digest over a short secret would give its value away by trying every value
+            raise errors.KeyIndigestible("the key is too short to be digested safely")
         sess.run(DIGEST, lambda op: op.update(value), final=False)
 
     def digest_final(self, session: int, out_len: int | None) -> Output:
@@ -647,40 +602,7 @@ class Library:
     def sign_init(self, session: int, mechanism: Mechanism, key: int) -> None:
         """C_SignInit (§5.11.1): ECDSA/ECDSA_SHA256 with an EC private key, or HMAC-SHA256
         with a chip HMAC key, each with CKA_SIGN."""
-        sess, token = self._session(session)
-        sess.check_idle(SIGN)
-        entry = mechanisms.lookup(mechanism, mechanisms.USE_SIGN)
-        if mechanism.type in _HMAC:
-            mac, length = self._hmac_key(token, key, mechanism, CKA.SIGN)
-            sess.begin(SIGN, digest.HmacSignOperation(mac, length))
-            return
-        obj = self._object(token, key, key=True)
-        attrs = obj.attrs
-        if obj.object_class != _CKO_PRIVATE_KEY or attrs.get(_CKA_KEY_TYPE) != _CKK_EC:
-            raise errors.KeyTypeInconsistent("ECDSA needs an EC private key")
-        if not attrs.get(_CKA_SIGN, False):  # = obj.flag(CKA.SIGN), inlined (hot path)
-            raise errors.KeyFunctionNotPermitted("key has CKA_SIGN false")
-        if mechanism.type not in attrs.get(_CKA_ALLOWED_MECHANISMS, ()):
-            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
-        assert obj.chip_slot is not None
-        sess.begin(SIGN, SignOperation(entry, token.signer(obj.chip_slot)))
-
-    def _hmac_key(
-        self, token: Token, key: int, mechanism: Mechanism, usage: int
-    ) -> tuple[Any, int]:
-        obj = self._object(token, key, key=True)
-        if (
-            obj.object_class != CKO.SECRET_KEY
-            or obj.attrs.get(CKA.KEY_TYPE) != CKK.GENERIC_SECRET
-            or obj.chip_slot is None
-        ):
-            raise errors.KeyTypeInconsistent("HMAC needs a generic secret key in a chip slot")
-        if not obj.flag(usage):
-            raise errors.KeyFunctionNotPermitted("the slot's config does not allow HMAC")
-        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
-            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
-        length = digest.hmac_length(mechanism)
-        return token.hmac(obj.chip_slot), length
+        self._operation_init(session, mechanisms.SIGN, mechanism, key)
 
     def sign(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_Sign (§5.11.2)."""
@@ -700,22 +622,7 @@ class Library:
     def verify_init(self, session: int, mechanism: Mechanism, key: int) -> None:
         """C_VerifyInit (§5.12.1): an EC public key with CKA_VERIFY (ECDSA verified on the
         host), or a chip HMAC key (the MAC is computed on the chip and compared)."""
-        sess, token = self._session(session)
-        sess.check_idle(VERIFY)
-        entry = mechanisms.lookup(mechanism, mechanisms.USE_VERIFY)
-        if mechanism.type in _HMAC:
-            mac, length = self._hmac_key(token, key, mechanism, CKA.VERIFY)
-            sess.begin(VERIFY, digest.HmacVerifyOperation(mac, length))
-            return
-        obj = self._object(token, key, key=True)
-        attrs = obj.attrs
-        if attrs.get(_CKA_KEY_TYPE) != _CKK_EC or obj.public_key is None:
-            raise errors.KeyTypeInconsistent("ECDSA needs an EC key")
-        if obj.object_class != _CKO_PUBLIC_KEY or not attrs.get(_CKA_VERIFY, False):
-            raise errors.KeyFunctionNotPermitted("key cannot verify (use the public key)")
-        if mechanism.type not in attrs.get(_CKA_ALLOWED_MECHANISMS, ()):
-            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
-        sess.begin(VERIFY, VerifyOperation(entry, obj.public_key))
+        self._operation_init(session, mechanisms.VERIFY, mechanism, key)
 
     def verify(self, session: int, data: bytes, signature: bytes) -> None:
         """C_Verify (§5.12.2)."""
@@ -735,13 +642,19 @@ class Library:
     # -- key management (§5.14) -------------------------------------------------------------
     def generate_key(self, session: int, mechanism: Mechanism, template: Template) -> int:
         """C_GenerateKey (§5.14.1): CKM_AES_KEY_GEN, chip random into a free AES key block."""
-        from cryptoki import policy, templates  # lazy, see the module docstring
+        from cryptoki import policy  # lazy, see the module docstring
 
         sess, token = self._session(session)
-        self._check_new_object(sess, token, template, default_private=token.pin_configured)
-        mechanisms.lookup(mechanism, mechanisms.USE_GENERATE, aes=token.aes_enabled())
-        values = templates.validate(templates.AES_GENERATE, template)
-        request = policy.secret_key_request(values, pin_configured=token.pin_configured)
+        access.check_write(
+            self._state(sess, token),
+            token_object=self._template_flag(template, CKA.TOKEN),
+            private=self._template_flag(template, CKA.PRIVATE, token.pin_configured),
+            what="key",
+        )
+        mechanisms.lookup(mechanism, mechanisms.GENERATE, token.aes_enabled)
+        request = policy.secret_key_request(
+            template, schema.Op.GENERATE, pin_configured=token.pin_configured
+        )
         return token.store_secret_key(request, session).handle
 
     def generate_key_pair(
@@ -752,21 +665,23 @@ class Library:
         private_template: Template,
     ) -> tuple[int, int]:
         """C_GenerateKeyPair (§5.14.2): P-256 into a free chip slot; returns (public, private)."""
-        from cryptoki import policy, templates  # lazy, see the module docstring
+        from cryptoki import policy  # lazy, see the module docstring
 
         sess, token = self._session(session)
         # Access first: a token object from a read-only session is refused before the
         # templates are judged (CKR_SESSION_READ_ONLY outranks template errors).
-        wants_token = any(
-            t == CKA.TOKEN and v[:1] not in (b"", b"\x00")
-            for t, v in list(public_template) + list(private_template)
+        access.check_write(
+            self._state(sess, token),
+            token_object=self._template_flag(public_template, CKA.TOKEN)
+            or self._template_flag(private_template, CKA.TOKEN),
+            private=self._template_flag(private_template, CKA.PRIVATE, token.pin_configured)
+            or self._template_flag(public_template, CKA.PRIVATE),
+            what="key",
         )
-        if wants_token and not sess.rw:
-            raise errors.SessionReadOnly("token keys need a read/write session")
-        mechanisms.lookup(mechanism, mechanisms.USE_GENERATE_KEY_PAIR)
-        public = templates.validate(templates.EC_PUBLIC_GENERATE, public_template)
-        private = templates.validate(templates.EC_PRIVATE_GENERATE, private_template)
-        request = policy.key_pair_request(public, private, pin_configured=token.pin_configured)
+        mechanisms.lookup(mechanism, mechanisms.GENERATE_KEY_PAIR, token.aes_enabled)
+        request = policy.key_pair_request(
+            public_template, private_template, pin_configured=token.pin_configured
+        )
         pub, priv = token.generate_key_pair(request, sess.handle)
         return pub.handle, priv.handle
 
@@ -775,30 +690,22 @@ class Library:
     ) -> int:
         """C_DeriveKey (§5.14.5): CKM_ECDH1_DERIVE (CKD_NULL) with the chip's ECDH command on a
         private key slot; the result is a CKK_GENERIC_SECRET session object."""
-        from cryptoki import templates  # lazy, see the module docstring
-        from cryptoki.mechanisms import ecdh
+        from cryptoki.mechanisms import ecdh  # lazy, see the module docstring
 
         sess, token = self._session(session)
-        mechanisms.lookup(mechanism, mechanisms.USE_DERIVE)
-        obj = self._object(token, base_key, key=True)
-        if (
-            obj.object_class != CKO.PRIVATE_KEY
-            or obj.attrs.get(CKA.KEY_TYPE) != CKK.EC
-            or obj.chip_slot is None
-        ):
-            raise errors.KeyTypeInconsistent("ECDH needs an EC private key in a chip slot")
-        if not obj.flag(CKA.DERIVE):
-            raise errors.KeyFunctionNotPermitted("key has CKA_DERIVE false (slot forbids ECDH)")
-        if mechanism.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
-            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
+        entry = mechanisms.lookup(mechanism, mechanisms.DERIVE, token.aes_enabled)
+        obj = self._object(sess, token, base_key, key=True)
+        entry.check_key(mechanisms.DERIVE, obj)
         peer = ecdh.peer_point(mechanism.param)
-        values = templates.validate(templates.ECDH_DERIVED, template)
+        values = schema.validate(schema.GENERIC_SECRET_KEY, template, schema.Op.DERIVE)
         length = ecdh.derived_length(values.get(CKA.VALUE_LEN))
-        if token.pin_configured and values.get(CKA.PRIVATE) and token.logged_in != CKU.USER:
-            raise errors.UserNotLoggedIn("private objects need the user logged in")
-        if not token.pin_configured:
-            values[CKA.PRIVATE] = False  # nothing could protect it; see create_object
-        secret = token.ecdh(obj.chip_slot, peer)[:length]
+        access.check_write(
+            self._state(sess, token),
+            token_object=False,
+            private=bool(values.get(CKA.PRIVATE, False)),
+            what="key",
+        )
+        secret = token.ecdh(obj, peer)[:length]
         derived = objects.derived_secret(token.new_handle(), secret, values, sess.handle)
         del secret
         return token.add_session_object(derived).handle
@@ -816,22 +723,6 @@ class Library:
             return b""
         return token.random(length)
 
-
-_HMAC = frozenset({CKM.SHA256_HMAC, CKM.SHA256_HMAC_GENERAL})
-
-# Enum members as module globals for the per-call paths (C_SignInit, C_VerifyInit, the
-# visibility check of every object lookup): ``CKA.SIGN`` goes through the enum metaclass
-# (~70-120 ns on the benchmark machine), a module global ~20 ns, and C_SignInit read about a
-# dozen of them. With the plain-int mechanism flags (mechanisms.USE_*) this took the Python side
-# of C_SignInit from ~5.1 to ~2.5 µs (timeit on Library.sign_init).
-_CKA_KEY_TYPE = CKA.KEY_TYPE
-_CKA_SIGN = CKA.SIGN
-_CKA_VERIFY = CKA.VERIFY
-_CKA_ALLOWED_MECHANISMS = CKA.ALLOWED_MECHANISMS
-_CKO_PRIVATE_KEY = CKO.PRIVATE_KEY
-_CKO_PUBLIC_KEY = CKO.PUBLIC_KEY
-_CKK_EC = CKK.EC
-_CKU_USER = CKU.USER
 
 #: The one instance ``cryptoki._abi`` calls.
 LIBRARY = Library()

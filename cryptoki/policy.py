@@ -1,29 +1,62 @@
-"""Token policy: the ATECC608's own limits, applied after the generic schema checks.
+"""Token policy: the ATECC608's own limits, laid over the attribute schemas.
 
-Owns: the rules that come from the chip rather than from the spec: P-256 is the only curve, a key
-is always sensitive and never extractable (the chip cannot export it), and CKA_PRIVATE objects
-need a PIN to protect them. Must not: decode templates (templates.py does) or pick chip slots
-(the token does).
+Owns: the rules that come from the chip rather than from the spec, as data where they are data
+(:data:`CHIP_EC_PRIVATE`, :data:`CHIP_EC_PUBLIC`, :data:`CHIP_AES`: the values a chip key can
+honestly have, applied with :func:`cryptoki.schema.overlay`) and as checks where they are not:
+P-256 is the only curve, AES keys are 128 bits, CKA_ALLOWED_MECHANISMS may name only what the chip
+can do with the key, and the requests the token turns into chip keys
+(:class:`KeyPairRequest`, :class:`SecretKeyRequest`).
+Must not: decode templates or know attribute flags (``schema.py`` does) or pick chip slots (the
+token does).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from logging import getLogger
 from typing import Any
 
-from cryptoki import der, errors
-from cryptoki.constants import CKA, CKM
+from cryptoki import der, errors, mechanisms, schema
+from cryptoki.constants import CKA, CKK, CKO
+from cryptoki.types import Template
 
-log = getLogger("cryptoki.policy")
+_TRUE, _FALSE = frozenset({True}), frozenset({False})
 
-#: Mechanisms a chip EC private key can be used with: all CKA_ALLOWED_MECHANISMS may name.
-EC_KEY_MECHANISMS = frozenset({CKM.ECDSA, CKM.ECDSA_SHA256, CKM.ECDH1_DERIVE})
-#: Mechanisms a chip AES key can be used with.
-AES_KEY_MECHANISMS = frozenset({CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM})
-AES_KEY_BYTES = 16  #: the AES command is AES-128 only (spec §4.12)
-#: ECDH on P-256 yields the 32-byte x-coordinate; a derived key may keep its first bytes.
-ECDH_SECRET_BYTES = 32
+#: A chip private key: the chip cannot export it (always sensitive, never extractable), it can
+#: always sign (a pair that refused to could not say so truthfully across processes), and its
+#: label and ID live in the metadata file, so it is always modifiable and copyable (a copy is a
+#: session object naming the same chip slot).
+CHIP_EC_PRIVATE: dict[int, frozenset[Any]] = {
+    CKA.SENSITIVE: _TRUE,
+    CKA.EXTRACTABLE: _FALSE,
+    CKA.SIGN: _TRUE,
+    CKA.MODIFIABLE: _TRUE,
+    CKA.COPYABLE: _TRUE,
+}
+#: The public half of a chip key pair.
+CHIP_EC_PUBLIC: dict[int, frozenset[Any]] = {
+    CKA.VERIFY: _TRUE,
+    CKA.MODIFIABLE: _TRUE,
+    CKA.COPYABLE: _TRUE,
+}
+#: An AES key in a chip key block.
+CHIP_AES: dict[int, frozenset[Any]] = {
+    CKA.SENSITIVE: _TRUE,
+    CKA.EXTRACTABLE: _FALSE,
+    CKA.MODIFIABLE: _TRUE,
+    CKA.COPYABLE: _TRUE,
+}
+
+EC_PUBLIC_GENERATE = schema.overlay(schema.EC_PUBLIC_KEY, CHIP_EC_PUBLIC)
+EC_PRIVATE_GENERATE = schema.overlay(schema.EC_PRIVATE_KEY, CHIP_EC_PRIVATE)
+AES_IN_CHIP = schema.overlay(schema.AES_KEY, CHIP_AES)
+
+#: Everything CKA_ALLOWED_MECHANISMS of a chip EC private key / AES key may name.
+EC_KEY_MECHANISMS = frozenset(
+    mechanisms.usable_with(CKO.PRIVATE_KEY, CKK.EC, mechanisms.SIGN, mechanisms.DERIVE)
+)
+AES_KEY_MECHANISMS = frozenset(
+    mechanisms.usable_with(CKO.SECRET_KEY, CKK.AES, mechanisms.ENCRYPT, mechanisms.DECRYPT)
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +69,8 @@ class KeyPairRequest:
     derive: bool  #: asked for; granted only where the chip slot allows ECDH
     allowed_mechanisms: tuple[int, ...] | None
     subject: bytes
+    private: bool  #: CKA_PRIVATE of the private key (default: a PIN is configured)
+    public_private: bool  #: CKA_PRIVATE of the public key (default false)
 
 
 def check_ec_params(value: Any) -> None:
@@ -56,53 +91,47 @@ def _id(values: dict[int, Any]) -> bytes | None:
     return bytes(raw) if raw else None
 
 
-def key_pair_request(
-    public: dict[int, Any], private: dict[int, Any], *, pin_configured: bool = False
-) -> KeyPairRequest:
-    """Apply the chip's rules to already-validated templates.
+def _allowed(values: dict[int, Any], bound: frozenset[int]) -> tuple[int, ...] | None:
+    allowed = values.get(CKA.ALLOWED_MECHANISMS)
+    if allowed is None:
+        return None
+    if set(allowed) - bound:
+        raise errors.TemplateInconsistent(
+            "CKA_ALLOWED_MECHANISMS names mechanisms this key cannot use"
+        )
+    return tuple(allowed)
 
-    :raises errors.TemplateIncomplete: CKA_EC_PARAMS missing from the public template.
+
+def key_pair_request(
+    public_template: Template, private_template: Template, *, pin_configured: bool
+) -> KeyPairRequest:
+    """C_GenerateKeyPair templates, checked against the schemas with the chip's overlay.
+
+    :raises errors.TemplateIncomplete: CKA_EC_PARAMS missing from the public key template.
     :raises errors.CurveNotSupported: a curve other than P-256.
-    :raises errors.TemplateInconsistent: a key that is not sensitive or is extractable, or
-        templates that disagree (curve, token flag).
+    :raises errors.TemplateInconsistent: a value a chip key cannot have (not sensitive,
+        extractable, no signing...), or templates that disagree (curve, token flag).
     """
-    if CKA.EC_PARAMS not in public:
-        raise errors.TemplateIncomplete("CKA_EC_PARAMS is required in the public key template")
+    public = schema.validate(EC_PUBLIC_GENERATE, public_template, schema.Op.GENERATE)
+    private = schema.validate(EC_PRIVATE_GENERATE, private_template, schema.Op.GENERATE)
     check_ec_params(public[CKA.EC_PARAMS])
     if CKA.EC_PARAMS in private:
         check_ec_params(private[CKA.EC_PARAMS])
-    if private.get(CKA.SENSITIVE, True) is False:
-        raise errors.TemplateInconsistent("chip keys are always sensitive")
-    if private.get(CKA.EXTRACTABLE, False) is True:
-        raise errors.TemplateInconsistent("chip keys can never be extracted")
     token = bool(private.get(CKA.TOKEN, public.get(CKA.TOKEN, False)))
     if bool(public.get(CKA.TOKEN, token)) != token:
         raise errors.TemplateInconsistent("public and private CKA_TOKEN differ")
-    if not pin_configured and (private.get(CKA.PRIVATE) or public.get(CKA.PRIVATE)):
-        # Without a PIN there is nothing to protect a private object with, and hiding the key
-        # until an arbitrary C_Login would break clients that never log in (libp11 without a
-        # PIN). The object is created with CKA_PRIVATE false; read it back to see.
-        log.info("CKA_PRIVATE true requested but no PIN is configured; created as false")
-    if private.get(CKA.SIGN, True) is False or public.get(CKA.VERIFY, True) is False:
-        # A chip P-256 private key can always sign; a key pair that refuses to is not something
-        # the objects could state truthfully across processes, so it is refused up front.
-        raise errors.TemplateInconsistent("chip key pairs always sign and verify")
-    allowed = private.get(CKA.ALLOWED_MECHANISMS, public.get(CKA.ALLOWED_MECHANISMS))
-    if allowed is not None:
-        unknown = set(allowed) - EC_KEY_MECHANISMS
-        if unknown:
-            raise errors.TemplateInconsistent(
-                "CKA_ALLOWED_MECHANISMS names mechanisms this key cannot use"
-            )
-    label = str(private.get(CKA.LABEL, public.get(CKA.LABEL, "")))
-    key_id = _id(private) or _id(public)
+    allowed = _allowed(private, EC_KEY_MECHANISMS)
+    if allowed is None:
+        allowed = _allowed(public, EC_KEY_MECHANISMS)
     return KeyPairRequest(
-        label=label,
-        key_id=key_id,
+        label=str(private.get(CKA.LABEL, public.get(CKA.LABEL, ""))),
+        key_id=_id(private) or _id(public),
         token=token,
         derive=bool(private.get(CKA.DERIVE, False)),
-        allowed_mechanisms=tuple(allowed) if allowed is not None else None,
+        allowed_mechanisms=allowed,
         subject=bytes(private.get(CKA.SUBJECT, public.get(CKA.SUBJECT, b""))),
+        private=bool(private.get(CKA.PRIVATE, pin_configured)),
+        public_private=bool(public.get(CKA.PRIVATE, False)),
     )
 
 
@@ -116,40 +145,35 @@ class SecretKeyRequest:
     private: bool
     usage: dict[int, bool]  #: CKA_ENCRYPT / CKA_DECRYPT
     allowed_mechanisms: tuple[int, ...] | None
+    value: bytes | None = None  #: the key to import (C_CreateObject); None: chip random
 
 
 def secret_key_request(
-    values: dict[int, Any], *, pin_configured: bool, value_len_required: bool = True
+    template: Template, op: schema.Op, *, pin_configured: bool
 ) -> SecretKeyRequest:
-    """The chip's rules for AES keys, on an already-validated template.
+    """An AES key template (generate, or create with the value), checked with the chip's overlay.
 
-    :raises errors.TemplateIncomplete: CKA_VALUE_LEN missing from a generate template.
+    :raises errors.TemplateIncomplete: CKA_VALUE_LEN missing (generate), CKA_VALUE (create).
     :raises errors.AttributeValueInvalid: a length other than 16 bytes.
     :raises errors.TemplateInconsistent: a key that is not sensitive or is extractable.
     """
-    if CKA.VALUE_LEN not in values:
-        if value_len_required:
-            raise errors.TemplateIncomplete("CKA_VALUE_LEN is required for CKM_AES_KEY_GEN")
-    elif values[CKA.VALUE_LEN] != AES_KEY_BYTES:
+    values = schema.validate(AES_IN_CHIP, template, op)
+    value: bytes | None = None
+    if op is schema.Op.CREATE:
+        value = bytes(values[CKA.VALUE])
+        if len(value) != mechanisms.AES_KEY_BYTES:
+            raise errors.AttributeValueInvalid("the chip holds AES-128 keys (16 bytes) only")
+    if CKA.VALUE_LEN in values and values[CKA.VALUE_LEN] != mechanisms.AES_KEY_BYTES:
         raise errors.AttributeValueInvalid("the chip holds AES-128 keys (CKA_VALUE_LEN 16) only")
-    if values.get(CKA.SENSITIVE, True) is False:
-        raise errors.TemplateInconsistent("chip keys are always sensitive")
-    if values.get(CKA.EXTRACTABLE, False) is True:
-        raise errors.TemplateInconsistent("chip keys can never be extracted")
-    allowed = values.get(CKA.ALLOWED_MECHANISMS)
-    if allowed is not None and set(allowed) - AES_KEY_MECHANISMS:
-        raise errors.TemplateInconsistent(
-            "CKA_ALLOWED_MECHANISMS names mechanisms this key cannot use"
-        )
-    private = bool(values.get(CKA.PRIVATE, pin_configured)) and pin_configured
     return SecretKeyRequest(
         label=str(values.get(CKA.LABEL, "")),
         key_id=bytes(values.get(CKA.ID, b"")),
         token=bool(values.get(CKA.TOKEN, False)),
-        private=private,
+        private=bool(values.get(CKA.PRIVATE, pin_configured)),
         usage={
             CKA.ENCRYPT: bool(values.get(CKA.ENCRYPT, True)),
             CKA.DECRYPT: bool(values.get(CKA.DECRYPT, True)),
         },
-        allowed_mechanisms=tuple(allowed) if allowed is not None else None,
+        allowed_mechanisms=_allowed(values, AES_KEY_MECHANISMS),
+        value=value,
     )

@@ -18,18 +18,14 @@ from cryptoki.constants import CKF, CKS, CKU
 
 T = TypeVar("T")
 
-#: Plain int: ``flags & CKF.RW_SESSION`` on an IntFlag costs ~0.6 µs per call (Flag.__and__),
-#: a plain int ~15 ns; sessions answer ``rw`` on most calls.
-_RW_SESSION = int(CKF.RW_SESSION)
-# Enum members as globals for state() (every C_GetSessionInfo): ``CKS.X`` is a lookup through
-# the enum metaclass, ~70-120 ns each on the benchmark machine, a global ~20 ns.
-_SO, _USER = CKU.SO, CKU.USER
-_RW_SO_FUNCTIONS, _RW_USER_FUNCTIONS, _RO_USER_FUNCTIONS = (
-    CKS.RW_SO_FUNCTIONS,
-    CKS.RW_USER_FUNCTIONS,
-    CKS.RO_USER_FUNCTIONS,
-)
-_RW_PUBLIC_SESSION, _RO_PUBLIC_SESSION = CKS.RW_PUBLIC_SESSION, CKS.RO_PUBLIC_SESSION
+#: CK_STATE by (logged-in user type, read/write session), the spec's Table 7 (§5.6).
+_STATES: dict[tuple[int | None, bool], CKS] = {
+    (None, False): CKS.RO_PUBLIC_SESSION,
+    (None, True): CKS.RW_PUBLIC_SESSION,
+    (CKU.USER, False): CKS.RO_USER_FUNCTIONS,
+    (CKU.USER, True): CKS.RW_USER_FUNCTIONS,
+    (CKU.SO, True): CKS.RW_SO_FUNCTIONS,  # an SO has read/write sessions only
+}
 
 SIGN = "sign"
 VERIFY = "verify"
@@ -66,18 +62,12 @@ class Session:
         self.handle = handle
         self.slot_id = slot_id
         self.flags = int(flags)  #: fixed for the session's life, so ``rw`` is computed once
-        self.rw = bool(self.flags & _RW_SESSION)  #: a read/write session
+        self.rw = bool(self.flags & CKF.RW_SESSION)  #: a read/write session
         self._ops: dict[str, Any] = {}
 
     def state(self, logged_in: int | None) -> CKS:
-        """CK_STATE from the token-wide login state (spec §5.6, Table 7)."""
-        if logged_in is None:
-            return _RW_PUBLIC_SESSION if self.rw else _RO_PUBLIC_SESSION
-        if logged_in == _SO:
-            return _RW_SO_FUNCTIONS
-        if logged_in == _USER:
-            return _RW_USER_FUNCTIONS if self.rw else _RO_USER_FUNCTIONS
-        return _RW_PUBLIC_SESSION if self.rw else _RO_PUBLIC_SESSION
+        """CK_STATE from the token-wide login state (PKCS#11 §5.6, Table 7)."""
+        return _STATES[(logged_in, self.rw)]
 
     # -- operations -------------------------------------------------------------------------
     def begin(self, kind: str, op: Any) -> None:

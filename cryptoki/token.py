@@ -1,13 +1,14 @@
-"""Token: one chip as PKCS#11 sees it — identity, login state, object table, key generation.
+"""Token: one chip as PKCS#11 sees it — presence, identity, and the parts that do the work.
 
-Owns: lazily probing the chip (first use, never C_Initialize), CK_TOKEN_INFO, login and PINs (via
-``pin.py``), building the object table from the slot file (Trust&GO device key and certificates,
-``object =`` lines) and from the metadata store (generated key pairs and AES keys, created
-objects, attribute overrides), refreshing it when another process changes the store, choosing a
-free chip slot (or AES key block) for C_GenerateKeyPair / C_GenerateKey, and serialising every
-chip call with one RLock per token.
-Must not: know about session handles beyond "which session owns this session object", or map
-chip errors (the backend does).
+Owns: lazily probing the chip (first use, never C_Initialize), CK_TOKEN_INFO, building the
+token's objects from the product layout (Trust&GO device key and certificates), the slot file
+(``object =`` lines) and the metadata store (generated key pairs and AES keys, created objects,
+attribute overrides), the destroy rule of each object :class:`~cryptoki.objects.Origin`, and
+serialising every chip call with one RLock per token. The jobs themselves live in their own
+modules: the object table (``object_table.py``), key-slot allocation (``key_slots.py``), login
+and PINs (``login.py``).
+Must not: know about session handles beyond "which session owns this session object", decide
+access (``access.py``), or map chip errors (the backend does).
 
 Caching: identity, public keys, certificates and IDs are read from the chip once per
 C_Initialize; afterwards listing objects costs no chip round trip (a ``stat`` of the metadata
@@ -16,29 +17,37 @@ file per C_FindObjectsInit is the only I/O).
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
 from logging import getLogger
 from typing import TYPE_CHECKING, Any
 
-from cryptoki import der, errors, objects, pin
+from atecc.der import element_length
+from cryptoki import der, errors, limits, objects
 from cryptoki.backend import ChipIdentity, TokenBackend
-from cryptoki.config import ObjectSpec, TokenConfig
-from cryptoki.constants import (
-    CK_UNAVAILABLE_INFORMATION,
-    CKA,
-    CKF,
-    CKK,
-    CKO,
-    CKU,
-    CertificateCategory,
+from cryptoki.config import TokenConfig
+from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKA, CKF, CKO
+from cryptoki.key_slots import KeySlots
+from cryptoki.login import Login
+from cryptoki.object_table import ObjectTable
+from cryptoki.objects import Half, KeySpec, Origin, Pkcs11Object, StoreKey, StoreKind
+from cryptoki.store import (
+    CopyRecord,
+    KeyRecord,
+    Metadata,
+    MetadataError,
+    MetadataStore,
+    ObjectRecord,
+    SecretRecord,
 )
-from cryptoki.objects import KeySpec, Pkcs11Object
-from cryptoki.store import KeyRecord, Metadata, MetadataStore, ObjectRecord, SecretRecord
 from cryptoki.types import TokenInfo, Version
 
 if TYPE_CHECKING:  # annotations only: policy is imported by the key-creating paths, not at start
+    from atecc.slotfile import SlotObject
     from cryptoki.policy import KeyPairRequest, SecretKeyRequest
 
 log = getLogger("cryptoki.token")
@@ -46,12 +55,6 @@ log = getLogger("cryptoki.token")
 MANUFACTURER = "Microchip Technology Inc"
 MAX_SESSIONS = 1024  #: enforced per token; a real, finite limit reported in CK_TOKEN_INFO
 MAX_RW_SESSIONS = 1024
-MIN_PIN_LEN = 0  #: no PIN is configured: any PIN (even empty) logs in, see Token.login
-MAX_PIN_LEN = 255
-
-#: Trust&GO (ATECC608-TNGTLS) factory layout, from Microchip's TNGTLS datasheet.
-TNG_DEVICE_KEY_SLOT = 0
-TNG_RESERVED_SLOTS = frozenset({0, 1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
 
 
 def serial_field(serial: bytes) -> str:
@@ -90,17 +93,34 @@ class Token:
     ) -> None:
         self.config = config
         self.backend = backend
+        self.layout = backend.layout()
         self.lock = threading.RLock()
-        self._new_handle = new_handle
+        self.name = f"slot {config.slot_id}"
+        self.table = ObjectTable(new_handle)
+        self.login = Login(config.user_pin_required, lambda: self.store, self.name)
         self._identity: ChipIdentity | None = None
-        self._objects: dict[int, Pkcs11Object] | None = None  # token objects, by handle
-        self._session_objects: dict[int, Pkcs11Object] = {}
         self._store: MetadataStore | None = None
+        self._slots: KeySlots | None = None
+        self._loaded = False
         self._store_fp: tuple[int, int, int] | None = None
-        #: Which user type is logged in (CKU_USER/CKU_SO), shared by all sessions (spec §5.6).
-        self.logged_in: int | None = None
-        #: ``user_pin = required`` in the slot file: CKF_LOGIN_REQUIRED, PINs in the metadata file
-        self.pin_configured = config.user_pin_required
+        #: key object → metadata fingerprint when :meth:`using` last found its record (no
+        #: change of the file since: no re-read)
+        self._checked: weakref.WeakKeyDictionary[Pkcs11Object, Any] = weakref.WeakKeyDictionary()
+        #: CK_TOKEN_INFO.label: the slot file's, or the one C_InitToken set
+        self.label = config.label
+        #: why the token is absent although the chip answers (metadata refused), for the
+        #: slot description and ``atecc doctor``
+        self.absent_reason: str | None = None
+
+    @property
+    def pin_configured(self) -> bool:
+        """``user_pin = required`` in the slot file: CKF_LOGIN_REQUIRED, PINs in the store."""
+        return self.login.pin_configured
+
+    @property
+    def logged_in(self) -> int | None:
+        """Which user type is logged in (CKU_USER/CKU_SO), shared by all sessions."""
+        return self.login.user
 
     # -- presence and identity ---------------------------------------------------------------
     def probe(self) -> bool:
@@ -113,246 +133,159 @@ class Token:
             if self._identity is not None:
                 return True
             try:
-                self._identity = self.backend.identity()
+                identity = self.backend.identity()
             except errors.TokenNotPresent:
                 return False
             except errors.Pkcs11Error as exc:
-                log.error("slot %d: chip answered but failed: %s", self.config.slot_id, exc)
+                log.error("%s: chip answered but failed: %s", self.name, exc)
                 return False
-            self._store = MetadataStore(
-                self.config.metadata_path, self._identity.serial.hex().upper()
-            )
-            log.info(
-                "slot %d: %s serial %s",
-                self.config.slot_id,
-                model_name(self._identity.revision),
-                self._identity.serial.hex().upper(),
-            )
+            serial = identity.serial.hex().upper()
+            store = MetadataStore(self.config.metadata_path, serial)
+            try:
+                store.load()  # fail closed: a file that cannot be trusted makes the token absent
+            except MetadataError as exc:
+                if str(exc) != self.absent_reason:
+                    log.error("%s: token unavailable: %s", self.name, exc)
+                self.absent_reason = str(exc)
+                return False
+            self.absent_reason = None
+            self._store = store
+            self._slots = KeySlots(self.config, self.layout, self.backend, store)
+            self._identity = identity
+            log.info("%s: %s serial %s", self.name, model_name(identity.revision), serial)
             return True
 
     @property
     def identity(self) -> ChipIdentity:
         """The chip's identity; raises TokenNotPresent when it does not answer."""
         if not self.probe():
-            raise errors.TokenNotPresent(f"slot {self.config.slot_id}: chip does not answer")
+            raise errors.TokenNotPresent(f"{self.name}: chip does not answer")
         assert self._identity is not None
         return self._identity
 
+    @property
+    def store(self) -> MetadataStore:
+        """The token's metadata store (the chip must answer: the file is tied to its serial)."""
+        self.identity  # noqa: B018 - raises TokenNotPresent before anything else
+        assert self._store is not None
+        return self._store
+
+    @property
+    def slots(self) -> KeySlots:
+        self.identity  # noqa: B018
+        assert self._slots is not None
+        return self._slots
+
     def info(self, session_count: int, rw_session_count: int) -> TokenInfo:
         ident = self.identity
-        hw = revision_version(ident.revision)
-        flags = CKF.RNG | CKF.TOKEN_INITIALIZED
-        if self.pin_configured:
-            assert self._store is not None
-            flags |= pin.token_flags(self._store.load())
-        else:
-            flags |= CKF.USER_PIN_INITIALIZED
+        with self.lock:
+            self._refresh()  # the label C_InitToken may have set
+        min_pin, max_pin = self.login.pin_lengths()
         return TokenInfo(
-            label=self.config.label,
+            label=self.label,
             manufacturer_id=MANUFACTURER,
             model=model_name(ident.revision),
             serial_number=serial_field(ident.serial),
-            flags=int(flags),
+            flags=int(CKF.RNG | CKF.TOKEN_INITIALIZED) | self.login.token_flags(),
             max_session_count=MAX_SESSIONS,
             session_count=session_count,
             max_rw_session_count=MAX_RW_SESSIONS,
             rw_session_count=rw_session_count,
-            max_pin_len=pin.MAX_PIN_LEN if self.pin_configured else MAX_PIN_LEN,
-            min_pin_len=pin.MIN_PIN_LEN if self.pin_configured else MIN_PIN_LEN,
+            max_pin_len=max_pin,
+            min_pin_len=min_pin,
             total_public_memory=CK_UNAVAILABLE_INFORMATION,
             free_public_memory=CK_UNAVAILABLE_INFORMATION,
             total_private_memory=CK_UNAVAILABLE_INFORMATION,
             free_private_memory=CK_UNAVAILABLE_INFORMATION,
-            hardware_version=hw,
+            hardware_version=revision_version(ident.revision),
             firmware_version=Version(0, 0),
             utc_time="",
         )
-
-    # -- login (spec §5.6.9) ----------------------------------------------------------------
-    def login(self, user_type: int, pin_value: bytes | None, ro_session_exists: bool) -> None:
-        """Log a user in.
-
-        Without ``user_pin = required`` no PIN is configured, so any PIN is accepted and never
-        looked at. Why accept at all: CKF_LOGIN_REQUIRED is clear, yet libp11, pkcs11-tool and
-        GnuTLS call C_Login whenever the user supplied a PIN; refusing would break them for
-        nothing. The state is still tracked so USER_ALREADY_LOGGED_IN / USER_NOT_LOGGED_IN are
-        exact. With it, the PIN is checked against the stored hash and counted (``pin.py``).
-        """
-        if user_type == CKU.CONTEXT_SPECIFIC:
-            # No key has CKA_ALWAYS_AUTHENTICATE, so there is never an operation to authorise.
-            raise errors.OperationNotInitialized("no operation needs context-specific login")
-        if user_type not in (CKU.USER, CKU.SO):
-            raise errors.UserTypeInvalid(f"user type {user_type}")
-        if self.logged_in == user_type:
-            raise errors.UserAlreadyLoggedIn("already logged in")
-        if self.logged_in is not None:
-            raise errors.UserAnotherAlreadyLoggedIn("another user type is logged in")
-        if user_type == CKU.SO and ro_session_exists:
-            raise errors.SessionReadOnlyExists("the SO needs every session to be read/write")
-        if self.pin_configured:
-            self.identity  # noqa: B018 - the store exists once the chip answered
-            assert self._store is not None
-            pin.verify(self._store, user_type, pin_value)
-        del pin_value  # never stored or logged
-        self.logged_in = user_type
-        log.info(
-            "slot %d: %s logged in", self.config.slot_id, "user" if user_type == CKU.USER else "SO"
-        )
-
-    def logout(self) -> None:
-        if self.logged_in is None:
-            raise errors.UserNotLoggedIn("nobody is logged in")
-        self.logged_in = None
-
-    def _pin_store(self) -> MetadataStore:
-        if not self.pin_configured:
-            raise errors.FunctionNotSupported("no PIN is configured (slot file: user_pin)")
-        self.identity  # noqa: B018
-        assert self._store is not None
-        return self._store
-
-    def init_token(self, so_pin: bytes | None) -> None:
-        """C_InitToken: the first call sets the SO PIN; later ones need it and clear the user
-        PIN (the chip's keys and the objects stay: the chip cannot be wiped from here)."""
-        store = self._pin_store()
-        try:
-            if pin.has_pin(store, CKU.SO):
-                pin.verify(store, CKU.SO, so_pin)
-
-                def clear_user(meta: Metadata) -> None:
-                    meta.pins.pop("user", None)
-                    meta.failures.pop("user", None)
-
-                store.modify(clear_user)
-            else:
-                pin.set_pin(store, CKU.SO, so_pin)
-        except OSError as exc:
-            raise errors.FunctionFailed(f"metadata store: {exc.strerror}") from exc
-
-    def init_pin(self, new_pin: bytes | None) -> None:
-        """C_InitPIN by the SO: set (or reset) the user PIN."""
-        store = self._pin_store()
-        if self.logged_in != CKU.SO:
-            raise errors.UserNotLoggedIn("C_InitPIN needs the SO logged in")
-        pin.set_pin(store, CKU.USER, new_pin)
-
-    def set_pin(self, old_pin: bytes | None, new_pin: bytes | None) -> None:
-        """C_SetPIN: the logged-in user's PIN (the user's when nobody is logged in)."""
-        store = self._pin_store()
-        who = CKU.SO if self.logged_in == CKU.SO else CKU.USER
-        pin.check_length(new_pin)
-        pin.verify(store, who, old_pin)
-        pin.set_pin(store, who, new_pin)
 
     # -- objects ------------------------------------------------------------------------------
     def objects(self) -> list[Pkcs11Object]:
         """Every object on the token plus this process's session objects (loads on first use)."""
         with self.lock:
-            table = self._load()
-            self._refresh(table)
-            return list(table.values()) + list(self._session_objects.values())
+            self._load()
+            self._refresh()
+            return list(self.table)
 
     def object(self, handle: int) -> Pkcs11Object | None:
+        """The object ``handle`` names, after a cheap check that no other process changed the
+        metadata file (a key it destroyed must not be found here any more)."""
         with self.lock:
-            if handle in self._session_objects:
-                return self._session_objects[handle]
-            return self._load().get(handle)
+            self._load()
+            self._refresh()
+            return self.table.get(handle)
 
-    def _add(
-        self,
-        table: dict[int, Pkcs11Object],
-        build: Callable[[int], Pkcs11Object],
-        store_key: str | None = None,
-    ) -> Pkcs11Object:
-        handle = self._new_handle()
-        obj = build(handle)
-        if store_key is not None:
-            obj.store_key = store_key
-        table[handle] = obj
-        return obj
-
-    def _load(self) -> dict[int, Pkcs11Object]:
-        if self._objects is not None:
-            return self._objects
+    def _load(self) -> None:
+        """Build the objects the chip product and the slot file define (once per C_Initialize)."""
+        if self._loaded:
+            return
         self.identity  # noqa: B018 - raises TokenNotPresent before any chip read
-        table: dict[int, Pkcs11Object] = {}
-        if self.config.is_tngtls:
-            self._load_trust_and_go(table)
-        for spec in self.config.objects:
+        if self.layout.device_key_slot is not None:
+            self._load_layout(self.layout.device_key_slot)
+        for entry in self.config.objects:
             try:
-                self._load_configured(table, spec)
+                self._load_configured(entry)
             except errors.Pkcs11Error as exc:
                 log.error(
-                    "slot %d: object %s,%s,%d skipped: %s",
-                    self.config.slot_id,
-                    spec.kind,
-                    spec.label,
-                    spec.slot,
+                    "%s: object %s,%s,%d skipped: %s",
+                    self.name,
+                    entry.kind,
+                    entry.label,
+                    entry.slot,
                     exc,
                 )
-        self._objects = table
+        self._loaded = True
         self._store_fp = None  # force reading the metadata store
-        return table
 
-    def _key_pair(self, table: dict[int, Pkcs11Object], spec: KeySpec, prefix: str) -> None:
-        self._add(table, lambda h: objects.ec_private_key(h, spec), f"{prefix}:priv")
-        self._add(table, lambda h: objects.ec_public_key(h, spec), f"{prefix}:pub")
+    def _add_pair(self, spec: KeySpec, key: StoreKey, owner: int | None = None) -> None:
+        new = self.table.new_handle
+        self.table.add(objects.ec_private_key(new(), spec, owner, key))
+        self.table.add(objects.ec_public_key(new(), spec, owner, key.other_half()))
 
-    def _load_trust_and_go(self, table: dict[int, Pkcs11Object]) -> None:
-        """Objects named as Microchip's Trust&GO tutorial: key, public key and cert ``device``,
-        and the CA certificate ``signer``."""
-        pub = self.backend.public_key(TNG_DEVICE_KEY_SLOT)
+    def _load_layout(self, key_slot: int) -> None:
+        """The product's objects, named as Microchip's Trust&GO tutorial: key, public key and
+        certificate ``device``, and the CA certificate ``signer``."""
+        pub = self.backend.public_key(key_slot)
         dev_id = der.key_id(pub)
         subject = b""
-        chain: tuple[bytes, bytes] | None = None
+        chain: tuple[bytes, ...] = ()
         try:
             chain = self.backend.certificate_chain()
         except Exception as exc:  # keep the keys usable even if a certificate cannot be rebuilt
-            log.error("slot %d: certificates not rebuilt: %s", self.config.slot_id, exc)
-        if chain is not None:
-            device_der, signer_der = chain
-            subject = der.parse_certificate(device_der).subject
-            signer_id = der.spki_id(der.parse_certificate(signer_der).spki)
-            self._add(
-                table,
-                lambda h: objects.x509_certificate(
-                    h,
-                    device_der,
-                    label="device",
-                    cert_id=dev_id,
-                    category=CertificateCategory.TOKEN_USER,
-                ),
-                "tng:cert:device",
+            log.error("%s: certificates not rebuilt: %s", self.name, exc)
+        for cert_spec, value in zip(self.layout.certificates, chain, strict=False):
+            fields = der.parse_certificate(value)
+            if cert_spec.key_slot == key_slot:
+                subject = fields.subject
+            key = StoreKey(StoreKind.TRUST_AND_GO, f"cert:{cert_spec.label}")
+            self.table.add(
+                objects.x509_certificate(
+                    self.table.new_handle(),
+                    value,
+                    label=cert_spec.label,
+                    cert_id=dev_id if cert_spec.key_slot == key_slot else der.spki_id(fields.spki),
+                    store_key=key,
+                    category=cert_spec.category,
+                    trusted=cert_spec.trusted,
+                )
             )
-            self._add(
-                table,
-                lambda h: objects.x509_certificate(
-                    h,
-                    signer_der,
-                    label="signer",
-                    cert_id=signer_id,
-                    category=CertificateCategory.AUTHORITY,
-                    trusted=True,
-                ),
-                "tng:cert:signer",
-            )
-        caps = self.backend.slot_caps(TNG_DEVICE_KEY_SLOT)
-        self._key_pair(
-            table,
-            KeySpec(
-                chip_slot=TNG_DEVICE_KEY_SLOT,
-                label="device",
-                public_key=pub,
-                key_id=dev_id,
-                local=True,
-                derive=caps.ecdh,
-                subject=subject,
-                private=self.pin_configured,
-            ),
-            f"tng:{TNG_DEVICE_KEY_SLOT}",
+        caps = self.backend.slot_caps(key_slot)
+        spec = KeySpec(
+            chip_slot=key_slot,
+            label=self.layout.device_label,
+            public_key=pub,
+            key_id=dev_id,
+            local=True,
+            derive=caps.ecdh,
+            subject=subject,
+            private=self.pin_configured,
         )
+        self._add_pair(spec, StoreKey(StoreKind.TRUST_AND_GO, str(key_slot), Half.PRIVATE))
 
-    def _load_configured(self, table: dict[int, Pkcs11Object], spec: ObjectSpec) -> None:
+    def _load_configured(self, entry: SlotObject) -> None:
         """Objects for one ``object = kind,label,slot`` line.
 
         ``private`` gives a key pair (the public half is computed by the chip from the private
@@ -361,108 +294,102 @@ class Token:
         from a data slot and trims the slot's padding; ``secret`` is an AES key (key block 0)
         in an AES slot, or an HMAC-SHA256 key in a SHA/data slot that allows HMAC.
         """
-        kind, label, slot = spec.kind, spec.label, spec.slot
-        key = f"conf:{kind}:{slot}:{label}"
+        kind, label, slot = entry.kind, entry.label, entry.slot
+        key = StoreKey(StoreKind.CONFIGURED, f"{kind}:{slot}:{label}")
+        new = self.table.new_handle
         if kind == "private":
             pub = self.backend.public_key(slot)
-            caps = self.backend.slot_caps(slot)
-            self._key_pair(
-                table,
-                KeySpec(
-                    chip_slot=slot,
-                    label=label,
-                    public_key=pub,
-                    key_id=der.key_id(pub),
-                    local=False,
-                    derive=caps.ecdh,
-                    private=self.pin_configured,
-                ),
-                key,
+            spec = KeySpec(
+                chip_slot=slot,
+                label=label,
+                public_key=pub,
+                key_id=der.key_id(pub),
+                local=False,
+                derive=self.backend.slot_caps(slot).ecdh,
+                private=self.pin_configured,
             )
+            self._add_pair(spec, StoreKey(key.kind, key.name, Half.PRIVATE))
         elif kind == "public":
             pub = self.backend.stored_public_key(slot)
-            ks = KeySpec(
+            spec = KeySpec(
                 chip_slot=slot, label=label, public_key=pub, key_id=der.key_id(pub), local=False
             )
-            self._add(table, lambda h: objects.ec_public_key(h, ks), key)
+            self.table.add(objects.ec_public_key(new(), spec, store_key=key))
         elif kind == "certificate":
             data = self.backend.read_slot(slot)
             try:
-                value = data[: der.der_length(data)]
+                value = data[: element_length(data)]
                 spki = der.parse_certificate(value).spki
             except ValueError as exc:
                 raise errors.FunctionFailed(f"slot {slot} holds no DER certificate") from exc
-            cert_id = der.spki_id(spki)
-            self._add(
-                table,
-                lambda h: objects.x509_certificate(h, value, label=label, cert_id=cert_id),
-                key,
+            self.table.add(
+                objects.x509_certificate(
+                    new(), value, label=label, cert_id=der.spki_id(spki), store_key=key
+                )
             )
-        elif kind == "secret":
+        else:  # "secret"; the slot-file parser admits no other kind
             caps = self.backend.slot_caps(slot)
-            aes = caps.aes and self.backend.aes_enabled()
-            self._add(
-                table,
-                lambda h: objects.secret_key(
-                    h,
+            self.table.add(
+                objects.secret_key(
+                    new(),
                     label=label,
                     chip_slot=slot,
-                    aes=aes,
+                    aes=caps.aes and self.backend.aes_enabled(),
                     hmac=caps.hmac,
                     private=self.pin_configured,
-                ),
-                key,
+                    store_key=key,
+                )
             )
-        else:
-            raise errors.GeneralError(f"unknown object kind {kind!r}")
 
     # -- store-backed objects (metadata file) ----------------------------------------------------
-    def _refresh(self, table: dict[int, Pkcs11Object]) -> None:
+    def _refresh(self) -> None:
         """Bring store-backed token objects and overrides in line with the metadata file, if it
-        changed on disk. Objects that still exist keep their handles."""
+        changed on disk (one ``stat`` when it did not)."""
         if self._store is None:
             return
         fp = self._store.fingerprint()
         if fp == self._store_fp:
             return
-        self._store_fp = fp
         meta = self._store.load()
+        self._store_fp = fp
+        self.label = meta.label if meta.label is not None else self.config.label
         wanted: dict[str, Callable[[int], Pkcs11Object]] = {}
-        configured = self._configured_slots()
+        configured = self.slots.configured
         for rec in meta.keys:
             if rec.session_pid is None and rec.slot not in configured:
                 spec = self._spec_from_record(rec, token=True)
-                prefix = self._gen_prefix(rec)
-                wanted[f"{prefix}:priv"] = lambda h, sp=spec: objects.ec_private_key(h, sp)
-                wanted[f"{prefix}:pub"] = lambda h, sp=spec: objects.ec_public_key(h, sp)
-        taken = {spec.slot for spec in self.config.objects}
+                key = self._pair_key(rec)
+                if not rec.private_destroyed:
+                    wanted[str(key)] = partial(_private_from, spec, key)
+                if not rec.public_destroyed:
+                    wanted[str(key.other_half())] = partial(_public_from, spec, key.other_half())
+        taken = {o.slot for o in self.config.objects}
         for srec in meta.secrets:
             if srec.session_pid is None and srec.slot not in taken:
-                wanted[f"aes:{srec.uid}"] = lambda h, r=srec: self._secret_object(h, r, None)
-        records = {f"obj:{o.uid}": o for o in meta.objects}
-        for key, orec in records.items():
-            wanted[key] = lambda h, r=orec: self._created_object(h, r.attrs, r.uid, None)
-        present: set[str] = set()
-        for handle, obj in list(table.items()):
-            key = obj.store_key
-            if key is None or not key.startswith(("gen:", "aes:", "obj:")):
-                continue
-            if key not in wanted:
-                del table[handle]  # destroyed by another process (or by us)
-                continue
-            present.add(key)
-            if key in records and records[key].attrs != obj.attrs:
-                obj.set_attrs(records[key].attrs)  # changed by another process
-        for key, build in wanted.items():
-            if key not in present:
-                self._add(table, build, key)
-        for obj in table.values():
-            if obj.store_key is not None and not obj.store_key.startswith("obj:"):
-                obj.apply_overrides(meta.overrides.get(obj.store_key, {}))
+                wanted[str(self._secret_key(srec))] = partial(self._secret_from, srec)
+        recorded: dict[str, dict[int, Any]] = {}
+        for orec in meta.objects:
+            name = str(StoreKey(StoreKind.CREATED, orec.uid))
+            recorded[name] = orec.attrs
+            wanted[name] = partial(_created_from, orec)
+        self.table.sync(_KEY_KINDS, wanted, recorded)
+        copies: dict[str, Callable[[int], Pkcs11Object]] = {}
+        for crec in meta.copies:
+            source = self.table.by_name(crec.source)
+            if source is not None:  # a copy of a key that is gone goes with it
+                name = str(StoreKey(StoreKind.COPY, crec.uid))
+                recorded[name] = crec.attrs
+                copies[name] = partial(_copy_from, source, crec)
+        self.table.sync(_COPY_KINDS, copies, recorded)
+        self.table.apply_overrides(meta.overrides)
 
     @staticmethod
-    def _gen_prefix(rec: KeyRecord) -> str:
-        return f"gen:{rec.slot}:{rec.public_key[:8].hex()}"
+    def _pair_key(rec: KeyRecord) -> StoreKey:
+        return StoreKey(StoreKind.GENERATED, f"{rec.slot}:{rec.public_key[:8].hex()}", Half.PRIVATE)
+
+    @staticmethod
+    def _secret_key(rec: SecretRecord) -> StoreKey:
+        return StoreKey(StoreKind.SECRET, rec.uid)
 
     def _spec_from_record(self, rec: KeyRecord, *, token: bool) -> KeySpec:
         return KeySpec(
@@ -475,16 +402,23 @@ class Token:
             destroyable=True,
             token=token,
             subject=rec.subject,
-            mechanisms=rec.mechanisms or objects.EC_SIGN_MECHANISMS,
-            private=self.pin_configured,
+            mechanisms=rec.mechanisms,
+            private=rec.private if rec.private is not None else self.pin_configured,
+            public_private=rec.public_private,
         )
 
+    def _secret_from(self, rec: SecretRecord, handle: int) -> Pkcs11Object:
+        return self._secret_object(handle, rec, None)
+
     def _secret_object(self, handle: int, rec: SecretRecord, owner: int | None) -> Pkcs11Object:
-        obj = objects.secret_key(
+        allowed = rec.attrs.get(CKA.ALLOWED_MECHANISMS)
+        return objects.secret_key(
             handle,
             label=rec.label,
             chip_slot=rec.slot,
             aes=True,
+            store_key=self._secret_key(rec),
+            unique_id=rec.uid,
             key_block=rec.key_block,
             key_id=rec.id,
             local=rec.local,
@@ -492,223 +426,107 @@ class Token:
             token=rec.session_pid is None,
             private=bool(rec.attrs.get(CKA.PRIVATE, False)),
             usage=rec.attrs,
+            allowed=tuple(allowed) if allowed is not None else None,
             owner=owner,
-            origin="generated-secret",
+            origin=Origin.SECRET,
         )
-        obj.attrs[CKA.UNIQUE_ID] = rec.uid
-        allowed = rec.attrs.get(CKA.ALLOWED_MECHANISMS)
-        if allowed is not None:
-            obj.attrs[CKA.ALLOWED_MECHANISMS] = tuple(allowed)
-        return obj
 
-    @staticmethod
-    def _created_object(
-        handle: int, attrs: dict[int, Any], uid: str, owner: int | None
-    ) -> Pkcs11Object:
-        obj = objects.created(handle, attrs, uid=uid, owner=owner)
-        if attrs.get(CKA.CLASS) == CKO.PUBLIC_KEY and attrs.get(CKA.KEY_TYPE) == CKK.EC:
-            point = bytes(attrs.get(CKA.EC_POINT, b""))
-            obj.public_key = point[-64:] if len(point) == 67 else None
-        return obj
-
-    def _configured_slots(self) -> set[int]:
-        """Chip slots the slot file or the Trust&GO layout already gives a meaning to."""
-        used = {spec.slot for spec in self.config.objects}
-        if self.config.is_tngtls:
-            used |= TNG_RESERVED_SLOTS
-        return used
-
-    def free_slots(self, records: list[KeyRecord]) -> list[int]:
-        """``freeslots`` candidates GenKey may use now: allowed by the chip's config and not
-        holding a configured object or a live generated key."""
-        taken = {spec.slot for spec in self.config.objects}
-        if self.config.is_tngtls:
-            taken.add(TNG_DEVICE_KEY_SLOT)  # even if a slot file lists it: never overwrite it
-        taken |= {r.slot for r in records if r.alive}
-        out = []
-        for slot in self.config.freeslots:
-            if slot in taken or not 0 <= slot < 16:
-                continue
-            if self.backend.slot_caps(slot).gen_key:
-                out.append(slot)
-        return out
-
-    def free_key_blocks(self, meta: Metadata) -> list[tuple[int, int]]:
-        """(slot, key block) pairs C_GenerateKey may fill: ``freeslots`` entries whose config
-        allows clear writes of an AES key, not used by the slot file or a live key.
-
-        A clear write to a secret slot must be a whole 32-byte block, and such a slot cannot be
-        read back to merge, so each key gets a block of its own: key block 0 (bytes 0-15) and,
-        in a 72- or 416-byte slot, key block 2 (bytes 32-47). The other half of each block is
-        filled with chip random.
-        """
-        taken = {spec.slot for spec in self.config.objects}
-        if self.config.is_tngtls:
-            taken.add(TNG_DEVICE_KEY_SLOT)
-        taken |= {r.slot for r in meta.keys if r.alive}
-        used = {(r.slot, r.key_block) for r in meta.secrets if r.alive}
-        out = []
-        for slot in self.config.freeslots:
-            if slot in taken or not 0 <= slot < 16:
-                continue
-            caps = self.backend.slot_caps(slot)
-            if not caps.aes_writable:
-                continue
-            for block in (0, 2) if caps.size >= 48 else (0,):
-                if (slot, block) not in used:
-                    out.append((slot, block))
-        return out
-
-    def aes_enabled(self) -> bool:
-        """The chip's AES command is enabled (config byte 13): AES mechanisms are offered."""
-        with self.lock:
-            self.identity  # noqa: B018
-            return self.backend.aes_enabled()
-
+    # -- creating objects ---------------------------------------------------------------------
     def generate_key_pair(
-        self, req: KeyPairRequest, owner_session: int | None
+        self, req: KeyPairRequest, owner_session: int
     ) -> tuple[Pkcs11Object, Pkcs11Object]:
-        """GenKey into the first free slot; record it; return (public, private) objects.
-
-        The store's inter-process lock is held from choosing the slot until the record is
-        written, so two processes never generate into the same slot.
-        """
+        """GenKey into the first free slot; record it; return (public, private) objects."""
         with self.lock:
-            table = self._load()
-            assert self._store is not None
-            try:
-                rec = self._generate_locked(req)
-            except OSError as exc:
-                # A read-only or missing filestore fails here, before GenKey touches the chip.
-                log.error(
-                    "slot %d: metadata store %s: %s", self.config.slot_id, self._store.path, exc
-                )
-                raise errors.FunctionFailed(f"cannot record the key: {exc.strerror}") from exc
+            self._load()
+            rec = self.slots.generate_pair(req)
             spec = self._spec_from_record(rec, token=req.token)
-            target = table if req.token else self._session_objects
             owner = None if req.token else owner_session
-            priv = objects.ec_private_key(self._new_handle(), spec, owner)
-            pub_obj = objects.ec_public_key(self._new_handle(), spec, owner)
-            if req.token:
-                prefix = self._gen_prefix(rec)
-                priv.store_key, pub_obj.store_key = f"{prefix}:priv", f"{prefix}:pub"
-            target[priv.handle] = priv
-            target[pub_obj.handle] = pub_obj
-            return pub_obj, priv
-
-    def _generate_locked(self, req: KeyPairRequest) -> KeyRecord:
-        """Pick a slot, GenKey, and record the key, all under the store's inter-process lock."""
-        assert self._store is not None
-        with self._store.locked():
-            records = self._store.read()
-            free = self.free_slots(records)
-            if not free:
-                raise errors.DeviceMemory("no free chip slot for a new key")
-            slot = free[0]
-            pub = self.backend.generate_key(slot)
-            caps = self.backend.slot_caps(slot)
-            rec = KeyRecord(
-                slot=slot,
-                label=req.label,
-                id=req.key_id or der.key_id(pub),
-                public_key=pub,
-                session_pid=None if req.token else os.getpid(),
-                derive=req.derive and caps.ecdh,
-                mechanisms=req.allowed_mechanisms,
-                subject=req.subject,
+            key = self._pair_key(rec)
+            priv = self.table.add(objects.ec_private_key(self.table.new_handle(), spec, owner, key))
+            pub = self.table.add(
+                objects.ec_public_key(self.table.new_handle(), spec, owner, key.other_half())
             )
-            self._store.write([r for r in records if r.slot != slot] + [rec])
-        log.info(
-            "slot %d: generated %s key pair in chip slot %d",
-            self.config.slot_id,
-            "token" if req.token else "session",
-            slot,
-        )
-        return rec
+            return pub, priv
 
-    def store_secret_key(
-        self, req: SecretKeyRequest, owner_session: int, value: bytes | None = None
-    ) -> Pkcs11Object:
-        """Put an AES key into a free key block: chip random (C_GenerateKey) or ``value``
-        (C_CreateObject). One clear 32-byte Write; the record is written under the store lock.
-        """
+    def store_secret_key(self, req: SecretKeyRequest, owner_session: int) -> Pkcs11Object:
+        """An AES key in a free key block (C_GenerateKey, or C_CreateObject with a value)."""
         with self.lock:
-            table = self._load()
-            assert self._store is not None
-            try:
-                with self._store.locked():
-                    meta = self._store.load()
-                    free = self.free_key_blocks(meta)
-                    if not free:
-                        raise errors.DeviceMemory("no free AES key block on the chip")
-                    slot, block = free[0]
-                    key = value if value is not None else self.backend.random(16)
-                    self.backend.write_secret_block(
-                        slot, 16 * block, bytes(key) + self.backend.random(16)
-                    )
-                    del key
-                    uid = os.urandom(16).hex()  # = secrets.token_hex(16)
-                    attrs: dict[int, Any] = dict(req.usage)
-                    attrs[CKA.PRIVATE] = req.private
-                    if req.allowed_mechanisms is not None:
-                        attrs[CKA.ALLOWED_MECHANISMS] = req.allowed_mechanisms
-                    rec = SecretRecord(
-                        slot=slot,
-                        key_block=block,
-                        uid=uid,
-                        label=req.label,
-                        id=req.key_id or bytes.fromhex(uid[:16]),
-                        local=value is None,
-                        session_pid=None if req.token else os.getpid(),
-                        attrs=attrs,
-                    )
-                    meta.secrets.append(rec)
-                    self._store.save(meta)
-            except OSError as exc:
-                raise errors.FunctionFailed(f"cannot record the key: {exc.strerror}") from exc
-            obj = self._secret_object(self._new_handle(), rec, None if req.token else owner_session)
-            if req.token:
-                obj.store_key = f"aes:{uid}"
-                table[obj.handle] = obj
-            else:
-                self._session_objects[obj.handle] = obj
-            log.info(
-                "slot %d: %s AES key in chip slot %d key block %d",
-                self.config.slot_id,
-                "generated" if value is None else "imported",
-                slot,
-                block,
-            )
-            return obj
+            self._load()
+            rec = self.slots.store_secret(req)
+            owner = None if req.token else owner_session
+            return self.table.add(self._secret_object(self.table.new_handle(), rec, owner))
 
     def create(self, attrs: dict[int, Any], owner_session: int) -> Pkcs11Object:
         """Add an object made by C_CreateObject (or a copy of one); token ones are recorded."""
+        size = objects.value_bytes(attrs)
+        if size > limits.MAX_OBJECT_BYTES:
+            raise errors.DeviceMemory(
+                f"objects hold at most {limits.MAX_OBJECT_BYTES} bytes of values ({size} given)"
+            )
         with self.lock:
-            table = self._load()
+            self._load()
             uid = str(attrs[CKA.UNIQUE_ID])
             token = bool(attrs.get(CKA.TOKEN, False))
-            obj = self._created_object(
-                self._new_handle(), attrs, uid, None if token else owner_session
+            obj = objects.created(
+                self.table.new_handle(), attrs, uid=uid, owner=None if token else owner_session
             )
-            if not token:
-                self._session_objects[obj.handle] = obj
-                return obj
-            assert self._store is not None
-            try:
-                self._store.modify(lambda meta: meta.objects.append(ObjectRecord(uid, attrs)))
-            except OSError as exc:
-                raise errors.FunctionFailed(f"cannot record the object: {exc.strerror}") from exc
-            table[obj.handle] = obj
-            return obj
+            if token:
+                self._record(lambda meta: meta.objects.append(ObjectRecord(uid, attrs)))
+            return self.add_session_object(obj) if not token else self.table.add(obj)
+
+    def _record(self, change: Callable[[Metadata], None]) -> None:
+        """A new token object's record, within the token's object limit."""
+
+        def bounded(meta: Metadata) -> None:
+            if len(meta.objects) + len(meta.copies) >= limits.MAX_TOKEN_OBJECTS:
+                raise errors.DeviceMemory(
+                    f"a token holds at most {limits.MAX_TOKEN_OBJECTS} objects"
+                )
+            change(meta)
+
+        self.store.modify(bounded)
+
+    def copy(self, found: Pkcs11Object, attrs: dict[int, Any], owner_session: int) -> Pkcs11Object:
+        """C_CopyObject after the library's checks: a created object copies whole; a copy of a
+        chip key names the same key (a token copy is recorded against the original's stable
+        name); a derived secret copies its value (a session object, as derived keys are)."""
+        from cryptoki.creation import new_uid  # lazy: object creation only
+
+        uid = new_uid()
+        attrs[CKA.UNIQUE_ID] = uid
+        if found.origin is Origin.CREATED:
+            return self.create(attrs, owner_session)
+        if found.origin is Origin.DERIVED:
+            obj = Pkcs11Object(
+                self.table.new_handle(), attrs, origin=Origin.DERIVED, owner_session=owner_session
+            )
+            return self.add_session_object(obj)
+        root = found.source or found
+        if not attrs.get(CKA.TOKEN):
+            obj = objects.key_copy(self.table.new_handle(), found, attrs, owner=owner_session)
+            return self.add_session_object(obj)
+        if root.store_key is None or root.owner_session is not None:
+            raise errors.TemplateInconsistent("a session key cannot have a token copy")
+        source = str(root.store_key)
+        with self.lock:
+            self._record(lambda meta: meta.copies.append(CopyRecord(uid, source, attrs)))
+            key = StoreKey(StoreKind.COPY, uid)
+            return self.table.add(
+                objects.key_copy(self.table.new_handle(), found, attrs, owner=None, store_key=key)
+            )
 
     def add_session_object(self, obj: Pkcs11Object) -> Pkcs11Object:
-        """A session object made elsewhere (ECDH result, copy of a chip key)."""
+        """A session object (ECDH result, copy of a chip key, created session object), within
+        the process's limit per token."""
         with self.lock:
-            self._session_objects[obj.handle] = obj
-            return obj
+            if len(self.table.session_objects()) >= limits.MAX_SESSION_OBJECTS:
+                raise errors.DeviceMemory(
+                    f"at most {limits.MAX_SESSION_OBJECTS} session objects per token"
+                )
+            return self.table.add(obj)
 
     def new_handle(self) -> int:
-        return self._new_handle()
+        return self.table.new_handle()
 
     def set_attributes(self, obj: Pkcs11Object, changes: dict[int, Any]) -> None:
         """C_SetAttributeValue after the library's checks: record where the object lives."""
@@ -717,131 +535,208 @@ class Token:
             if key is None or self._store is None or not obj.is_token_object:
                 obj.set_attrs(changes)
                 return
-            try:
-                if key.startswith("obj:"):
-                    uid = key[4:]
+            if key.kind is StoreKind.CREATED:
 
-                    def change(meta: Metadata) -> None:
-                        for i, rec in enumerate(meta.objects):
-                            if rec.uid == uid:
-                                meta.objects[i] = ObjectRecord(uid, {**rec.attrs, **changes})
+                def change(meta: Metadata) -> None:
+                    for i, rec in enumerate(meta.objects):
+                        if rec.uid == key.name:
+                            meta.objects[i] = ObjectRecord(rec.uid, {**rec.attrs, **changes})
 
-                    self._store.modify(change)
-                    obj.set_attrs(changes)
-                else:
-                    merged: dict[int, Any] = {}
+                self._store.modify(change)
+                obj.set_attrs(changes)
+                return
+            merged: dict[int, Any] = {}
 
-                    def override(meta: Metadata) -> None:
-                        merged.update(meta.overrides.get(key, {}))
-                        merged.update(changes)
-                        meta.overrides[key] = dict(merged)
+            def override(meta: Metadata) -> None:
+                merged.update(meta.overrides.get(str(key), {}))
+                merged.update(changes)
+                meta.overrides[str(key)] = dict(merged)
 
-                    self._store.modify(override)
-                    obj.apply_overrides(merged)
-            except OSError as exc:
-                raise errors.FunctionFailed(f"cannot record the change: {exc.strerror}") from exc
+            self._store.modify(override)
+            obj.apply_overrides(merged)
 
+    # -- destroying objects -------------------------------------------------------------------
     def destroy(self, obj: Pkcs11Object) -> None:
-        """Forget an object. A generated key pair goes as a whole and its chip slot is free
-        again; a generated AES key's block is overwritten with chip random and freed; copies
-        of a freed chip key go with it (they would name someone else's key later)."""
+        """Destroy an object, by its origin (the library checked CKA_DESTROYABLE):
+
+        * session-only objects (session copies, derived keys, created session objects) just go;
+        * created objects and token copies lose their record;
+        * an AES key loses its record first, then its block is overwritten with chip random;
+        * a generated key pair loses one half: the private key's record is marked first, then
+          the chip slot gets a new random key (GenKey), so the key is gone from the chip and the
+          slot is free; the public key is public data and goes on its own.
+
+        Records change before the chip does: a crash in between leaves at worst an unused key in
+        a slot that is free again, never a record naming a key that is no longer there.
+        """
         with self.lock:
-            tables = (self._objects or {}, self._session_objects)
-            if obj.origin in ("copy", "derived") or (
-                obj.origin == "created" and not obj.is_token_object
-            ):
-                for table in tables:
-                    table.pop(obj.handle, None)
+            destroy = _DESTROY.get(obj.origin)
+            if destroy is None or (obj.store_key is None and obj.origin is not Origin.GENERATED):
+                self.table.remove(obj)
                 return
-            if obj.origin == "created":
-                uid = (obj.store_key or "obj:")[4:]
-                if self._store is not None:
-                    self._store.modify(
-                        lambda meta: meta.objects.__setitem__(
-                            slice(None), [r for r in meta.objects if r.uid != uid]
-                        )
-                    )
-                for table in tables:
-                    table.pop(obj.handle, None)
-                return
-            slot = obj.chip_slot
-            if obj.origin == "generated-secret":
-                block = obj.key_block
-                assert slot is not None
-                self.backend.write_secret_block(slot, 16 * block, self.backend.random(32))
-                for table in tables:
-                    for handle, other in list(table.items()):
-                        if (
-                            other.chip_slot == slot
-                            and other.key_block == block
-                            and (other.origin in ("generated-secret", "copy"))
-                        ):
-                            del table[handle]
-                if self._store is not None:
+            destroy(self, obj)
+            self._store_fp = None  # our own write: re-read rather than trust the old view
 
-                    def drop_secret(meta: Metadata) -> None:
-                        meta.secrets[:] = [
-                            r for r in meta.secrets if (r.slot, r.key_block) != (slot, block)
-                        ]
-                        meta.overrides.pop(obj.store_key or "", None)
+    def _destroy_recorded(self, obj: Pkcs11Object) -> None:
+        """A created object or a token copy: drop its record."""
+        assert obj.store_key is not None
+        uid = obj.store_key.name
 
-                    self._store.modify(drop_secret)
-                    self._store_fp = self._store.fingerprint()
-                return
-            for table in tables:
-                for handle, other in list(table.items()):
-                    if (
-                        other.origin in ("generated", "copy")
-                        and other.chip_slot == slot
-                        and (other.key_block == 0)
-                    ):
-                        del table[handle]
-            if self._store is not None and slot is not None:
-                prefix = (obj.store_key or "").rsplit(":", 1)[0]
+        def drop(meta: Metadata) -> None:
+            meta.objects[:] = [r for r in meta.objects if r.uid != uid]
+            meta.copies[:] = [r for r in meta.copies if r.uid != uid]
 
-                def drop_pair(meta: Metadata) -> None:
-                    meta.keys[:] = [r for r in meta.keys if r.slot != slot]
-                    for half in ("priv", "pub"):
-                        meta.overrides.pop(f"{prefix}:{half}", None)
+        self.store.modify(drop)
+        self.table.remove(obj)
 
-                self._store.modify(drop_pair)
-                self._store_fp = self._store.fingerprint()
+    def _drop_copies_of(self, meta: Metadata, obj: Pkcs11Object) -> None:
+        if obj.store_key is not None:
+            name = str(obj.store_key)
+            meta.copies[:] = [r for r in meta.copies if r.source != name]
+
+    def _destroy_secret(self, obj: Pkcs11Object) -> None:
+        slot, block = obj.chip_slot, obj.key_block
+        assert slot is not None
+        uid = obj.attrs.get(CKA.UNIQUE_ID)
+        with self.store.locked():
+            meta = self.store.load()
+            if not any(r.uid == uid for r in meta.secrets):
+                self.table.remove(obj)
+                raise errors.ObjectHandleInvalid("the key was destroyed by another process")
+            meta.secrets[:] = [r for r in meta.secrets if r.uid != uid]
+            meta.overrides.pop(str(obj.store_key), None)
+            self._drop_copies_of(meta, obj)
+            self.store.save(meta)
+            self.table.remove_where(lambda o: o is obj or o.source is obj)
+            self.slots.erase_secret(slot, block)
+
+    def _destroy_pair(self, obj: Pkcs11Object) -> None:
+        slot, pub = obj.chip_slot, obj.public_key
+        private = obj.object_class == CKO.PRIVATE_KEY
+        assert slot is not None
+        with self.store.locked():
+            meta = self.store.load()
+            rec = next(
+                (
+                    r
+                    for r in meta.keys
+                    if r.slot == slot
+                    and r.public_key == pub
+                    and not (r.private_destroyed if private else r.public_destroyed)
+                ),
+                None,
+            )
+            if rec is None:
+                self.table.remove(obj)
+                raise errors.ObjectHandleInvalid("the key was destroyed by another process")
+            if private:
+                rest = replace(rec, private_destroyed=True)
+                # a session pair's public object needs no record once the slot is free
+                gone = rec.public_destroyed or rec.session_pid is not None
+            else:
+                rest = replace(rec, public_destroyed=True)
+                gone = rec.private_destroyed
+            meta.keys[:] = [r for r in meta.keys if r is not rec]
+            if not gone:
+                meta.keys.append(rest)
+            if obj.store_key is not None:
+                meta.overrides.pop(str(obj.store_key), None)
+            self._drop_copies_of(meta, obj)
+            self.store.save(meta)
+            self.table.remove_where(lambda o: o is obj or o.source is obj)
+            if private:
+                self.slots.erase_key(slot)
+
+    def reinitialise(self, label: str) -> None:
+        """C_InitToken's wipe: every key this token generated or imported is erased on the chip,
+        every created object, copy and attribute change is dropped, the user PIN is cleared and
+        the token takes ``label``. What the chip product defines (Trust&GO keys and
+        certificates, slot-file objects) stays: the chip cannot be wiped from here."""
+        with self.lock, self.store.locked():
+            meta = self.store.load()
+            for rec in meta.keys:
+                if not rec.private_destroyed:
+                    self.slots.erase_key(rec.slot)
+            for srec in meta.secrets:
+                self.slots.erase_secret(srec.slot, srec.key_block)
+            meta.keys, meta.secrets, meta.objects, meta.copies = [], [], [], []
+            meta.overrides = {}
+            meta.label = label
+            meta.pins.pop("user", None)
+            meta.failures = {}
+            self.store.save(meta)
+            self.table.clear()
+            self._loaded = False
+            self._store_fp = None
+            self.label = label
+            log.info("%s: token initialised (label %r)", self.name, label)
 
     def drop_session_objects(self, session: int | None = None) -> None:
         """Destroy the session objects of ``session`` (all of them when None)."""
         with self.lock:
-            doomed = [
-                o
-                for o in self._session_objects.values()
-                if session is None or o.owner_session == session
-            ]
-            for obj in doomed:
-                if obj.handle in self._session_objects:
-                    try:
-                        self.destroy(obj)
-                    except (OSError, errors.Pkcs11Error) as exc:
-                        # never fail a close because the store or the chip is gone
-                        log.warning(
-                            "slot %d: session object not fully removed: %s",
-                            self.config.slot_id,
-                            exc,
-                        )
-                        self._session_objects.pop(obj.handle, None)
+            for obj in self.table.session_objects(session):
+                if self.table.get(obj.handle) is None:
+                    continue  # went with an earlier one (a key pair's other half, a copy)
+                try:
+                    self.destroy(obj)
+                except (OSError, errors.Pkcs11Error) as exc:
+                    # never fail a close because the store or the chip is gone
+                    log.warning("%s: session object not fully removed: %s", self.name, exc)
+                    self.table.remove(obj)
 
     # -- chip operations ------------------------------------------------------------------------
-    def signer(self, slot: int) -> Callable[[bytes], bytes]:
-        """A callable that signs a 32-byte digest with chip slot ``slot`` under the token lock."""
+    @contextmanager
+    def using(self, obj: Pkcs11Object) -> Iterator[None]:
+        """Hold the token lock while ``obj``'s chip key is used, after checking it is still the
+        key the object names.
+
+        A generated or AES key can be destroyed by another process, and its slot can then take
+        a new key: the record is checked (with the metadata file's lock held across the chip
+        operation, so nobody destroys it meanwhile) and a handle whose key changed answers
+        CKR_KEY_HANDLE_INVALID instead of using someone else's key. Keys the chip product or
+        the slot file define cannot change from here; they need no check.
+        """
+        with self.lock:
+            if not obj.alive:
+                raise errors.KeyHandleInvalid("the key was destroyed")
+            root = obj.source or obj
+            if root.origin not in (Origin.GENERATED, Origin.SECRET):
+                yield
+                return
+            with self.store.locked():
+                fp = self.store.fingerprint()
+                if self._checked.get(root, False) != fp:
+                    if not self._key_recorded(self.store.load(), root):
+                        self.table.remove_where(lambda o: o is root or o.source is root)
+                        raise errors.KeyHandleInvalid("the key was destroyed by another process")
+                    self._checked[root] = fp
+                yield
+
+    @staticmethod
+    def _key_recorded(meta: Metadata, obj: Pkcs11Object) -> bool:
+        if obj.origin is Origin.SECRET:
+            return any(r.uid == obj.attrs.get(CKA.UNIQUE_ID) for r in meta.secrets)
+        return any(
+            r.slot == obj.chip_slot and r.public_key == obj.public_key and not r.private_destroyed
+            for r in meta.keys
+        )
+
+    def signer(self, obj: Pkcs11Object) -> Callable[[bytes], bytes]:
+        """A callable that signs a 32-byte digest with ``obj``'s chip key."""
+        slot = obj.chip_slot
+        assert slot is not None
 
         def sign(digest: bytes) -> bytes:
-            with self.lock:
+            with self.using(obj):
                 return self.backend.sign_digest(slot, digest)
 
         return sign
 
-    def ecdh(self, slot: int, peer: bytes) -> bytes:
-        """The shared x-coordinate of ECDH between chip slot ``slot`` and peer X||Y."""
-        with self.lock:
-            return self.backend.ecdh(slot, peer)
+    def ecdh(self, obj: Pkcs11Object, peer: bytes) -> bytes:
+        """The shared x-coordinate of ECDH between ``obj``'s chip key and peer X||Y."""
+        assert obj.chip_slot is not None
+        with self.using(obj):
+            return self.backend.ecdh(obj.chip_slot, peer)
 
     def sha256(self, data: bytes) -> bytes:
         """SHA-256 of a whole message on the chip, in one transaction."""
@@ -853,20 +748,28 @@ class Token:
         with self.lock:
             return _LockedStream(self.lock, self.backend.sha256_stream())
 
-    def hmac(self, slot: int) -> Callable[[bytes], bytes]:
-        """A callable computing HMAC-SHA256 on the chip with the key in ``slot``."""
+    def hmac(self, obj: Pkcs11Object) -> Callable[[bytes], bytes]:
+        """A callable computing HMAC-SHA256 on the chip with ``obj``'s slot key."""
+        slot = obj.chip_slot
+        assert slot is not None
         with self.lock:
             req_random = self.backend.slot_caps(slot).req_random
 
         def mac(data: bytes) -> bytes:
-            with self.lock:
+            with self.using(obj):
                 return self.backend.hmac_sha256(slot, data, random_nonce=req_random)
 
         return mac
 
-    def aes_cipher(self, slot: int, key_block: int) -> _ChipAes:
-        """The chip's AES bound to one key (slot and key block), for ``mechanisms.aes``."""
-        return _ChipAes(self, slot, key_block)
+    def aes_cipher(self, obj: Pkcs11Object) -> _ChipAes:
+        """The chip's AES bound to ``obj``'s key (slot and key block), for ``mechanisms.aes``."""
+        return _ChipAes(self, obj)
+
+    def aes_enabled(self) -> bool:
+        """The chip's AES command is enabled (config byte 13): AES mechanisms are offered."""
+        with self.lock:
+            self.identity  # noqa: B018
+            return self.backend.aes_enabled()
 
     def random(self, length: int) -> bytes:
         with self.lock:
@@ -880,6 +783,38 @@ class Token:
         finally:
             with self.lock:
                 self.backend.close()
+
+
+def _private_from(spec: KeySpec, key: StoreKey, handle: int) -> Pkcs11Object:
+    return objects.ec_private_key(handle, spec, store_key=key)
+
+
+def _public_from(spec: KeySpec, key: StoreKey, handle: int) -> Pkcs11Object:
+    return objects.ec_public_key(handle, spec, store_key=key)
+
+
+def _created_from(rec: ObjectRecord, handle: int) -> Pkcs11Object:
+    return objects.created(handle, rec.attrs, uid=rec.uid)
+
+
+def _copy_from(source: Pkcs11Object, rec: CopyRecord, handle: int) -> Pkcs11Object:
+    return objects.key_copy(
+        handle, source, rec.attrs, owner=None, store_key=StoreKey(StoreKind.COPY, rec.uid)
+    )
+
+
+#: The store kinds synchronised first (records), then the copies that may name them.
+_KEY_KINDS = frozenset({StoreKind.GENERATED, StoreKind.SECRET, StoreKind.CREATED})
+_COPY_KINDS = frozenset({StoreKind.COPY})
+
+
+#: How each origin's objects are destroyed (absent, or without a record: they leave the table).
+_DESTROY: dict[Origin, Callable[[Token, Pkcs11Object], None]] = {
+    Origin.CREATED: Token._destroy_recorded,
+    Origin.COPY: Token._destroy_recorded,
+    Origin.SECRET: Token._destroy_secret,
+    Origin.GENERATED: Token._destroy_pair,
+}
 
 
 class _LockedStream:
@@ -899,23 +834,26 @@ class _LockedStream:
 
 
 class _ChipAes:
-    """``mechanisms.aes.BlockCipher`` over the token's backend, one key, token lock held."""
+    """``mechanisms.aes.BlockCipher`` over the token's backend, bound to one key object; every
+    block operation runs under :meth:`Token.using`, so a key destroyed meanwhile is refused."""
 
-    def __init__(self, token: Token, slot: int, key_block: int) -> None:
+    def __init__(self, token: Token, obj: Pkcs11Object) -> None:
+        assert obj.chip_slot is not None
         self._token = token
-        self._slot = slot
-        self._block = key_block
+        self._obj = obj
+        self._slot = obj.chip_slot
+        self._block = obj.key_block
 
     def ecb(self, data: bytes, *, decrypt: bool) -> bytes:
         if not data:
             return b""
-        with self._token.lock:
+        with self._token.using(self._obj):
             return self._token.backend.aes_ecb(self._slot, self._block, data, decrypt=decrypt)
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
         if not data:
             return b""
-        with self._token.lock:
+        with self._token.using(self._obj):
             return self._token.backend.aes_cbc_encrypt(self._slot, self._block, iv, data)
 
     def ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:

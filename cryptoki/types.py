@@ -18,9 +18,8 @@ either the bytes or an ``AttributeFailure`` naming the CKR for that entry (ATTRI
 ATTRIBUTE_TYPE_INVALID); the ABI applies the length conventions and CK_UNAVAILABLE_INFORMATION.
 
 The value types are ``NamedTuple``s (immutable, compared by value) rather than frozen dataclasses:
-this module is imported by every process's first C_Initialize, and generating eleven frozen
-dataclasses cost ~10 ms there against ~2-3 ms for the tuples (``python -X importtime``); creating
-one (``Mechanism`` on every C_SignInit) is also about twice as fast.
+this module is imported by every process's first C_Initialize, and tuples are much cheaper to
+define and to create (figures in ``bench/design-measurements.md``).
 """
 
 from __future__ import annotations

@@ -23,8 +23,11 @@ def write_slot_file(
 ) -> Path:
     """Write ``<slot_id>.conf`` naming an emulated chip state file in the same directory."""
     path = filestore / f"{slot_id}.conf"
+    root = Path(state_name).stem + ".root-ca.pem"  # beside an emulated Trust&GO chip
+    root_line = f"root_ca = {root}\n" if (filestore / root).is_file() else ""
     path.write_text(
-        f"interface = emulator,{state_name}\ndevice = {device}\nlabel = {label}\n{extra}",
+        f"interface = emulator,{state_name}\ndevice = {device}\nlabel = {label}\n"
+        f"{root_line}{extra}",
         encoding="utf-8",
     )
     return path

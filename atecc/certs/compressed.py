@@ -1,4 +1,4 @@
-"""The 72-byte compressed certificate of Trust&GO chips (spec §6.5).
+"""The 72-byte compressed certificate of Trust&GO chips (chip §6.5).
 
 Owns: the byte layout (signature, encoded dates, signer ID, template/chain IDs, serial-number
 source, format version) and the date codec. Knows nothing about DER or templates; turning a
@@ -45,7 +45,7 @@ class CertificateError(ValueError):
 
 
 class SnSource(enum.IntEnum):
-    """How a certificate's serial number is obtained (byte 70 bits 7:4; spec §6.5)."""
+    """How a certificate's serial number is obtained (byte 70 bits 7:4; chip §6.5)."""
 
     STORED = 0x0  #: stored in full elsewhere on the chip
     STORED_DYNAMIC = 0x7  #: stored, with a length byte

@@ -1,4 +1,4 @@
-"""Factory provisioning of an emulated Trust&GO chip with the project's own CA (spec §6.8).
+"""Factory provisioning of an emulated Trust&GO chip with the project's own CA (chip §6.8).
 
 Owns: creating an EMULATED root CA, a signer key and certificate (template 1, signed by that
 root) and the device certificate (template 2 or 3, signed by the signer), and returning what the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -95,8 +96,18 @@ def public_key_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
     return point[1:]
 
 
+def load_root_public_key(path: str | os.PathLike[str]) -> bytes | None:
+    """X||Y of the P-256 key of the PEM certificate at ``path`` (None if absent or not P-256)."""
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return None
+    key = cert.public_key()
+    return public_key_bytes(key) if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+
 def _on_the_hour(when: datetime) -> datetime:
-    # Compressed dates are naive UTC with hour granularity (spec §6.5).
+    # Compressed dates are naive UTC with hour granularity (chip §6.5).
     if when.tzinfo is not None:
         when = when.astimezone(UTC).replace(tzinfo=None)
     return when.replace(minute=0, second=0, microsecond=0)
@@ -209,7 +220,7 @@ def make_tng_chain(
     eui48: bytes | None = None,
     root_name: x509.Name | None = None,
 ) -> FactoryCerts:
-    """Provision the Trust&GO certificate chain for a chip (spec §6.8).
+    """Provision the Trust&GO certificate chain for a chip (chip §6.8).
 
     :param device_public_key: X||Y of the chip's slot-0 key.
     :param serial: the chip's 9-byte serial number.

@@ -1,4 +1,4 @@
-"""Rebuild full X.509 DER certificates from a template and a compressed certificate (spec §6.7).
+"""Rebuild full X.509 DER certificates from a template and a compressed certificate (chip §6.7).
 
 Owns: filling a :class:`~atecc.certs.templates.CertTemplate` with the dynamic values (public key,
 key identifiers, dates, signer ID, device-SN characters, EUI-48, serial number, signature) and
@@ -36,7 +36,7 @@ from atecc.certs.templates import (
 )
 from atecc.constants import PUBLIC_KEY_SIZE, Zone
 
-#: Trust&GO certificate slots (spec §6.4).
+#: Trust&GO certificate slots (chip §6.4).
 DEVICE_CERT_SLOT = 10
 SIGNER_PUBLIC_KEY_SLOT = 11
 SIGNER_CERT_SLOT = 12
@@ -58,7 +58,7 @@ class ChipReader(Protocol):
 
 
 def pad_public_key(public_key: bytes) -> bytes:
-    """72-byte slot form of a public key: ``00*4 ‖ X ‖ 00*4 ‖ Y`` (spec §3.8)."""
+    """72-byte slot form of a public key: ``00*4 ‖ X ‖ 00*4 ‖ Y`` (chip §3.8)."""
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise CertificateError("public key must be 64 bytes X||Y")
     return bytes(4) + public_key[:32] + bytes(4) + public_key[32:]
@@ -72,7 +72,7 @@ def unpad_public_key(slot_data: bytes) -> bytes:
 
 
 def serial_from_public_key(public_key: bytes, compressed: CompressedCert) -> bytes:
-    """Serial number for SN source 0xA (spec §6.5, §6.7 step 4).
+    """Serial number for SN source 0xA (chip §6.5, §6.7 step 4).
 
     SHA-256 over the subject's X||Y and the encoded dates (plus the year bits of byte 71 for
     format 1/2), first 16 bytes, with the top bit cleared and bit 6 set so that the INTEGER is
@@ -116,7 +116,7 @@ def build_certificate(
     device_serial: bytes | None = None,
     eui48: bytes | None = None,
 ) -> bytes:
-    """Full DER certificate (spec §6.7 steps 3-5).
+    """Full DER certificate (chip §6.7 steps 3-5).
 
     :param tmpl: the template the compressed certificate names.
     :param compressed: dates, signer ID and signature.
@@ -160,7 +160,7 @@ def build_certificate(
         der[f.offset : f.end] = value
     der += signature_bit_string(compressed.r, compressed.s)
     # Only the outer length changes with the signature's size; the TBS length is fixed because
-    # every dynamic field has a fixed size (spec §6.7 step 5).
+    # every dynamic field has a fixed size (chip §6.7 step 5).
     der[2:4] = (len(der) - 4).to_bytes(2, "big")
     return bytes(der)
 

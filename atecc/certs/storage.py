@@ -36,7 +36,7 @@ def encode_slot(der: bytes, slot: int) -> bytes:
     """The bytes :func:`write_certificate` writes: header, DER, zeros to a 32-byte boundary.
 
     Padding to whole blocks (never past the slot's end) keeps every write a 32-byte write, the
-    only kind the chip accepts in every lock state (spec §3.6).
+    only kind the chip accepts in every lock state (chip §3.6).
 
     :raises ValueError: ``der`` is empty, too long for the header, or does not fit the slot.
     """

@@ -1,4 +1,4 @@
-"""Our own DER templates for the Trust&GO (TNGTLS) signer and device certificates (spec §6.6).
+"""Our own DER templates for the Trust&GO (TNGTLS) signer and device certificates (chip §6.6).
 
 Owns: the template bytes and the position of every dynamic field in them. The templates are
 *generated* here from a structural description with a few DER helpers; no byte array is copied
@@ -26,91 +26,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from atecc.certs.compressed import SnSource
-
-# --- DER helpers (X.690) -------------------------------------------------------------------------
-
-
-def der_length(n: int) -> bytes:
-    """Definite-length encoding, short form below 128."""
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def tlv(tag: int, value: bytes) -> bytes:
-    return bytes((tag,)) + der_length(len(value)) + value
-
-
-def tlv_long(tag: int, value: bytes) -> bytes:
-    """TLV with the length always in the 2-byte long form (``82 HH LL``).
-
-    The templates use this form for the certificate and TBS SEQUENCEs so that their lengths can
-    change without moving any field (spec §6.6).
-    """
-    if len(value) > 0xFFFF:
-        raise ValueError("value too long for a 2-byte length")
-    return bytes((tag, 0x82)) + len(value).to_bytes(2, "big") + value
-
-
-def seq(*items: bytes) -> bytes:
-    return tlv(0x30, b"".join(items))
-
-
-def set_of(*items: bytes) -> bytes:
-    return tlv(0x31, b"".join(items))
-
-
-def oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray((40 * arcs[0] + arcs[1],))
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body.extend(reversed(chunk))
-    return tlv(0x06, bytes(body))
-
-
-def der_integer(value: int) -> bytes:
-    """A non-negative INTEGER in minimal form (leading 0x00 when the top bit is set)."""
-    body = value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-    if body[0] & 0x80:
-        body = b"\x00" + body
-    return tlv(0x02, body)
-
-
-def utf8(text: str) -> bytes:
-    return tlv(0x0C, text.encode("utf-8"))
-
-
-def printable(text: str) -> bytes:
-    return tlv(0x13, text.encode("ascii"))
-
-
-def boolean_true() -> bytes:
-    return b"\x01\x01\xff"
-
-
-def octet_string(value: bytes) -> bytes:
-    return tlv(0x04, value)
-
-
-def bit_string(value: bytes, unused_bits: int = 0) -> bytes:
-    return tlv(0x03, bytes((unused_bits,)) + value)
-
-
-def ecdsa_sig_value(r: int, s: int) -> bytes:
-    """DER ``Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }``."""
-    return seq(der_integer(r), der_integer(s))
-
-
-def signature_bit_string(r: int, s: int) -> bytes:
-    """The certificate's signatureValue: the DER ECDSA signature inside a BIT STRING."""
-    return bit_string(ecdsa_sig_value(r, s))
-
+from atecc.der import (
+    bit_string,
+    boolean_true,
+    integer,
+    octet_string,
+    oid,
+    printable,
+    seq,
+    set_of,
+    signature_bit_string,
+    tlv,
+    tlv_long,
+    utf8,
+)
 
 # --- X.509 vocabulary ----------------------------------------------------------------------------
 
@@ -130,7 +59,7 @@ ORGANIZATION = "Microchip Technology Inc"
 ROOT_CN = "Crypto Authentication Root CA 002"
 SIGNER_CN_PREFIX = "Crypto Authentication Signer "
 
-#: Key identifier of Microchip's "Crypto Authentication Root CA 002" (spec §6.4): the signer
+#: Key identifier of Microchip's "Crypto Authentication Root CA 002" (chip §6.4): the signer
 #: template's default AKI, left in place when the host does not know the root's public key.
 MICROCHIP_ROOT_KEY_ID = bytes.fromhex("7AED7D6DC6B7789DB23801A5E84A8CB0A40E2A8C")
 
@@ -141,7 +70,7 @@ def _algorithm_ecdsa_sha256() -> bytes:
 
 
 def _name(common_name: str) -> bytes:
-    # O first, then CN, each in its own RDN, both UTF8String (spec §6.6).
+    # O first, then CN, each in its own RDN, both UTF8String (chip §6.6).
     return seq(
         set_of(seq(oid(OID_ORGANIZATION), utf8(ORGANIZATION))),
         set_of(seq(oid(OID_COMMON_NAME), utf8(common_name))),
@@ -169,7 +98,7 @@ def _key_usage(bits: bytes) -> bytes:
 
 
 def _basic_constraints(ca: bool) -> bytes:
-    body = seq(boolean_true(), der_integer(0)) if ca else seq()
+    body = seq(boolean_true(), integer(0)) if ca else seq()
     return _extension(OID_BASIC_CONSTRAINTS, body, critical=True)
 
 
@@ -273,7 +202,7 @@ class CertTemplate:
     fields: dict[str, Field] = field(default_factory=dict)
 
     def skeleton(self) -> bytes:
-        """Bytes [0, signature offset) with every dynamic field zeroed (spec §6.6 check values)."""
+        """Bytes [0, signature offset) with every dynamic field zeroed (chip §6.6 check values)."""
         out = bytearray(self.der[: self.signature_offset])
         for f in self.fields.values():
             out[f.offset : f.end] = bytes(f.length)
@@ -326,7 +255,7 @@ def _make_template(
         expected_signature_offset,
     ):
         raise AssertionError(
-            f"template {template_id} layout differs from spec §6.6: {got}, size {len(der)},"
+            f"template {template_id} layout differs from chip §6.6: {got}, size {len(der)},"
             f" tbs {template.tbs_length}, signature at {template.signature_offset}"
         )
     return template
@@ -339,7 +268,7 @@ def _signer_template() -> CertTemplate:
     # The default AKI is the real Microchip root's: rebuild keeps it when the root key is unknown.
     ski, aki = key_id(_2G), MICROCHIP_ROOT_KEY_ID
     tbs = [
-        tlv(0xA0, der_integer(2)),  # version v3
+        tlv(0xA0, integer(2)),  # version v3
         tlv(0x02, serial),
         _algorithm_ecdsa_sha256(),
         _name(ROOT_CN),
@@ -404,7 +333,7 @@ def _device_tbs(
     serial: bytes, signer_id: str, subject_cn: str, extensions: list[bytes]
 ) -> list[bytes]:
     return [
-        tlv(0xA0, der_integer(2)),
+        tlv(0xA0, integer(2)),
         tlv(0x02, serial),
         _algorithm_ecdsa_sha256(),
         _name(SIGNER_CN_PREFIX + signer_id),
@@ -492,7 +421,7 @@ TEMPLATES: dict[int, CertTemplate] = {
     t.template_id: t for t in (SIGNER_TEMPLATE, DEVICE_TEMPLATE_LEGACY, DEVICE_TEMPLATE)
 }
 
-#: OTP bytes 0-7 (ASCII) naming the device template a Trust&GO chip uses (spec §6.4).
+#: OTP bytes 0-7 (ASCII) naming the device template a Trust&GO chip uses (chip §6.4).
 OTP_CODES: dict[bytes, int] = {
     b"wdNxAjae": 2,
     b"Rsuy5YJh": 2,

@@ -1,6 +1,6 @@
-"""Emulated symmetric authentication commands: GenDig, MAC, CheckMac and DeriveKey (spec §4.17).
+"""Emulated symmetric authentication commands: GenDig, MAC, CheckMac and DeriveKey (chip §4.17).
 
-Owns the SHA-256 message each command hashes. The layouts are the 508A datasheet's (spec §4.17)
+Owns the SHA-256 message each command hashes. The layouts are the 508A datasheet's (chip §4.17)
 as cryptoauthlib's host-side helpers rebuild them for the 608 (``atcah_gen_dig``, ``atcah_mac``,
 ``atcah_check_mac``, ``atcah_derive_key``, ``atcah_derive_key_mac`` in ``lib/host/atca_host.c``):
 a 32-byte key or stored value, the opcode and parameters, SN[8] ‖ SN[0:1], zeros or
@@ -53,7 +53,7 @@ def _symmetric_key(ex: Exec, slot: int, *, with_tempkey: bool) -> bytes:
 
 
 def _include_data(ex: Exec, mode: int) -> bytes:
-    """MAC's tail (spec §4.17; atcah_include_data): OTP[0:10] (bit 4) or OTP[0:7] and zeros
+    """MAC's tail (chip §4.17; atcah_include_data): OTP[0:10] (bit 4) or OTP[0:7] and zeros
     (bit 5) or zeros, then SN[8], SN[4:7] or zeros (bit 6), SN[0:1], SN[2:3] or zeros."""
     otp, sn, full_sn = bytes(ex.state.otp), ex.cfg.sn, bool(mode & 0x40)
     if mode & 0x10:

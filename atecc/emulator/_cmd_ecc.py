@@ -1,11 +1,11 @@
-"""Emulated P-256 commands: GenKey, Sign, Verify and ECDH (spec §4.4-§4.7, §5).
+"""Emulated P-256 commands: GenKey, Sign, Verify and ECDH (chip §4.4-§4.7, §5).
 
 Owns the mapping of those commands onto ``cryptography``: ECDSA over the 32-byte message used
-as the hash value itself (``Prehashed``; spec §4.5, confirmed by the real-device vector of §5.3),
+as the hash value itself (``Prehashed``; chip §4.5, confirmed by the real-device vector of §5.3),
 random k, ECDH x-coordinate, keys as 32-byte big-endian scalars stored in the slot after 4 zero
 pad bytes (§3.8). Key objects are cached by scalar so that a Sign costs one ECDSA operation.
 
-Also modelled: Sign internal (the 55-byte message of spec §4.5 with the byte layout cryptoauthlib's
+Also modelled: Sign internal (the 55-byte message of chip §4.5 with the byte layout cryptoauthlib's
 atcah_sign_internal_msg rebuilds), Verify with a MAC for the host (IO protection key, system nonce
 from the message digest buffer; atcah_verify_mac), Verify validate/invalidate of a stored public
 key signed by its parent (SlotConfig.ReadKey), ECDH output encrypted with the IO protection key.
@@ -56,7 +56,7 @@ def _c() -> _Crypto:
 
 def _message(vol: Volatile, mode: int) -> bytes:
     """The 32-byte message of an external Sign or Verify: the message digest buffer when mode
-    bit 5 is set (608), else TempKey; either must be valid (spec §4.5, §4.6)."""
+    bit 5 is set (608), else TempKey; either must be valid (chip §4.5, §4.6)."""
     if mode & 0x20:
         if not vol.mdb_valid:
             raise exec_error("message digest buffer not loaded")
@@ -133,7 +133,7 @@ def _sn_block(ex: Exec) -> bytes:
 
 
 def _stored_public_key(ex: Exec, slot: int) -> bytes:
-    """X‖Y from the 72-byte padded form 00000000‖X‖00000000‖Y (spec §3.8)."""
+    """X‖Y from the 72-byte padded form 00000000‖X‖00000000‖Y (chip §3.8)."""
     buf = ex.state.slots[slot]
     return bytes(buf[4:36]) + bytes(buf[40:72])
 
@@ -173,7 +173,7 @@ def gen_key(ex: Exec) -> bytes | None:
         ex.require_random_tempkey(slot)
         pub = _stored_public_key(ex, slot)
         msg = vol.tempkey[:32] + bytes((Opcode.GENKEY,)) + data + _sn_block(ex) + pub
-        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+        import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)
 
         vol.set_tempkey(
             hashlib.sha256(msg).digest(), source_input=vol.tk_source_input, keyid=slot, genkey=True
@@ -188,7 +188,7 @@ def gen_key(ex: Exec) -> bytes | None:
     if create:
         if cfg.slot_locked(slot):
             raise exec_error(f"slot {slot} is locked")
-        # After data lock GenKey may create only where WriteConfig bit 13 is set (spec §3.4).
+        # After data lock GenKey may create only where WriteConfig bit 13 is set (chip §3.4).
         if cfg.data_locked and not cfg.write_config[slot] & 0x2:
             raise exec_error(f"slot {slot} does not allow GenKey (WriteConfig bit 13)")
         ex.require_auth(slot)
@@ -265,7 +265,7 @@ def _validated(ex: Exec, slot: int) -> bool:
 
 
 def _internal_message(ex: Exec, slot: int) -> bytes:
-    """SHA-256 of the 55-byte internal-sign message (spec §4.5) [508]/[C TNG datasheet]."""
+    """SHA-256 of the 55-byte internal-sign message (chip §4.5) [508]/[C TNG datasheet]."""
     cfg, vol = ex.cfg, ex.vol
     if not cfg.data_locked:
         raise exec_error("internal sign needs the data zone locked")
@@ -357,7 +357,7 @@ def _validate(ex: Exec, *, invalidate: bool) -> int:
     """Verify validate (mode 3) / invalidate (mode 7) of the public key in slot Param2: the
     signature (by the parent key in SlotConfig.ReadKey's slot) is over SHA-256 of TempKey and
     the 19 bytes of OtherData arranged as a Sign-internal message; TempKey must come from GenKey
-    over that key [B]. Success sets the validity nibble to 0x5 or 0xA (spec §3.6)."""
+    over that key [B]. Success sets the validity nibble to 0x5 or 0xA (chip §3.6)."""
     cfg, vol, state, slot = ex.cfg, ex.vol, ex.state, ex.p2
     if slot > 15 or not (cfg.key_type[slot] == KeyType.P256 and cfg.pub_info[slot]):
         raise exec_error(f"slot {slot} does not hold a public key that needs validation")

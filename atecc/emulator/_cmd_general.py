@@ -1,10 +1,10 @@
 """Emulated commands that manage the chip itself: Info, Random, Nonce, Counter, SelfTest,
-UpdateExtra and Lock (spec §4.1-§4.3, §4.10, §4.13-§4.15, §3.7), and SecureBoot, which is
+UpdateExtra and Lock (chip §4.1-§4.3, §4.10, §4.13-§4.15, §3.7), and SecureBoot, which is
 not modelled (0x0F, noted as such).
 
 Each handler takes an :class:`~atecc.emulator._core.Exec` and returns output bytes, a one-byte
 result (int) or None for plain success; errors are raised as ``CmdError``. Order inside each
-handler follows spec §2: parameter parsing (0x03), ``ex.gate()`` (0x07/0xEE), state checks
+handler follows chip §2: parameter parsing (0x03), ``ex.gate()`` (0x07/0xEE), state checks
 (0x0F), then the effect.
 """
 
@@ -27,7 +27,7 @@ from atecc.emulator._core import Exec, exec_error, parse_error
 from atecc.emulator.counters import COUNTER_MAX
 from atecc.emulator.faults import SELFTEST_UNITS, same_units
 
-#: RNG output before the config zone is locked (spec §3.7) [508].
+#: RNG output before the config zone is locked (chip §3.7) [508].
 RNG_TEST_PATTERN = b"\xff\xff\x00\x00" * 8
 
 
@@ -49,7 +49,7 @@ def info(ex: Exec) -> bytes:
         if p2 > 15:
             raise parse_error("slot out of range")
         ex.gate()
-        # [U] byte position: the flag is reported in byte 0 (spec §4.1).
+        # [U] byte position: the flag is reported in byte 0 (chip §4.1).
         return bytes((1 if key_valid(ex, p2) else 0, 0, 0, 0))
     if mode == 0x02:  # State, 508A layout [508]
         if p2:
@@ -151,7 +151,7 @@ def nonce(ex: Exec) -> bytes | None:
         vol.seed_sram = True
         if kind == 0x00:
             vol.seed_eeprom = True
-    import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+    import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)
 
     digest = hashlib.sha256(rand_out + data + bytes((Opcode.NONCE, mode, p2 & 0xFF))).digest()
     if use_tempkey:
@@ -169,7 +169,7 @@ def counter(ex: Exec) -> bytes:
         raise parse_error("Counter mode must be 0/1 and counter id 0/1")
     ex.gate()
     # The value lives in config bytes 52-67 in the chip's own encoding, so a value preset there
-    # before the config lock counts, and an increment shows in a config read (spec §3.1).
+    # before the config lock counts, and an increment shows in a config read (chip §3.1).
     value = ex.state.counters[ex.p2]
     if ex.p1 == 0x01:
         if value >= COUNTER_MAX:
@@ -216,7 +216,7 @@ def update_extra(ex: Exec) -> None:
 
 # ------------------------------------------------------------------------------ Lock §3.7 ----
 def data_zone_summary(ex: Exec) -> int:
-    """CRC of all slots except ECC private-key slots, then OTP (spec §3.7) [508]."""
+    """CRC of all slots except ECC private-key slots, then OTP (chip §3.7) [508]."""
     cfg, state = ex.cfg, ex.state
     parts = [bytes(state.slots[n]) for n in range(16) if not cfg.private[n]]
     return crc.crc16(b"".join(parts) + bytes(state.otp))

@@ -1,4 +1,4 @@
-"""Emulated KDF command (0x56): PRF, AES and HKDF (spec §4.17; cryptoauthlib ``calib_kdf``).
+"""Emulated KDF command (0x56): PRF, AES and HKDF (chip §4.17; cryptoauthlib ``calib_kdf``).
 
 Owns the three algorithms, where their key comes from and where their result goes. Param1:
 bits 1:0 source (TempKey, upper TempKey, slot, alternate key buffer), bits 4:2 target (TempKey,

@@ -1,11 +1,11 @@
-"""Emulated EEPROM access commands: Read, Write and PrivWrite (spec §3.1-§3.3, §3.6, §4.8,
+"""Emulated EEPROM access commands: Read, Write and PrivWrite (chip §3.1-§3.3, §3.6, §4.8,
 §4.9, §4.16).
 
 Owns the zone/address decoding of Param1/Param2 and the read/write permission procedure of §3.6,
 including the encrypted transfers: EncryptRead slots come back XORed with a TempKey made by GenDig
 from the slot's ReadKey; encrypted Write (WriteConfig "Encrypt", or Zone bit 6 before the data
 lock) and PrivWrite mode 0x40 carry data XORed with a GenDig TempKey (from the WriteKey after the
-data lock) and a SHA-256 MAC over TempKey, the command and the plaintext (spec §3.6, §4.16;
+data lock) and a SHA-256 MAC over TempKey, the command and the plaintext (chip §3.6, §4.16;
 cryptoauthlib's atcah_write_auth_mac and atcah_privwrite_auth_mac). The TempKey is used up.
 Writes to the private-key slots go only through GenKey/PrivWrite.
 """
@@ -25,12 +25,12 @@ from atecc.emulator._core import Exec, exec_error, parse_error, sha256, xor
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
-# Config bytes the Write command never touches (spec §3.1): identity 0-15, 84-87.
+# Config bytes the Write command never touches (chip §3.1): identity 0-15, 84-87.
 _CONFIG_READ_ONLY = frozenset(range(16)) | frozenset(range(CFG_USER_EXTRA, CFG_LOCK_CONFIG + 1))
 
 
 def _decode(ex: Exec, zone: int, big: bool) -> tuple[int, int]:
-    """Param2 → (slot or -1, byte offset in the zone/slot); out of range ⇒ 0x03 (spec §3.3)."""
+    """Param2 → (slot or -1, byte offset in the zone/slot); out of range ⇒ 0x03 (chip §3.3)."""
     p2 = ex.p2
     if zone == 0:
         if p2 & ~0x001F:
@@ -104,7 +104,7 @@ def read(ex: Exec) -> bytes:
         raise exec_error("data zone reads need the data zone locked")
     if cfg.private[slot]:
         raise exec_error(f"slot {slot} holds a private key")
-    # IsSecret=0 with EncryptRead=1 is undefined; treated as a clear read [U] (spec §3.6).
+    # IsSecret=0 with EncryptRead=1 is undefined; treated as a clear read [U] (chip §3.6).
     chunk = bytes(state.slots[slot][offset : offset + length]).ljust(length, b"\x00")
     if not cfg.is_secret[slot]:
         return chunk  # a short last block reads back zero-filled [508]

@@ -1,5 +1,5 @@
 """Emulated symmetric commands: SHA (SHA-256 and HMAC-SHA256 sequences) and AES (single-block
-AES-128 and GFM) (spec §4.11, §4.12).
+AES-128 and GFM) (chip §4.11, §4.12).
 
 Owns the streaming hash context (:class:`~atecc.emulator.sha256.Sha256` for SHA, whose state
 SHA context read and write (modes 6/7) carry; ``hmac`` for HMAC), the End-mode digest targets

@@ -2,7 +2,7 @@
 
 Owns: :class:`CmdError` (a command ends with a status byte), :class:`Volatile` (TempKey and its
 flags, message digest buffer, alternate key buffer, SHA context, RNG seed flags, auth state;
-spec §4.18), :class:`Cfg` (the config zone decoded once per change; spec §3.1, §3.4, §3.5) and
+chip §4.18), :class:`Cfg` (the config zone decoded once per change; chip §3.1, §3.4, §3.5) and
 :class:`Exec` (what one command execution sees). It must not import the driver's decoders
 (``atecc.config_zone``, ``atecc.packet``): the emulator is an independent peer of the driver, so a
 misreading of the datasheet cannot hide by being shared by both ends.
@@ -36,7 +36,7 @@ ECC = int(Status.ECC_FAULT)
 
 
 class CmdError(Exception):
-    """A command finished with a non-success status byte (spec §2).
+    """A command finished with a non-success status byte (chip §2).
 
     ``why`` is for humans reading test failures; the wire carries only the status.
     """
@@ -110,7 +110,7 @@ class Volatile:
         self.tk_is_ecc_key = ecc_key
 
     def tempkey_flags_byte(self) -> int:
-        """Info State byte 0 layout (spec §4.1, 508A layout [508])."""
+        """Info State byte 0 layout (chip §4.1, 508A layout [508])."""
         return (
             (0x80 if self.tk_nomac else 0)
             | (0x40 if self.tk_genkey else 0)
@@ -125,7 +125,7 @@ def _le16(buf: bytes, offset: int) -> int:
 
 
 class Cfg:
-    """The 128-byte config zone decoded into per-slot facts (spec §3.4, §3.5).
+    """The 128-byte config zone decoded into per-slot facts (chip §3.4, §3.5).
 
     Built once per distinct config image (the chip caches it keyed by the raw bytes), so command
     handlers read plain attributes instead of re-shifting bits on every call.
@@ -164,7 +164,7 @@ class Cfg:
         self.slot_config = [_le16(raw, CFG_SLOT_CONFIG + 2 * n) for n in range(SLOT_COUNT)]
         self.key_config = [_le16(raw, CFG_KEY_CONFIG + 2 * n) for n in range(SLOT_COUNT)]
         sc, kc = self.slot_config, self.key_config
-        # SlotConfig (spec §3.4)
+        # SlotConfig (chip §3.4)
         self.read_key = [v & 0x0F for v in sc]
         self.no_mac = [bool(v & 0x0010) for v in sc]
         self.limited_use = [bool(v & 0x0020) for v in sc]
@@ -172,7 +172,7 @@ class Cfg:
         self.is_secret = [bool(v & 0x0080) for v in sc]
         self.write_key = [(v >> 8) & 0x0F for v in sc]
         self.write_config = [(v >> 12) & 0x0F for v in sc]
-        # KeyConfig, 608 layout (spec §3.5)
+        # KeyConfig, 608 layout (chip §3.5)
         self.private = [bool(v & 0x0001) for v in kc]
         self.pub_info = [bool(v & 0x0002) for v in kc]
         self.key_type = [(v >> 2) & 0x07 for v in kc]
@@ -189,12 +189,12 @@ class Cfg:
         self.sn = raw[0:4] + raw[8:13]
 
     def sn_tail(self, zeros: int = 25) -> bytes:
-        """SN[8] ‖ SN[0:1] ‖ zeros: the part every SHA-256 message of spec §4.17 shares."""
+        """SN[8] ‖ SN[0:1] ‖ zeros: the part every SHA-256 message of chip §4.17 shares."""
         sn = self.sn
         return bytes((sn[8], sn[0], sn[1])) + bytes(zeros)
 
     def slot_locked(self, slot: int) -> bool:
-        """SlotLocked bit n = 0 means locked (spec §3.1 bytes 88-89)."""
+        """SlotLocked bit n = 0 means locked (chip §3.1 bytes 88-89)."""
         return not (self.slot_locked_bits >> slot) & 1
 
     def is_p256_private(self, slot: int) -> bool:
@@ -205,7 +205,7 @@ class Exec:
     """One command execution: parameters, the EEPROM image, and the chip's volatile state.
 
     Handlers validate parameters first (raising 0x03), then call :meth:`gate` (self-test failure
-    0x07 and watchdog 0xEE, spec §2 precedence), then check state and permissions (0x0F), then
+    0x07 and watchdog 0xEE, chip §2 precedence), then check state and permissions (0x0F), then
     call :meth:`ecc_point` right before any ECC computation (injected 0x05), then act. They set
     ``dirty`` when they changed the EEPROM.
     """
@@ -239,7 +239,7 @@ class Exec:
 
     def load_target(self, target: int, value: bytes) -> None:
         """Put a Nonce pass-through input or a SHA End digest where param1 bits 7:6 say:
-        0 = TempKey (flags: input source), 1 = message digest buffer (spec §4.3, §4.11).
+        0 = TempKey (flags: input source), 1 = message digest buffer (chip §4.3, §4.11).
         Other targets are the caller's business (alternate key buffer, output only)."""
         if target == 0x00:
             self.vol.set_tempkey(value, source_input=True)
@@ -253,12 +253,12 @@ class Exec:
         self.chip.check_gate(self.opcode, selftest_exempt)
 
     def ecc_point(self) -> None:
-        """Injected ECC fault (spec §7.2): 0x05 without executing."""
+        """Injected ECC fault (chip §7.2): 0x05 without executing."""
         if self.chip.faults.take_ecc_fault():
             raise CmdError(ECC, "injected ECC fault")
 
     def require_auth(self, slot: int) -> None:
-        """ReqAuth (spec §3.5): no prior authorization with AuthKey ⇒ 0x0F."""
+        """ReqAuth (chip §3.5): no prior authorization with AuthKey ⇒ 0x0F."""
         cfg, vol = self.cfg, self.vol
         if cfg.req_auth[slot]:
             if not (vol.auth_valid and vol.auth_key_id == cfg.auth_key[slot]):
@@ -319,6 +319,6 @@ class Exec:
         return out, nonce
 
     def require_random_tempkey(self, slot: int) -> None:
-        """ReqRandom (spec §3.5): TempKey must come from the RNG (Nonce random mode)."""
+        """ReqRandom (chip §3.5): TempKey must come from the RNG (Nonce random mode)."""
         if self.cfg.req_random[slot] and (not self.vol.tk_valid or self.vol.tk_source_input):
             raise exec_error(f"slot {slot} requires a random TempKey (ReqRandom)")

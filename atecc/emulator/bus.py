@@ -8,7 +8,7 @@ It deliberately does not import smbus2: it reads the struct fields (``addr``, ``
 
 One ``i2c_rdwr`` call is one bus transaction ending with a Stop: every message in it is delivered
 in order (repeated starts between them), and a command group completed by a write starts
-executing only at the final Stop (spec §1.5, §1.10). A read in the same call after the command
+executing only at the final Stop (chip §1.5, §1.10). A read in the same call after the command
 write is therefore NACKed, as on real hardware.
 """
 
@@ -33,7 +33,7 @@ class EmulatedBus:
 
     :param state_path: the chip's JSON state file (see :mod:`atecc.emulator.profiles`)
     :param timing: ``"fast"`` (no busy time, virtual clock) or ``"realistic"`` (busy time from
-        spec §4.0 × ``busy_fraction``, tWHI, real clock)
+        chip §4.0 × ``busy_fraction``, tWHI, real clock)
     :param strict: strict RNG-seed and message-digest-buffer rules (see :mod:`atecc.emulator.chip`)
     :param busy_fraction: fraction of the worst-case execution time the chip stays busy
     :param clock: override the clock (tests use a :class:`VirtualClock` with realistic timing)
@@ -91,7 +91,7 @@ class EmulatedBus:
                 if addr == GENERAL_CALL:
                     if not msg.flags & I2C_M_RD:
                         chip.wake()
-                    # Nobody ACKs the general-call address (spec §1.3 step 2).
+                    # Nobody ACKs the general-call address (chip §1.3 step 2).
                     raise nack("wake pulse on address 0x00")
                 if msg.flags & I2C_M_RD:
                     data = chip.read(addr, length)

@@ -1,4 +1,4 @@
-"""Behavioural model of one ATECC608 as seen from the I2C bus (spec §1, §2, §7.1).
+"""Behavioural model of one ATECC608 as seen from the I2C bus (chip §1, §2, §7.1).
 
 Owns: the power/bus state machine (asleep, idle, awake, busy; wake by a write to address 0x00;
 NACK = ``OSError(EREMOTEIO)``), address matching (config byte 16, alternate address rule §1.1),
@@ -27,7 +27,7 @@ Modelling choices (spec tags in brackets):
   watchdog clear it. Evidence: cryptoauthlib's own 608 tests load TempKey once and then run
   sixteen AES commands with it (``atca_tests_aes.c``), and run Random, Nonce to the message
   digest buffer and Sign between a random Nonce and a Verify that uses its TempKey
-  (``atca_tests_verify.c``). The 508A rule "every other command clears TempKey" (spec §4.0)
+  (``atca_tests_verify.c``). The 508A rule "every other command clears TempKey" (chip §4.0)
   would fail both; there is no 508A profile, so it is not kept.
 * ``strict`` (default) makes Sign require an RNG seed update since the last sleep [U] (§4.2)
   and invalidates the message digest buffer after Sign and Verify [U] (§4.5, §8): both catch a
@@ -153,7 +153,7 @@ class Chip:
         self.not_modelled: dict[str, int] = {}
         self._watchdog_override = watchdog_s
         self._rng: Callable[[int], bytes] = os.urandom
-        if seed is not None:  # `random` imported only here: ~1 ms of every start otherwise
+        if seed is not None:  # `random` is imported only for seeded chips (start-up cost)
             import random
 
             self._rng = random.Random(seed).randbytes

@@ -19,7 +19,7 @@ Must not: know about commands or state files (``_cmd_general.py`` and ``state.py
 
 from __future__ import annotations
 
-#: Largest counter value (spec §4.13): 65535 × 32 + 31.
+#: Largest counter value (chip §4.13): 65535 × 32 + 31.
 COUNTER_MAX = 2_097_151
 #: Config offset of counter ``n``'s 8 bytes.
 COUNTER_OFFSETS = (52, 60)

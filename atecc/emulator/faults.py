@@ -1,4 +1,4 @@
-"""Fault injection for the emulated chip (spec §7.2: "provide hooks rather than model causes").
+"""Fault injection for the emulated chip (chip §7.2: "provide hooks rather than model causes").
 
 Owns the pending-fault counters; the chip model (``chip.py``) consumes them at the exact points
 where a real part would misbehave. Nothing here is persisted: faults belong to one bus instance.
@@ -7,7 +7,7 @@ Self-test failures are modelled as *broken hardware*: :meth:`Faults.selftest_fai
 given test units and puts the chip into the failure state at once (or right after the next wake if
 it is not awake). Re-running SelfTest on a broken unit fails again, so the failure state survives
 SelfTest until :meth:`Faults.clear_selftest` "repairs" the units; after that, a SelfTest of those
-units passes and clears their bits (spec §4.14). A wake also clears the failure register (§1.9),
+units passes and clears their bits (chip §4.14). A wake also clears the failure register (§1.9),
 unless POST is enabled in ChipOptions, in which case the wake response is ``04 07 40 C2``.
 """
 

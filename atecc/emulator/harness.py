@@ -54,7 +54,7 @@ class Msg(ctypes.Structure):
 
 
 def packet(opcode: int, p1: int = 0, p2: int = 0, data: bytes = b"") -> bytes:
-    """COUNT OPCODE P1 P2(LE) DATA CRC (spec §1.5)."""
+    """COUNT OPCODE P1 P2(LE) DATA CRC (chip §1.5)."""
     body = bytes((7 + len(data), opcode, p1, p2 & 0xFF, p2 >> 8)) + bytes(data)
     return body + crc.crc16_bytes(body)
 

@@ -1,8 +1,8 @@
-"""Factory provisioning of emulated chips: config images, keys, certificates (spec §6).
+"""Factory provisioning of emulated chips: config images, keys, certificates (chip §6).
 
 Owns the two device profiles and writes a fresh state file for one of them:
 
-* ``ATECC608-TNGTLS`` — Trust&GO TLS: the config zone of spec §6.3 byte for byte except a fresh
+* ``ATECC608-TNGTLS`` — Trust&GO TLS: the config zone of chip §6.3 byte for byte except a fresh
   serial number and the RevNum of the chosen revision; config and data zones locked; P-256 private
   keys generated into slot 0 (device key, certified) and slot 1 (internal-sign key); slots 2-4
   empty (GenKey may create them); device and signer compressed certificates in slots 10 and 12,
@@ -28,7 +28,7 @@ DEVICES = (TNGTLS, BLANK)
 
 REVNUM = {"A": bytes.fromhex("00006002"), "B": bytes.fromhex("00006003")}
 
-#: Config zone of a real ATECC608A-TNGTLS (spec §6.3); SN and RevNum are replaced per chip.
+#: Config zone of a real ATECC608A-TNGTLS (chip §6.3); SN and RevNum are replaced per chip.
 TNGTLS_CONFIG = bytes.fromhex(
     "01 23 CF E1 00 00 60 02 EF 17 F0 B0 01 01 29 00"
     "6A 00 00 01 85 00 82 00 85 20 85 20 85 20 8F 46"
@@ -42,7 +42,7 @@ TNGTLS_CONFIG = bytes.fromhex(
 
 
 def _blank_config() -> bytes:
-    """Generic factory-like config of an unprovisioned ATECC608 (spec §3.1, §6.3 "Generic").
+    """Generic factory-like config of an unprovisioned ATECC608 (chip §3.1, §6.3 "Generic").
 
     Facts from the spec: I2C address 0xC0, I2C_Enable bit 0, both lock bytes 0x55, SlotLocked
     FF FF, counters at their "value 0" encoding, SN[8] = 0xEE, RevNum 608B. **Our choice** (the real

@@ -15,15 +15,14 @@ new file, never a mixture. Mode is 0600: the file holds private keys.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from atecc.constants import CONFIG_ZONE_SIZE, OTP_ZONE_SIZE, SLOT_COUNT, slot_size
 from atecc.emulator import counters as counter_encoding
+from atecc.fileio import FileLock, atomic_write
 
 FORMAT_VERSION = 1
 
@@ -130,10 +129,8 @@ class StateFile:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._state: ChipState | None = None
         self._seen: tuple[int, int, int, int] | None = None
-        self._mutex = threading.RLock()
-        self._lock_fd: int | None = None
-        self._lock_pid: int | None = None
-        self._depth = 0
+        #: Held around each command (re-entrant, fork-safe), across processes.
+        self._lock = FileLock(self.lock_path)
 
     # -- creation -----------------------------------------------------------------------------
     @staticmethod
@@ -159,58 +156,29 @@ class StateFile:
         return _TransactionCM(self)
 
     def _begin(self) -> Transaction:
-        self._mutex.acquire()
+        self._lock.acquire()
         try:
-            if self._depth == 0:
-                self._acquire()
-            self._depth += 1
-            try:
-                return Transaction(self._refresh())
-            except BaseException:
-                self._end_depth()
-                raise
+            return Transaction(self._refresh())
         except BaseException:
-            self._mutex.release()
+            self._lock.release()
             raise
-
-    def _end_depth(self) -> None:
-        self._depth -= 1
-        if self._depth == 0:
-            self._release()
 
     def _finish(self, txn: Transaction, failed: bool) -> None:
         try:
-            try:
-                if failed:
-                    # A failed command must not leave half-applied changes behind in memory.
-                    self._state = None
-                    self._seen = None
-                elif txn.dirty:
-                    _atomic_write(self.path, txn.state)
-                    self._seen = _fingerprint(os.stat(self._path_str))
-            finally:
-                self._end_depth()
+            if failed:
+                # A failed command must not leave half-applied changes behind in memory.
+                self._state = None
+                self._seen = None
+            elif txn.dirty:
+                _atomic_write(self.path, txn.state)
+                self._seen = _fingerprint(os.stat(self._path_str))
         finally:
-            self._mutex.release()
+            self._lock.release()
 
     def close(self) -> None:
-        with self._mutex:
-            if self._lock_fd is not None and self._lock_pid == os.getpid():
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.close()
 
     # -- internals ----------------------------------------------------------------------------
-    def _acquire(self) -> None:
-        if self._lock_fd is None or self._lock_pid != os.getpid():
-            # After fork() the inherited descriptor shares its lock with the parent: open our own.
-            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._lock_pid = os.getpid()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-
-    def _release(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
     def _refresh(self) -> ChipState:
         try:
             seen = _fingerprint(os.stat(self._path_str))
@@ -258,19 +226,4 @@ def _read(path: Path) -> ChipState:
 
 
 def _atomic_write(path: Path, state: ChipState) -> None:
-    data = json.dumps(state.to_json(), indent=1).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, json.dumps(state.to_json(), indent=1).encode())

@@ -35,15 +35,8 @@ from atecc.certs.templates import (
     OID_EC_PUBLIC_KEY,
     OID_ECDSA_WITH_SHA256,
     OID_PRIME256V1,
-    bit_string,
-    der_integer,
-    ecdsa_sig_value,
-    oid,
-    seq,
-    set_of,
-    tlv,
-    utf8,
 )
+from atecc.der import bit_string, ecdsa_sig_value, integer, oid, seq, set_of, tlv, utf8
 from atecc.pki import PkiError
 
 #: Namespace of device IDs (a fixed, randomly generated UUID; see the module docstring).
@@ -84,7 +77,7 @@ def certification_request_info(common_name: str, public_key: bytes) -> bytes:
         raise PkiError("the CN must not be empty")
     subject = seq(set_of(seq(oid(OID_COMMON_NAME), utf8(common_name))))
     attributes = tlv(0xA0, b"")  # [0] IMPLICIT SET OF Attribute, constructed, empty
-    return seq(der_integer(0), subject, subject_public_key_info(public_key), attributes)
+    return seq(integer(0), subject, subject_public_key_info(public_key), attributes)
 
 
 def build_csr(

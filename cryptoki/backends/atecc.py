@@ -14,18 +14,24 @@ on first use, never in C_Initialize.
 from __future__ import annotations
 
 import contextlib
-import struct
 from logging import getLogger
 from typing import Any
 
 from atecc import errors as ae
 from cryptoki import errors
-from cryptoki.backend import ChipIdentity, SlotCaps
+from cryptoki.backend import (
+    GENERIC_LAYOUT,
+    CertificateSpec,
+    ChipIdentity,
+    ProductLayout,
+    SlotCaps,
+)
+from cryptoki.constants import CertificateCategory
 
 log = getLogger("cryptoki.backend")
 
 #: Driver error → PKCS#11 error. Lookup walks the exception's MRO, so a subclass added to the
-#: driver later falls back to its parent's entry; tests/unit/cryptoki/test_backend_atecc.py
+#: driver later falls back to its parent's entry; tests/unit/cryptoki/test_cryptoki_backend.py
 #: still demands an explicit row for every subclass so the choice is made deliberately.
 ERROR_MAP: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
     ae.AteccError: errors.DeviceError,
@@ -62,18 +68,21 @@ class chip_errors:  # noqa: N801 (used like the function it replaced: ``with chi
     """Run a chip transaction and re-raise driver errors as Pkcs11Error.
 
     :param what: short description for the log line ("sign with slot 0").
-    :param overrides: context-specific codes, by driver class name, e.g.
-        ``ExecutionError=errors.KeyFunctionNotPermitted`` where the context makes the refusal
-        precise.
+    :param overrides: context-specific codes by driver class, e.g.
+        ``{ae.ExecutionError: errors.KeyFunctionNotPermitted}`` where the context makes the
+        refusal precise; looked up along the exception's MRO before :data:`ERROR_MAP`.
 
     A class rather than a ``@contextlib.contextmanager`` generator: every chip operation enters
-    one, and the generator version (generator object, ``_GeneratorContextManager``, ``next``)
-    cost about 2 µs per operation against well under 1 µs for these two plain methods.
+    one, and the generator machinery costs more than these two plain methods.
     """
 
     __slots__ = ("overrides", "what")
 
-    def __init__(self, what: str, **overrides: type[errors.Pkcs11Error]) -> None:
+    def __init__(
+        self,
+        what: str,
+        overrides: dict[type[ae.AteccError], type[errors.Pkcs11Error]] | None = None,
+    ) -> None:
         self.what = what
         self.overrides = overrides
 
@@ -82,62 +91,83 @@ class chip_errors:  # noqa: N801 (used like the function it replaced: ``with chi
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> bool:
-        if exc_type is None or not issubclass(exc_type, ae.AteccError):
-            return False  # success, or not a driver error: propagate unchanged
-        assert isinstance(exc, ae.AteccError)
+    ) -> None:
+        if exc is None or not isinstance(exc, ae.AteccError):
+            return  # success, or not a driver error: propagate unchanged
         mapped = None
-        for cls in exc_type.__mro__:
-            if cls.__name__ in self.overrides:
-                mapped = self.overrides[cls.__name__](f"chip: {exc}")
-                break
+        if self.overrides:
+            for cls in type(exc).__mro__:
+                target = self.overrides.get(cls)
+                if target is not None:
+                    mapped = target(f"chip: {exc}")
+                    break
         if mapped is None:
             mapped = map_error(exc)
         log.warning("%s failed: %s -> %s", self.what, exc, type(mapped).__name__)
         raise mapped from exc
 
 
-# ConfigZone byte offsets (ATECC608 datasheet §2.2, Table 2-4); the driver's constants name them.
-_SLOT_CONFIG = 20
-_SLOT_LOCKED = 88
-_KEY_CONFIG = 96
-_KEYTYPE_P256 = 4
-_KEYTYPE_AES = 6
-_KEYTYPE_SHA = 7
-_NO_MAC = 0x10  #: SlotConfig bit 4
-_REQ_RANDOM = 0x40  #: KeyConfig bit 6
-_AES_ENABLE = 13  #: config byte; bit 0
+#: Overrides for commands whose execution error means the slot's config refuses the key use.
+_REFUSED: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
+    ae.ExecutionError: errors.KeyFunctionNotPermitted
+}
+#: Overrides for commands whose execution error means the slot cannot be written (locked).
+_NO_ROOM: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
+    ae.ExecutionError: errors.DeviceMemory
+}
 
 
 def decode_slot_caps(config: bytes, slot: int) -> SlotCaps:
-    """Slot permissions from the 128-byte config zone.
+    """What the token may do with ``slot``, from the 128-byte config zone (decoded by the
+    driver's :class:`atecc.config_zone.ConfigZone`, chip §3.4-§3.5).
 
-    KeyConfig bit 0 = Private, bits 2-4 = KeyType. For ECC private keys, SlotConfig ReadKey
-    bits: 0 = external signatures, 2 = ECDH allowed; WriteConfig (bits 12-15) bit 1 = GenKey may
-    write a random key. SlotLocked bit ``slot`` clear means the slot is locked for good.
+    For P-256 private keys, ReadKey says whether external digests may be signed and ECDH run,
+    WriteConfig whether GenKey may write a new key; an AES slot whose WriteConfig is "always"
+    (clear 32-byte writes after the data lock) can take new AES keys; a SHA/data slot without
+    NoMac can key HMAC. A locked slot (SlotLocked bit clear) takes nothing new.
     """
-    (slot_config,) = struct.unpack_from("<H", config, _SLOT_CONFIG + 2 * slot)
-    (key_config,) = struct.unpack_from("<H", config, _KEY_CONFIG + 2 * slot)
-    (slot_locked_bits,) = struct.unpack_from("<H", config, _SLOT_LOCKED)
-    key_type = (key_config >> 2) & 0x7
-    private = bool(key_config & 0x1) and key_type == _KEYTYPE_P256
-    read_key = slot_config & 0xF
-    write_config = (slot_config >> 12) & 0xF
-    unlocked = bool(slot_locked_bits & (1 << slot))
-    symmetric = not key_config & 0x1
+    from atecc.config_zone import ConfigZone
+    from atecc.constants import KeyType, slot_size
+
+    zone = ConfigZone(config)
+    sc, kc = zone.slot_config(slot), zone.key_config(slot)
+    private = kc.private and kc.key_type == KeyType.P256
+    unlocked = not zone.slot_locked(slot)
     return SlotCaps(
         slot=slot,
         p256_private=private,
-        gen_key=private and slot < 8 and bool(write_config & 0x2) and unlocked,
-        ecdh=private and bool(read_key & 0x4),
-        external_sign=private and bool(read_key & 0x1),
-        aes=key_type == _KEYTYPE_AES,
-        # WriteConfig 0000 = "Always": clear writes (32-byte ones when IsSecret) after data lock.
-        aes_writable=symmetric and key_type == _KEYTYPE_AES and write_config == 0 and unlocked,
-        hmac=symmetric and key_type == _KEYTYPE_SHA and not slot_config & _NO_MAC,
-        req_random=bool(key_config & _REQ_RANDOM),
-        size=36 if slot < 8 else (416 if slot == 8 else 72),
+        gen_key=private and slot < 8 and sc.genkey_allowed and unlocked,
+        ecdh=private and sc.ecdh,
+        external_sign=private and sc.external_sign,
+        aes=kc.key_type == KeyType.AES,
+        aes_writable=not kc.private
+        and kc.key_type == KeyType.AES
+        and sc.write_config == 0
+        and unlocked,
+        hmac=not kc.private and kc.key_type == KeyType.SHA_OR_DATA and not sc.no_mac,
+        req_random=kc.req_random,
+        size=slot_size(slot),
     )
+
+
+#: Trust&GO for TLS (ATECC608-TNGTLS), from Microchip's TNGTLS datasheet: slot 0 holds the
+#: factory device key, slots 2-4 are GenKey-able P-256 private slots and slot 9 an
+#: always-writable AES slot; the others hold the factory's keys and certificates.
+TRUST_AND_GO = ProductLayout(
+    name="Trust&GO",
+    device_key_slot=0,
+    reserved_slots=frozenset({0, 1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}),
+    default_freeslots=(2, 3, 4, 9),
+    certificates=(
+        CertificateSpec("device", CertificateCategory.TOKEN_USER, trusted=False, key_slot=0),
+        CertificateSpec("signer", CertificateCategory.AUTHORITY, trusted=True),
+    ),
+)
+
+
+def product_layout(device: str) -> ProductLayout:
+    """The layout of a slot file's ``device`` (Trust&GO parts end in ``TNGTLS``)."""
+    return TRUST_AND_GO if device.upper().endswith("TNGTLS") else GENERIC_LAYOUT
 
 
 class AteccBackend:
@@ -145,13 +175,21 @@ class AteccBackend:
 
     :param interface: the parsed interface object from ``atecc.slotfile`` (I2C or emulator).
     :param name: slot file name, for log lines.
+    :param device: the slot file's ``device`` (chooses the product layout).
+    :param root_ca: the slot file's ``root_ca``: the PEM certificate of the CA that signed the
+        chip's signer certificate, when it is not Microchip's (an emulated chip's own root).
     """
 
-    def __init__(self, interface: Any, name: str) -> None:
+    def __init__(
+        self, interface: Any, name: str, device: str = "ATECC608", root_ca: Any = None
+    ) -> None:
         self._interface = interface
         self._name = name
+        self._layout = product_layout(device)
+        self._root_ca = root_ca
         self._device: Any = None
         self._config: bytes | None = None
+        self._caps: dict[int, SlotCaps] = {}  #: decoded from ``_config``, dropped with it
 
     # -- opening ---------------------------------------------------------------------------
     def _open(self) -> Any:
@@ -190,10 +228,15 @@ class AteccBackend:
 
     # -- TokenBackend ----------------------------------------------------------------------
     def slot_caps(self, slot: int) -> SlotCaps:
-        return decode_slot_caps(self._config_zone(), slot)
+        caps = self._caps.get(slot)
+        if caps is None:
+            caps = self._caps[slot] = decode_slot_caps(self._config_zone(), slot)
+        return caps
 
     def aes_enabled(self) -> bool:
-        return bool(self._config_zone()[_AES_ENABLE] & 0x1)
+        from atecc.config_zone import ConfigZone
+
+        return ConfigZone(self._config_zone()).aes_enabled
 
     def random(self, length: int) -> bytes:
         dev = self._open()
@@ -217,17 +260,17 @@ class AteccBackend:
         dev = self._open()
         # The config says GenKey is allowed before we get here; an execution error now means
         # the chip disagrees (slot locked since), which the caller sees as no room left.
-        with chip_errors(f"GenKey slot {slot}", ExecutionError=errors.DeviceMemory):
+        with chip_errors(f"GenKey slot {slot}", _NO_ROOM):
             return bytes(dev.gen_key(slot))
 
     def sign_digest(self, slot: int, digest: bytes) -> bytes:
         dev = self._open()
-        with chip_errors(f"sign with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+        with chip_errors(f"sign with slot {slot}", _REFUSED):
             return bytes(dev.sign_digest(slot, digest))
 
     def ecdh(self, slot: int, peer: bytes) -> bytes:
         dev = self._open()
-        with chip_errors(f"ECDH with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+        with chip_errors(f"ECDH with slot {slot}", _REFUSED):
             return bytes(dev.ecdh(slot, peer))
 
     def sha256(self, data: bytes) -> bytes:
@@ -240,17 +283,17 @@ class AteccBackend:
 
     def hmac_sha256(self, slot: int, data: bytes, *, random_nonce: bool) -> bytes:
         dev = self._open()
-        with chip_errors(f"HMAC with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+        with chip_errors(f"HMAC with slot {slot}", _REFUSED):
             return bytes(dev.hmac_sha256(slot, data, random_nonce=random_nonce))
 
     def aes_ecb(self, slot: int, key_block: int, data: bytes, *, decrypt: bool) -> bytes:
         dev = self._open()
-        with chip_errors(f"AES with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+        with chip_errors(f"AES with slot {slot}", _REFUSED):
             return bytes(dev.aes_ecb_blocks(slot, data, decrypt=decrypt, key_block=key_block))
 
     def aes_cbc_encrypt(self, slot: int, key_block: int, iv: bytes, data: bytes) -> bytes:
         dev = self._open()
-        with chip_errors(f"AES with slot {slot}", ExecutionError=errors.KeyFunctionNotPermitted):
+        with chip_errors(f"AES with slot {slot}", _REFUSED):
             return bytes(dev.aes_cbc_encrypt(slot, iv, data, key_block=key_block))
 
     def ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:
@@ -262,7 +305,7 @@ class AteccBackend:
         from atecc.constants import Zone
 
         dev = self._open()
-        with chip_errors(f"write slot {slot}", ExecutionError=errors.DeviceMemory):
+        with chip_errors(f"write slot {slot}", _NO_ROOM):
             dev.write_bytes(Zone.DATA, slot, offset, block)
 
     def read_slot(self, slot: int) -> bytes:
@@ -272,36 +315,26 @@ class AteccBackend:
         with chip_errors(f"read slot {slot}"):
             return bytes(dev.read_bytes(Zone.DATA, slot, 0, slot_size(slot)))
 
-    def _emulator_root_key(self) -> bytes | None:
-        """X||Y of the emulated root CA saved beside an emulator state file, if any.
+    def _root_public_key(self) -> bytes | None:
+        """X||Y of the slot file's ``root_ca``, if it names one.
 
         The signer certificate's authority key identifier is rebuilt from the root's key; real
         Trust&GO parts use Microchip's root (the template default), an emulated chip its own.
         """
-        from pathlib import Path
-
-        from atecc.slotfile import EmulatorInterface
-
-        if not isinstance(self._interface, EmulatorInterface):
+        if self._root_ca is None:
             return None
-        from atecc.emulator.profiles import root_ca_path
+        from atecc.certs.factory import load_root_public_key
 
-        path = Path(root_ca_path(self._interface.state_path))
-        if not path.is_file():
-            return None
-        from cryptography import x509
-        from cryptography.hazmat.primitives.asymmetric import ec
+        return load_root_public_key(self._root_ca)
 
-        from atecc.certs.factory import public_key_bytes
+    def layout(self) -> ProductLayout:
+        return self._layout
 
-        key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
-        return public_key_bytes(key) if isinstance(key, ec.EllipticCurvePublicKey) else None
-
-    def certificate_chain(self) -> tuple[bytes, bytes]:
+    def certificate_chain(self) -> tuple[bytes, ...]:
         from atecc.certs.rebuild import read_chain
 
         dev = self._open()
-        root_key = self._emulator_root_key()
+        root_key = self._root_public_key()
         with chip_errors("rebuild certificate chain"):
             device_der, signer_der = read_chain(dev, root_public_key=root_key)
         return bytes(device_der), bytes(signer_der)
@@ -309,6 +342,7 @@ class AteccBackend:
     def close(self) -> None:
         dev, self._device = self._device, None
         self._config = None
+        self._caps = {}
         if dev is not None:
             with contextlib.suppress(Exception):  # at process exit the bus may already be gone
                 dev.close()

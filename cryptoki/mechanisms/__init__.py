@@ -1,47 +1,103 @@
-"""Mechanism registry: CKM → what C_GetMechanismInfo says and which operations it provides.
+"""Mechanism registry: each CKM with what C_GetMechanismInfo says, the keys it takes and the
+operation it builds.
 
-Owns: the single list of mechanisms the token advertises. C_GetMechanismList, C_GetMechanismInfo
-and every *_init check against it, so a mechanism is advertised exactly when it is implemented.
+Owns: the single list of mechanisms the token advertises, and for each one, per function
+(:class:`Use`: sign, verify, encrypt, ...), the key it needs (:class:`KeyRule`: class, key types,
+where the key must live) and the factory of its operation. C_GetMechanismList,
+C_GetMechanismInfo, every C_*Init and C_DeriveKey ask this table, so a mechanism is advertised
+exactly when it is implemented, and the key checks (:meth:`MechanismEntry.check_key`, one
+CKA_ALLOWED_MECHANISMS check among them) are written once. The default CKA_ALLOWED_MECHANISMS of
+a key is derived from the same table (:func:`usable_with`).
 Must not: hold per-session state (operations live in the session) or touch the chip directly
-(operations receive a signing callable from the token).
+(operations receive callables the token binds to one key).
+
+Key-check order, the same for every function (matching what SoftHSM2 returns for each case):
+a key of the wrong type or in the wrong place (CKR_KEY_TYPE_INCONSISTENT), a key of the wrong
+class (the function's own code: KEY_TYPE_INCONSISTENT for sign/encrypt/decrypt/derive,
+KEY_FUNCTION_NOT_PERMITTED for verify), the key's usage attribute false
+(CKR_KEY_FUNCTION_NOT_PERMITTED), the mechanism outside CKA_ALLOWED_MECHANISMS
+(CKR_MECHANISM_INVALID).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cryptoki import errors
-from cryptoki.constants import CKF, CKM
+from cryptoki import errors, session
+from cryptoki.constants import CKA, CKF, CKK, CKM, CKO
 from cryptoki.types import Mechanism, MechanismInfo
+
+if TYPE_CHECKING:
+    from cryptoki.objects import Pkcs11Object
 
 #: P-256 only: the chip's one curve. Key sizes for EC mechanisms are in bits of the order.
 P256_BITS = 256
-
-_EC_CAPS = CKF.EC_F_P | CKF.EC_OID | CKF.EC_UNCOMPRESS
-
-#: ``usage`` arguments of :func:`lookup` as plain ints. Callers on per-call paths (C_SignInit,
-#: C_VerifyInit, ...) pass these: ``IntFlag & IntFlag`` costs ~0.6 µs (Flag.__and__), two plain
-#: ints ~15 ns, and the registry's flags are plain ints too (see :func:`_info`).
-USE_SIGN = int(CKF.SIGN)
-USE_VERIFY = int(CKF.VERIFY)
-USE_ENCRYPT = int(CKF.ENCRYPT)
-USE_DECRYPT = int(CKF.DECRYPT)
-USE_DIGEST = int(CKF.DIGEST)
-USE_GENERATE = int(CKF.GENERATE)
-USE_GENERATE_KEY_PAIR = int(CKF.GENERATE_KEY_PAIR)
-USE_DERIVE = int(CKF.DERIVE)
-
-
-AES_KEY_BYTES = 16  #: AES-128 only: the chip's AES command (spec §4.12); sizes in bytes
+AES_KEY_BYTES = 16  #: AES-128 only: the chip's AES command (chip §4.12); sizes in bytes
 HMAC_KEY_BYTES = 32  #: the chip's HMAC key is a slot's first 32 bytes (shorter keys zero-padded)
 
-#: Mechanisms offered only when the chip's config enables the AES command (byte 13 bit 0).
-AES_MECHANISMS = frozenset(
-    {CKM.AES_KEY_GEN, CKM.AES_ECB, CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM}
-)
+
+class Use(NamedTuple):
+    """One function a mechanism can serve, and what that function asks of a key.
+
+    :ivar kind: the session's operation kind (one active operation per kind).
+    :ivar flag: the CKF_ bit of CK_MECHANISM_INFO (plain int: ``&`` on the per-call path).
+    :ivar usage: the key's usage attribute (CKA_SIGN, ...), None for key-less functions.
+    :ivar wrong_class: the error for a key of the wrong object class.
+    """
+
+    kind: str
+    flag: int
+    usage: int | None
+    wrong_class: type[errors.Pkcs11Error] = errors.KeyTypeInconsistent
 
 
-class MechanismEntry(NamedTuple):
+SIGN = Use(session.SIGN, int(CKF.SIGN), CKA.SIGN)
+VERIFY = Use(session.VERIFY, int(CKF.VERIFY), CKA.VERIFY, errors.KeyFunctionNotPermitted)
+ENCRYPT = Use(session.ENCRYPT, int(CKF.ENCRYPT), CKA.ENCRYPT)
+DECRYPT = Use(session.DECRYPT, int(CKF.DECRYPT), CKA.DECRYPT)
+DIGEST = Use(session.DIGEST, int(CKF.DIGEST), None)
+DERIVE = Use("derive", int(CKF.DERIVE), CKA.DERIVE)
+GENERATE = Use("generate", int(CKF.GENERATE), None)
+GENERATE_KEY_PAIR = Use("generate_key_pair", int(CKF.GENERATE_KEY_PAIR), None)
+
+
+class Where(enum.Enum):
+    """Where a key must live for a mechanism to use it."""
+
+    CHIP = "a chip slot"  #: the chip runs the mechanism with the slot's key
+    POINT = "a public point"  #: the host uses the public point (ECDSA verify)
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """The key a mechanism takes for one function."""
+
+    key_class: int
+    key_types: frozenset[int]
+    where: Where
+
+    def accepts(self, obj: Pkcs11Object) -> bool:
+        """Class, type and location all fit (used to derive default allowed mechanisms)."""
+        return obj.object_class == self.key_class and self.fits(obj)
+
+    def fits(self, obj: Pkcs11Object) -> bool:
+        """Type and location fit, whatever the class."""
+        if obj.attrs.get(CKA.KEY_TYPE) not in self.key_types:
+            return False
+        if self.where is Where.CHIP:
+            return obj.chip_slot is not None
+        return obj.public_key is not None
+
+
+#: Builds an operation: (mechanism, entry, use, key object, token) -> operation.
+Factory = Callable[[Mechanism, "MechanismEntry", Use, "Pkcs11Object", Any], Any]
+
+
+@dataclass(frozen=True)
+class MechanismEntry:
     """One advertised mechanism.
 
     :ivar info: min/max key size and flags for C_GetMechanismInfo.
@@ -49,13 +105,38 @@ class MechanismEntry(NamedTuple):
     :ivar hashed: the input is hashed with SHA-256 on the host before the chip signs it.
     :ivar takes_param: the mechanism has a parameter (checked by its operation); for the
         others any parameter is CKR_MECHANISM_PARAM_INVALID.
+    :ivar needs_aes: offered only when the chip's config enables the AES command.
+    :ivar keys: the key each function takes.
+    :ivar factory: builds the operation of a C_*Init (absent for C_DeriveKey and generation).
     """
 
-    type: CKM
+    type: int
     info: MechanismInfo
     multipart: bool = False
     hashed: bool = False
     takes_param: bool = False
+    needs_aes: bool = False
+    keys: dict[Use, KeyRule] = field(default_factory=dict)
+    factory: Factory | None = None
+
+    def check_key(self, use: Use, obj: Pkcs11Object) -> None:
+        """The key checks of module docstring order, for ``use`` with key ``obj``."""
+        rule = self.keys[use]
+        if not rule.fits(obj):
+            raise errors.KeyTypeInconsistent(
+                f"mechanism 0x{self.type:X} needs a key of type(s) "
+                f"{sorted(int(t) for t in rule.key_types)} in {rule.where.value}"
+            )
+        if obj.object_class != rule.key_class:
+            raise use.wrong_class(f"mechanism 0x{self.type:X} cannot {use.kind} with this key")
+        if use.usage is not None and not obj.attrs.get(use.usage, False):
+            raise errors.KeyFunctionNotPermitted(f"the key does not allow {use.kind}")
+        if self.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
+            raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
+
+    def operation(self, mechanism: Mechanism, use: Use, obj: Pkcs11Object, token: Any) -> Any:
+        assert self.factory is not None
+        return self.factory(mechanism, self, use, obj, token)
 
 
 def _info(min_size: int, max_size: int, flags: int) -> MechanismInfo:
@@ -63,6 +144,44 @@ def _info(min_size: int, max_size: int, flags: int) -> MechanismInfo:
     return MechanismInfo(min_size, max_size, int(flags))
 
 
+# -- operation factories (the modules are imported when first used) ----------------------------
+def _ecdsa(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, token: Any) -> Any:
+    from cryptoki.mechanisms import ecdsa
+
+    if use is SIGN:
+        return ecdsa.SignOperation(entry, token.signer(obj))
+    return ecdsa.VerifyOperation(entry, obj.public_key)
+
+
+def _hmac(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, token: Any) -> Any:
+    from cryptoki.mechanisms import digest
+
+    length = digest.hmac_length(mechanism)
+    if use is SIGN:
+        return digest.HmacSignOperation(token.hmac(obj), length)
+    return digest.HmacVerifyOperation(token.hmac(obj), length)
+
+
+def _aes(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, token: Any) -> Any:
+    from cryptoki.mechanisms import aes
+
+    return aes.AesOperation(mechanism, encrypt=use is ENCRYPT, cipher=token.aes_cipher(obj))
+
+
+_EC = frozenset({CKK.EC})
+_EC_CAPS = CKF.EC_F_P | CKF.EC_OID | CKF.EC_UNCOMPRESS
+_EC_SIGN_KEYS = {
+    SIGN: KeyRule(CKO.PRIVATE_KEY, _EC, Where.CHIP),
+    VERIFY: KeyRule(CKO.PUBLIC_KEY, _EC, Where.POINT),
+}
+_HMAC_KEYS = {
+    use: KeyRule(CKO.SECRET_KEY, frozenset({CKK.GENERIC_SECRET}), Where.CHIP)
+    for use in (SIGN, VERIFY)
+}
+_AES_KEYS = {
+    use: KeyRule(CKO.SECRET_KEY, frozenset({CKK.AES}), Where.CHIP) for use in (ENCRYPT, DECRYPT)
+}
+_HMAC_INFO = _info(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY)
 _AES_INFO = _info(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.ENCRYPT | CKF.DECRYPT)
 
 REGISTRY: dict[int, MechanismEntry] = {
@@ -72,6 +191,8 @@ REGISTRY: dict[int, MechanismEntry] = {
         MechanismEntry(
             CKM.ECDSA,
             _info(P256_BITS, P256_BITS, CKF.HW | CKF.SIGN | CKF.VERIFY | _EC_CAPS),
+            keys=_EC_SIGN_KEYS,
+            factory=_ecdsa,
         ),
         # SHA-256 on the host, then the chip signs the digest; single- and multi-part.
         MechanismEntry(
@@ -79,6 +200,8 @@ REGISTRY: dict[int, MechanismEntry] = {
             _info(P256_BITS, P256_BITS, CKF.HW | CKF.SIGN | CKF.VERIFY | _EC_CAPS),
             multipart=True,
             hashed=True,
+            keys=_EC_SIGN_KEYS,
+            factory=_ecdsa,
         ),
         # GenKey into a free chip slot.
         MechanismEntry(
@@ -90,49 +213,75 @@ REGISTRY: dict[int, MechanismEntry] = {
             CKM.ECDH1_DERIVE,
             _info(P256_BITS, P256_BITS, CKF.HW | CKF.DERIVE | _EC_CAPS),
             takes_param=True,
+            keys={DERIVE: KeyRule(CKO.PRIVATE_KEY, _EC, Where.CHIP)},
         ),
         # The chip's SHA command (start/update/end); key sizes do not apply.
         MechanismEntry(CKM.SHA256, _info(0, 0, CKF.HW | CKF.DIGEST), multipart=True),
         # SHA command in HMAC mode with a slot key.
-        MechanismEntry(
-            CKM.SHA256_HMAC,
-            _info(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
-            multipart=True,
-        ),
+        MechanismEntry(CKM.SHA256_HMAC, _HMAC_INFO, multipart=True, keys=_HMAC_KEYS, factory=_hmac),
         MechanismEntry(
             CKM.SHA256_HMAC_GENERAL,
-            _info(HMAC_KEY_BYTES, HMAC_KEY_BYTES, CKF.HW | CKF.SIGN | CKF.VERIFY),
+            _HMAC_INFO,
             multipart=True,
             takes_param=True,
+            keys=_HMAC_KEYS,
+            factory=_hmac,
         ),
         # Chip random written into a free AES key block with a clear 32-byte Write.
-        MechanismEntry(CKM.AES_KEY_GEN, _info(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.GENERATE)),
+        MechanismEntry(
+            CKM.AES_KEY_GEN,
+            _info(AES_KEY_BYTES, AES_KEY_BYTES, CKF.HW | CKF.GENERATE),
+            needs_aes=True,
+        ),
         # Block modes on the host around the chip's single-block AES (and GFM for GCM).
-        MechanismEntry(CKM.AES_ECB, _AES_INFO, multipart=True),
-        MechanismEntry(CKM.AES_CBC, _AES_INFO, multipart=True, takes_param=True),
-        MechanismEntry(CKM.AES_CBC_PAD, _AES_INFO, multipart=True, takes_param=True),
-        MechanismEntry(CKM.AES_GCM, _AES_INFO, multipart=True, takes_param=True),
+        MechanismEntry(
+            CKM.AES_ECB, _AES_INFO, multipart=True, needs_aes=True, keys=_AES_KEYS, factory=_aes
+        ),
+        *(
+            MechanismEntry(
+                m,
+                _AES_INFO,
+                multipart=True,
+                takes_param=True,
+                needs_aes=True,
+                keys=_AES_KEYS,
+                factory=_aes,
+            )
+            for m in (CKM.AES_CBC, CKM.AES_CBC_PAD, CKM.AES_GCM)
+        ),
     )
 }
 
 
+def usable_with(key_class: int, key_type: int, *uses: Use) -> tuple[int, ...]:
+    """Mechanisms that take a key of this class and type for any of ``uses``, in registry
+    order: the default CKA_ALLOWED_MECHANISMS of such a key, and the bound for a narrower one."""
+    return tuple(
+        m
+        for m, entry in REGISTRY.items()
+        if any(
+            use in entry.keys
+            and entry.keys[use].key_class == key_class
+            and key_type in entry.keys[use].key_types
+            for use in uses
+        )
+    )
+
+
 def mechanism_list(aes: bool = True) -> list[int]:
     """The advertised mechanisms; the AES ones only when the chip has AES enabled."""
-    return [m for m in REGISTRY if aes or m not in AES_MECHANISMS]
+    return [m for m, e in REGISTRY.items() if aes or not e.needs_aes]
 
 
-def lookup(mechanism: Mechanism, usage: int, *, aes: bool = True) -> MechanismEntry:
-    """The registry entry for ``mechanism`` if it supports ``usage`` (a CKF_ flag).
+def lookup(mechanism: Mechanism, use: Use, aes_enabled: Callable[[], bool]) -> MechanismEntry:
+    """The registry entry for ``mechanism`` if it serves ``use`` on this token.
 
+    :param aes_enabled: asked only for AES mechanisms (the chip's config byte 13).
     :raises errors.MechanismInvalid: unknown mechanism, or not usable for this function.
     :raises errors.MechanismParamInvalid: a parameter was given to one that takes none.
     """
     entry = REGISTRY.get(mechanism.type)
-    if (
-        entry is None
-        or not entry.info.flags & usage
-        or (not aes and mechanism.type in AES_MECHANISMS)
-    ):
+    if entry is None or not entry.info.flags & use.flag or (entry.needs_aes and not aes_enabled()):
         raise errors.MechanismInvalid(f"mechanism 0x{mechanism.type:X} not supported here")
     if not entry.takes_param and mechanism.param not in (None, b""):
         raise errors.MechanismParamInvalid("this mechanism takes no parameter")
@@ -141,6 +290,6 @@ def lookup(mechanism: Mechanism, usage: int, *, aes: bool = True) -> MechanismEn
 
 def info(mechanism_type: int, *, aes: bool = True) -> MechanismInfo:
     entry = REGISTRY.get(mechanism_type)
-    if entry is None or (not aes and mechanism_type in AES_MECHANISMS):
+    if entry is None or (not aes and entry.needs_aes):
         raise errors.MechanismInvalid(f"mechanism 0x{mechanism_type:X} not supported here")
     return entry.info

@@ -40,7 +40,7 @@ class _Operation:
 
     def __init__(self, entry: MechanismEntry) -> None:
         self.entry = entry
-        import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+        import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)
 
         self._hash = hashlib.sha256() if entry.hashed else None
         self._multipart = False  # set by the first *_update

@@ -64,7 +64,8 @@ def make_filestore(directory: Path, *, with_token: bool = True) -> Path:
 
         create_chip(directory / "chip0.json", "ATECC608-TNGTLS")
         (directory / "0.conf").write_text(
-            "interface = emulator,chip0.json\ndevice = ATECC608-TNGTLS\nlabel = 00ABC\n",
+            "interface = emulator,chip0.json\ndevice = ATECC608-TNGTLS\nlabel = 00ABC\n"
+            "root_ca = chip0.root-ca.pem\n",
             encoding="utf-8",
         )
     return directory

@@ -125,7 +125,7 @@ def test_sign_verify_roundtrip(device: Device) -> None:
 
 
 def test_verify_real_device_vector(device: Device) -> None:
-    # spec §5.3: a signature made by a real ATECC608A over the bytes 00..1F used as the hash
+    # chip §5.3: a signature made by a real ATECC608A over the bytes 00..1F used as the hash
     xy = bytes.fromhex(
         "40114EBB814E71A6BE6318309D141DD8EB4BFDBE937BD0090559FBD77023DA28"
         "4EBF3819048E5A4C21ACC934055B8EF2CDF4EE7186F07049516D5EEA2AE03407"
@@ -367,7 +367,7 @@ def test_blank_chip_provisioning(blank: Device) -> None:
     with pytest.raises(ExecutionError):
         blank.update_extra(0, 0x43)  # byte 84 already set
 
-    # spec §5.3 ECDH vector: device scalar 0x3333, peer 0x4444
+    # chip §5.3 ECDH vector: device scalar 0x3333, peer 0x4444
     blank.priv_write_clear(1, (0x3333).to_bytes(32, "big"))
     peer = bytes.fromhex(
         "A85B3AAD6F3A346D85523141CB434E1CAF4C642B2B3CC952CB07A635CB6A1DF1"

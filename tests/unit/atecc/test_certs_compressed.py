@@ -1,4 +1,4 @@
-"""Compressed certificate codec (spec §6.5): date vectors, field packing, round trips."""
+"""Compressed certificate codec (chip §6.5): date vectors, field packing, round trips."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_to_bytes_layout_signer_tail() -> None:
     data = _sample().to_bytes()
     assert len(data) == 72
     assert data[:64] == bytes(range(64))
-    assert data[64:].hex(" ").upper() == "C0 84 1F C0 DE 10 A0 00"  # spec §6.8 signer tail
+    assert data[64:].hex(" ").upper() == "C0 84 1F C0 DE 10 A0 00"  # chip §6.8 signer tail
 
 
 def test_round_trip_v0_and_v1() -> None:

@@ -1,4 +1,4 @@
-"""Factory provisioning and rebuild (spec §6.7, §6.8), checked with the ``cryptography`` package.
+"""Factory provisioning and rebuild (chip §6.7, §6.8), checked with the ``cryptography`` package.
 
 The worked check of §6.8 pins dates, signer ID, serial numbers and subject; the rest proves that
 what the factory signs is exactly what a host rebuilds, and that the chain verifies to the root.
@@ -134,7 +134,7 @@ def test_rebuild_from_compressed_is_byte_identical(worked: FactoryCerts) -> None
         device_serial=SERIAL,
     )
     assert (signer, device) == (worked.signer_der, worked.device_der)
-    # Outer length fixed, TBS length unchanged (spec §6.7 step 5).
+    # Outer length fixed, TBS length unchanged (chip §6.7 step 5).
     assert int.from_bytes(device[2:4], "big") == len(device) - 4
     assert len(tbs_certificate(device)) == DEVICE_TEMPLATE_LEGACY.tbs_length
 

@@ -112,6 +112,6 @@ def test_refuses_before_touching_the_chip(device: Any) -> None:
 def test_chip_refuses_write_to_certificate_slot(device: Any) -> None:
     from atecc.errors import ExecutionError
 
-    # Slot 10 is never-write on Trust&GO (spec §6.2); the chip, not this module, says no.
+    # Slot 10 is never-write on Trust&GO (chip §6.2); the chip, not this module, says no.
     with pytest.raises(ExecutionError):
         storage.write_certificate(device, 10, bytes(60))

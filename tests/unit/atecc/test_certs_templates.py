@@ -1,4 +1,4 @@
-"""Our generated TNGTLS templates (spec §6.6): layout and skeleton check values.
+"""Our generated TNGTLS templates (chip §6.6): layout and skeleton check values.
 
 The skeleton hashes prove that certificates rebuilt from our templates are byte-identical to
 those rebuilt from Microchip's: everything outside the dynamic fields is the same.
@@ -17,10 +17,8 @@ from atecc.certs.templates import (
     DEVICE_TEMPLATE_LEGACY,
     MICROCHIP_ROOT_KEY_ID,
     SIGNER_TEMPLATE,
-    der_integer,
-    der_length,
-    oid,
 )
+from atecc.der import encode_length, integer, oid
 
 SKELETON_SHA256 = {
     1: ("53AD5F93C38647201F596D8681B6A7C562E32BF1CC7A76F6631C2CD3AA2F1945", 446),
@@ -77,7 +75,7 @@ def test_templates_are_parseable_certificates() -> None:
     assert device.subject.rfc4514_string().endswith(" ATECC,O=Microchip Technology Inc")
     usage = device.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.digital_signature and usage.key_agreement
-    # Template 3: loads; its SAN's "eui48_" value is not a legal PrintableString (spec §6.6),
+    # Template 3: loads; its SAN's "eui48_" value is not a legal PrintableString (chip §6.6),
     # so only the raw extension bytes are checked here.
     t3 = x509.load_der_x509_certificate(DEVICE_TEMPLATE.der)
     assert t3.subject.rfc4514_string().startswith("CN=sn0123")
@@ -85,11 +83,11 @@ def test_templates_are_parseable_certificates() -> None:
 
 
 def test_der_helpers() -> None:
-    assert der_length(0x7F) == b"\x7f"
-    assert der_length(0x80) == b"\x81\x80"
-    assert der_length(0x1F5) == b"\x82\x01\xf5"
-    assert der_integer(0) == b"\x02\x01\x00"
-    assert der_integer(0x80) == b"\x02\x02\x00\x80"
+    assert encode_length(0x7F) == b"\x7f"
+    assert encode_length(0x80) == b"\x81\x80"
+    assert encode_length(0x1F5) == b"\x82\x01\xf5"
+    assert integer(0) == b"\x02\x01\x00"
+    assert integer(0x80) == b"\x02\x02\x00\x80"
     assert oid("1.2.840.10045.4.3.2") == bytes.fromhex("06082A8648CE3D040302")
 
 

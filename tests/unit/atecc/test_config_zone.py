@@ -1,4 +1,4 @@
-"""Decode the real ATECC608A-TNGTLS config dump of spec §6.3 and check it against the §6.2 table."""
+"""Decode the real ATECC608A-TNGTLS config dump of chip §6.3 and check it against the §6.2 table."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ DUMP = bytes.fromhex(
     """
 )
 
-# spec §6.2: slot -> (SlotConfig, KeyConfig)
+# chip §6.2: slot -> (SlotConfig, KeyConfig)
 TABLE = {
     0: (0x0085, 0x0053),
     1: (0x0082, 0x0053),

@@ -1,4 +1,4 @@
-"""Known answers for the ATECC CRC-16 (spec §1.7); the table version against the bit-serial."""
+"""Known answers for the ATECC CRC-16 (chip §1.7); the table version against the bit-serial."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_spec_vectors(data: str, register: int) -> None:
 def test_wake_reply_is_self_consistent() -> None:
     assert crc.check(bytes.fromhex("04113343"))
     assert crc.check(bytes.fromhex("040740C2"))
-    # cryptoauthlib's literal self-test wake reply fails its own CRC (spec §1.3 step 6)
+    # cryptoauthlib's literal self-test wake reply fails its own CRC (chip §1.3 step 6)
     assert not crc.check(bytes.fromhex("0407C440"))
 
 

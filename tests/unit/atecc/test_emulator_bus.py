@@ -1,5 +1,5 @@
 """Bus-level behaviour of the emulated ATECC608: states, NACKs, FIFO, output buffer, CRC, faults,
-timing (spec §1, §2, §7.1, §7.3). Everything is driven with raw bytes."""
+timing (chip §1, §2, §7.1, §7.3). Everything is driven with raw bytes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Command semantics of the emulated ATECC608 at the byte level: crypto known answers (spec §5.3),
+"""Command semantics of the emulated ATECC608 at the byte level: crypto known answers (chip §5.3),
 permission and lock rules (§3.4-§3.7, §4), TempKey rules (§4.0), parse errors."""
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_nonce_random_mode_tempkey_hash(tng):
 
 def test_nonce_passthrough_targets_and_parse_errors(tng):
     data = bytes(range(32))
-    # spec §1.7 literal packet for pass-through to TempKey
+    # chip §1.7 literal packet for pass-through to TempKey
     tng.send(bytes.fromhex("2716030000") + data + bytes.fromhex("04EE"))
     assert tng.receive() == bytes.fromhex("04000340")
     assert tng.bus.chip.vol.tempkey[:32] == data
@@ -288,7 +288,7 @@ def test_genkey_rules(tng):
     assert tng.run(GENKEY, 0x00, 2) == pub
     assert tng.run(INFO, 1, 2)[0] == 1
     verify_p256(pub, bytes(32), sign_flow(tng, 2, bytes(32)))
-    # lock slot 2 (spec §1.7 literal), then GenKey refuses
+    # lock slot 2 (chip §1.7 literal), then GenKey refuses
     tng.send(bytes.fromhex("07170A00006E09"))
     assert tng.receive() == bytes.fromhex("04000340")
     assert tng.run(GENKEY, 0x04, 2) == EXEC

@@ -1,4 +1,4 @@
-"""Factory profiles and persistence of the emulated chip (spec §6, §7.1 items 4 and 9)."""
+"""Factory profiles and persistence of the emulated chip (chip §6, §7.1 items 4 and 9)."""
 
 from __future__ import annotations
 

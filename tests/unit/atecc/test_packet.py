@@ -1,4 +1,4 @@
-"""Known-answer packets (spec §1.7 "Complete example packets", §5.3) and reply decoding (§2)."""
+"""Known-answer packets (chip §1.7 "Complete example packets", §5.3) and reply decoding (§2)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ def filestore(tmp_path, monkeypatch):
     create_chip(store / "chip0.json", device="ATECC608-TNGTLS")
     (store / "0.conf").write_text(
         "interface = emulator,chip0.json\ndevice = ATECC608-TNGTLS\nlabel = 00ABC\n"
+        "root_ca = chip0.root-ca.pem\n"
     )
     monkeypatch.delenv("ATECC_PKCS11_FILESTORE", raising=False)
     return store

@@ -45,10 +45,10 @@ def test_map_error(exc, rv_cls):
 
 def test_chip_errors_context_overrides():
     with pytest.raises(errors.KeyFunctionNotPermitted):
-        with chip_errors("sign", ExecutionError=errors.KeyFunctionNotPermitted):
+        with chip_errors("sign", {ae.ExecutionError: errors.KeyFunctionNotPermitted}):
             raise ae.ExecutionError()
     with pytest.raises(errors.FunctionFailed):
-        with chip_errors("sign", ExecutionError=errors.KeyFunctionNotPermitted):
+        with chip_errors("sign", {ae.ExecutionError: errors.KeyFunctionNotPermitted}):
             raise ae.EccFault()
 
 

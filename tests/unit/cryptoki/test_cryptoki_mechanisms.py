@@ -357,7 +357,7 @@ def test_aes_bad_input(lib, rw_session, device_key):
 
 def _free_blocks(lib) -> list:
     token = lib._slots[0].token
-    return token.free_key_blocks(token._store.load())
+    return token.slots.free_key_blocks(token.store.load())
 
 
 def test_aes_key_generation_and_destroy(lib, rw_session):
