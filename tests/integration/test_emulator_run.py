@@ -114,6 +114,10 @@ def test_pkcs11_tool_lists_generates_and_signs_over_i2c(
         "over-i2c",
         "--id",
         "4343",
+        # a private (CKA_PRIVATE) key needs a login; without user_pin = required any PIN does
+        "--login",
+        "--pin",
+        "0000",
         env=i2c_env,
     )
     objects = emulator_run(state, tool, "--module", module_path, "-O", env=i2c_env).stdout
@@ -131,6 +135,9 @@ def test_pkcs11_tool_lists_generates_and_signs_over_i2c(
         "ECDSA",
         "--id",
         "4343",
+        "--login",
+        "--pin",
+        "0000",
         "--input-file",
         str(digest),
         "--output-file",
