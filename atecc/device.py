@@ -595,10 +595,12 @@ class Sha256Stream:
         self._buffer += data
         if len(self._buffer) < 64:
             return
-        if self._device._sha_context_supported is None:
-            self._probe()
-            if self._host is not None:
-                return
+        supported = self._device._sha_context_supported
+        if supported is None:
+            supported = self._probe()
+        if not supported:  # known for this device: every stream hashes on the host
+            self._switch_to_host()
+            return
         # Keep the remainder (< 64 bytes) and also one full block back if nothing would remain,
         # so End always has the tail: simpler, and End with 0 bytes is valid anyway.
         full = len(self._buffer) - len(self._buffer) % 64
@@ -615,7 +617,7 @@ class Sha256Stream:
         dev._sha_blocks(blocks)
         return dev._exec(cmd.sha_context_read())
 
-    def _probe(self) -> None:
+    def _probe(self) -> bool:
         dev = self._device
 
         def body() -> bool:
@@ -627,9 +629,9 @@ class Sha256Stream:
                 return False
             return True
 
-        dev._sha_context_supported = dev._run(body)
-        if not dev._sha_context_supported:
-            self._switch_to_host()
+        supported: bool = dev._run(body)
+        dev._sha_context_supported = supported
+        return supported
 
     def _switch_to_host(self) -> None:
         import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)

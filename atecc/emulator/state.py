@@ -22,7 +22,7 @@ from pathlib import Path
 
 from atecc.constants import CONFIG_ZONE_SIZE, OTP_ZONE_SIZE, SLOT_COUNT, slot_size
 from atecc.emulator import counters as counter_encoding
-from atecc.fileio import FileLock, atomic_write
+from atecc.fileio import FileLock, atomic_write, read_limited
 
 FORMAT_VERSION = 1
 
@@ -212,15 +212,22 @@ class Transaction:
     dirty: bool = False
 
 
+#: Largest state file read (a chip's state is a few kilobytes of JSON).
+MAX_STATE_BYTES = 1024 * 1024
+
+
 def _read(path: Path) -> ChipState:
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        raw = read_limited(path, max_bytes=MAX_STATE_BYTES)
     except FileNotFoundError as exc:
         raise StateFileError(f"no chip state at {path}") from exc
     except PermissionError as exc:
         raise StateFileError(f"cannot read chip state {path}: permission denied") from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # FileRefusedError (FIFO, device, too large) included
+        raise StateFileError(f"cannot read chip state {path}: {exc.strerror or exc}") from exc
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
         raise StateFileError(f"cannot read chip state {path}: {exc}") from exc
     return ChipState.from_json(doc)
 

@@ -98,3 +98,40 @@ def test_bus_failure_during_random_is_device_error(lib, session):
     with pytest.raises(errors.DeviceError):
         lib.generate_random(session, 4)
     emulated_bus(lib).faults.nacks = 0
+
+
+def test_a_transient_chip_error_while_loading_does_not_hide_the_certificates(
+    tngtls_filestore, monkeypatch
+):
+    """A bus fault while the token first reads its certificates leaves them pending; the next
+    listing reads them (they used to stay hidden until C_Finalize)."""
+    from cryptoki.constants import CKA, CKF, CKO
+    from cryptoki.library import Library
+
+    lib = Library()
+    lib.initialize(None)
+    try:
+        session = lib.open_session(0, CKF.SERIAL_SESSION)
+        backend = lib._slots[0].token.backend
+        real = backend.certificate_chain
+        calls = []
+
+        def first_read_faulty():
+            if len(calls) < 2:  # the first listing reads twice (load, then the retry)
+                emulated_bus(lib).faults.nack_next(1000)  # the emulated bus stops answering
+            calls.append(1)
+            try:
+                return real()
+            finally:
+                emulated_bus(lib).faults.nacks = 0
+
+        monkeypatch.setattr(backend, "certificate_chain", first_read_faulty)
+        cert = (CKA.CLASS, CKO.CERTIFICATE.to_bytes(8, "little"))
+        lib.find_objects_init(session, [cert])
+        assert lib.find_objects(session, 10) == []  # the fault: not there yet
+        lib.find_objects_final(session)
+        lib.find_objects_init(session, [cert])
+        assert len(lib.find_objects(session, 10)) == 2  # device and signer, on the next listing
+        lib.find_objects_final(session)
+    finally:
+        lib.finalize()
