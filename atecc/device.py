@@ -34,6 +34,7 @@ from atecc import commands as cmd
 from atecc.config_zone import ConfigZone
 from atecc.constants import (
     BLOCK_SIZE,
+    CFG_CHIP_MODE,
     CONFIG_ZONE_SIZE,
     DIGEST_SIZE,
     OTP_ZONE_SIZE,
@@ -162,7 +163,15 @@ class Device:
         return self._run(self._read_config)
 
     def _read_config(self) -> bytes:
-        return b"".join(self._exec(cmd.read(Zone.CONFIG, block=b)) for b in range(4))
+        config = b"".join(self._exec(cmd.read(Zone.CONFIG, block=b)) for b in range(4))
+        self._learn_chip_mode(config)
+        return config
+
+    def _learn_chip_mode(self, config: bytes) -> None:
+        # ChipMode's clock divider sets how long commands take; the transport times its polls by
+        # it (chip §3.1 byte 19). Any config read teaches it; there is no extra command for this.
+        if len(config) == CONFIG_ZONE_SIZE and hasattr(self.transport, "chip_mode"):
+            self.transport.chip_mode = config[CFG_CHIP_MODE]
 
     def config_zone(self) -> ConfigZone:
         return ConfigZone(self.read_config_zone())

@@ -58,17 +58,14 @@ MAX_RW_SESSIONS = 1024
 
 
 def serial_field(serial: bytes) -> str:
-    """CK_TOKEN_INFO.serialNumber from the chip's 9-byte serial.
+    """CK_TOKEN_INFO.serialNumber from the chip's 9-byte serial: bytes 1-8 as 16 hex digits.
 
-    The field holds 16 characters, the serial is 18 hex digits. We keep the *first* 16: bytes
-    SN[0:2] are Microchip's fixed 0x01 0x23 prefix and SN[2:8] the unique part, while SN[8] is
-    a fixed manufacturing byte (0xEE on standard parts, 0x01 on Trust&GO parts), not part of
-    what makes a chip unique. The first 16 digits are therefore unique per chip and read as a
-    prefix of the serial Microchip tools print (``0123...``), so a p11tool URL's ``serial=``
-    is recognisably the chip's serial. Keeping the last 16 would drop the ``01`` and keep the
-    constant trailing byte instead, which helps nobody.
+    The field holds 16 characters, the serial is 18 hex digits. Microchip's own PKCS#11 module
+    (``libcryptoauth.so``) reports serial bytes 1 to 8 (chip ``012326DAE9080CE801`` → token
+    ``2326DAE9080CE801``): it drops the fixed first byte 0x01. Reporting the same digits keeps
+    PKCS#11 URIs with ``serial=`` written for that module working after switching to this one.
     """
-    return serial.hex().upper()[:16]
+    return serial[1:9].hex().upper()
 
 
 def model_name(revision: bytes) -> str:
