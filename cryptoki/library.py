@@ -571,7 +571,7 @@ class Library:
         sess, token = self._session(session)
         sess.check_idle(DIGEST)
         mechanisms.lookup(mechanism, mechanisms.DIGEST, token.aes_enabled)
-        sess.begin(DIGEST, digest.DigestOperation(token.sha256, token.sha256_stream))
+        sess.begin(DIGEST, digest.DigestOperation(token.sha256))
 
     def digest(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_Digest (§5.10.2)."""

@@ -778,19 +778,10 @@ class Token:
             return self.backend.ecdh(obj.chip_slot, peer)
 
     def sha256(self, data: bytes) -> bytes:
-        """SHA-256 of a whole message on the chip: one transaction for a short message; a long
-        one goes through a stream in chunks, so other processes get the chip in between."""
-        if len(data) <= limits.CHIP_CHUNK_BYTES:
-            with self.lock:
-                return self.backend.sha256(data)
-        stream = self.sha256_stream()
-        stream.update(data)
-        return stream.digest()
-
-    def sha256_stream(self) -> _LockedStream:
-        """A multi-part SHA-256 (the driver's Sha256Stream), each call under the token lock."""
+        """SHA-256 of a whole (short: ``limits.CHIP_DIGEST_BYTES``) message on the chip, in one
+        transaction."""
         with self.lock:
-            return _LockedStream(self.lock, self.backend.sha256_stream())
+            return self.backend.sha256(data)
 
     def hmac(self, obj: Pkcs11Object) -> Callable[[bytes], bytes]:
         """A callable computing HMAC-SHA256 on the chip with ``obj``'s slot key."""
@@ -859,25 +850,6 @@ _DESTROY: dict[Origin, Callable[[Token, Pkcs11Object], None]] = {
     Origin.SECRET: Token._destroy_secret,
     Origin.GENERATED: Token._destroy_pair,
 }
-
-
-class _LockedStream:
-    """A chip SHA-256 stream whose every call holds the token lock."""
-
-    def __init__(self, lock: Any, stream: Any) -> None:
-        self._lock = lock
-        self._stream = stream
-
-    def update(self, data: bytes) -> None:
-        # One chip transaction (and one hold of the bus lock) per chunk, not per call.
-        view = memoryview(data)
-        for start in range(0, len(view), limits.CHIP_CHUNK_BYTES):
-            with self._lock:
-                self._stream.update(bytes(view[start : start + limits.CHIP_CHUNK_BYTES]))
-
-    def digest(self) -> bytes:
-        with self._lock:
-            return bytes(self._stream.digest())
 
 
 class _ChipAes:

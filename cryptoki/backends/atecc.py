@@ -283,9 +283,6 @@ class AteccBackend:
         with chip_errors("SHA-256"):
             return bytes(dev.sha256(data))
 
-    def sha256_stream(self) -> Any:
-        return _Stream(self._open().sha256_stream())
-
     def hmac_sha256(self, slot: int, data: bytes, *, random_nonce: bool) -> bytes:
         dev = self._open()
         with chip_errors(f"HMAC with slot {slot}", _REFUSED):
@@ -351,18 +348,3 @@ class AteccBackend:
         if dev is not None:
             with contextlib.suppress(Exception):  # at process exit the bus may already be gone
                 dev.close()
-
-
-class _Stream:
-    """A driver Sha256Stream whose errors come out as Pkcs11Error."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def update(self, data: bytes) -> None:
-        with chip_errors("SHA-256 update"):
-            self._stream.update(data)
-
-    def digest(self) -> bytes:
-        with chip_errors("SHA-256 end"):
-            return bytes(self._stream.digest())

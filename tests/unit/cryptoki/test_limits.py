@@ -50,28 +50,25 @@ def test_a_second_multi_part_digest_in_the_same_process_succeeds(lib, session):
         assert lib.digest_final(session, 32) == hashlib.sha256(b"a" * 100 + b"b" * 30).digest()
 
 
-def test_a_long_digest_goes_to_the_chip_in_chunks(lib, session, monkeypatch):
-    monkeypatch.setattr(limits, "CHIP_CHUNK_BYTES", 256)
+def test_a_long_digest_is_hashed_on_the_host_and_leaves_the_chip_free(lib, session, monkeypatch):
     backend = lib._slots[0].token.backend
-    real = backend.sha256_stream
-    updates: list[int] = []
+    real = backend.sha256
+    chip_calls: list[int] = []
 
-    class Counting:
-        def __init__(self) -> None:
-            self._stream = real()
+    def counting(data: bytes) -> bytes:
+        chip_calls.append(len(data))
+        return real(data)
 
-        def update(self, data: bytes) -> None:
-            updates.append(len(data))
-            self._stream.update(data)
-
-        def digest(self) -> bytes:
-            return self._stream.digest()
-
-    monkeypatch.setattr(backend, "sha256_stream", Counting)
-    data = bytes(range(256)) * 5
-    lib.digest_init(session, Mechanism(CKM.SHA256))
-    assert lib.digest(session, data, 32) == hashlib.sha256(data).digest()
-    assert updates == [256] * 5  # one transaction (one hold of the chip lock) per chunk
+    monkeypatch.setattr(backend, "sha256", counting)
+    short, long = b"s" * 100, bytes(range(256)) * 20  # 5 KiB: past limits.CHIP_DIGEST_BYTES
+    for data in (short, long):
+        lib.digest_init(session, Mechanism(CKM.SHA256))
+        assert lib.digest(session, data, 32) == hashlib.sha256(data).digest()
+        lib.digest_init(session, Mechanism(CKM.SHA256))
+        for i in range(0, len(data), 1000):
+            lib.digest_update(session, data[i : i + 1000])
+        assert lib.digest_final(session, 32) == hashlib.sha256(data).digest()
+    assert chip_calls == [100, 100]  # the short message on the chip, the long one never
 
 
 def test_aes_in_chunks_gives_the_nist_answers(lib, rw_session, monkeypatch):
