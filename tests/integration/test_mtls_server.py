@@ -19,12 +19,10 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -42,25 +40,16 @@ KEY_URI = "pkcs11:token=00ABC;object=device;type=private"
 # --- the atecc command ---------------------------------------------------------------------------
 
 
-@cache
-def _console_script_has_pki() -> bool:
-    proc = subprocess.run([BIN / "atecc", "serve", "--help"], capture_output=True, timeout=60)
-    return proc.returncode == 0
-
-
 def atecc_cmd() -> list[str]:
-    """``atecc`` once atecc/cli.py registers the PKI subcommands; until then the same handlers
-    through ``python -m atecc.pki.cli`` (test_console_script_has_the_pki_commands says which)."""
-    if _console_script_has_pki():
-        return [str(BIN / "atecc")]
-    return [sys.executable, "-m", "atecc.pki.cli"]
+    """``atecc``, which has the fleet's subcommands through its entry-point group."""
+    return [str(BIN / "atecc")]
 
 
 def atecc(*args, env=None, timeout=60, check=True):
     return run([*atecc_cmd(), *map(str, args)], env=env, timeout=timeout, check=check)
 
 
-def test_console_script_has_the_pki_commands():
+def test_console_script_has_the_fleet_commands():
     for command in (
         ["ca", "init", "--help"],
         ["csr", "--help"],
@@ -162,7 +151,7 @@ def handmade_client(pki: Pki, device_id: str, *, self_signed=False, expired=Fals
     key = _new_key(key_path)
     now = datetime.now(UTC)
     if expired:
-        from atecc.pki.ca import CertificateAuthority
+        from fleet.ca import CertificateAuthority
 
         csr = (
             x509.CertificateSigningRequestBuilder()

@@ -1,4 +1,4 @@
-"""Reference mutual-TLS server: the server side of a device fleet that uses ``atecc.pki``.
+"""Reference mutual-TLS server: the server side of a device fleet that uses ``fleet``.
 
 Owns: accepting TLS connections (1.2 minimum) that must present a client certificate signed by
 the CA, and then checking what a CA signature and validity dates do not cover -- the certificate
@@ -23,7 +23,7 @@ that connect and say nothing, send garbage or vanish mid-handshake cost one thre
 that long. SIGTERM and SIGINT stop the server: it stops accepting, lets connections in flight
 finish for a short grace period, and exits 0.
 
-Must not: sign or issue anything (``atecc.pki.ca``), or write the registry.
+Must not: sign or issue anything (``fleet.ca``), or write the registry.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from atecc.pki import PkiError
-from atecc.pki.ca import CA_CERT_NAME
-from atecc.pki.registry import REVOKED, DeviceRecord, Registry, format_serial
+from fleet import FleetError
+from fleet.ca import CA_CERT_NAME
+from fleet.registry import REVOKED, DeviceRecord, Registry, format_serial
 
 #: X509_V_ERR_* codes (OpenSSL x509_vfy.h) mapped to the verdict reasons above.
 _UNKNOWN_AUTHORITY = {2, 7, 18, 19, 20, 21, 24, 25, 27, 28, 32}
@@ -117,7 +117,7 @@ class Authority:
             if stamp != self._registry_stamp:
                 try:
                     data = self.registry.load()
-                except PkiError as exc:
+                except FleetError as exc:
                     if strict:
                         raise
                     self._log(f"warning: keeping the previous registry: {exc}")
@@ -130,7 +130,7 @@ class Authority:
                     try:
                         self._crl_serials = self._load_crl(self.crl_path)
                         self._crl_stamp = stamp
-                    except PkiError as exc:
+                    except FleetError as exc:
                         if strict:
                             raise
                         self._log(f"warning: keeping the previous CRL: {exc}")
@@ -142,11 +142,11 @@ class Authority:
                 x509.load_pem_x509_crl(raw) if b"-----BEGIN" in raw else x509.load_der_x509_crl(raw)
             )
         except (OSError, ValueError) as exc:
-            raise PkiError(f"cannot load the CRL {path}: {exc}") from None
+            raise FleetError(f"cannot load the CRL {path}: {exc}") from None
         if crl.issuer != self.ca_cert.subject or not crl.is_signature_valid(
             self.ca_cert.public_key()  # type: ignore[arg-type]
         ):
-            raise PkiError(f"the CRL {path} is not signed by the CA")
+            raise FleetError(f"the CRL {path} is not signed by the CA")
         next_update = crl.next_update_utc
         if next_update is not None and next_update < datetime.now(UTC):
             self._log(f"warning: the CRL {path} is past its nextUpdate; publish a new one")
@@ -226,7 +226,7 @@ class MtlsServer:
         self._threads_lock = threading.Lock()
         ca_file = config.ca_dir / CA_CERT_NAME
         if not ca_file.is_file():
-            raise PkiError(f"{ca_file} not found (is --ca-dir a CA made by 'atecc ca init'?)")
+            raise FleetError(f"{ca_file} not found (is --ca-dir a CA made by 'atecc ca init'?)")
         self.authority = Authority(config.ca_dir, config.crl, self.log)
         self.context = self._context(ca_file)
         self._listener: socket.socket | None = None
@@ -240,7 +240,7 @@ class MtlsServer:
             context.load_cert_chain(str(self.config.cert), str(self.config.key))
             context.load_verify_locations(cafile=str(ca_file))
         except (ssl.SSLError, OSError) as exc:
-            raise PkiError(f"cannot load the server certificate, key or CA: {exc}") from None
+            raise FleetError(f"cannot load the server certificate, key or CA: {exc}") from None
         return context
 
     # -- logging ---------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ class MtlsServer:
             listener.bind((self.config.host, self.config.port))
         except OSError as exc:
             listener.close()
-            raise PkiError(
+            raise FleetError(
                 f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror}"
             ) from None
         listener.listen(128)
@@ -431,7 +431,7 @@ def run(
     log_path: Path | None = None,
     ready: Callable[[str, int], None] | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT and return 0; raise :class:`PkiError` on a bad setup."""
+    """Serve until SIGTERM/SIGINT and return 0; raise :class:`FleetError` on a bad setup."""
     stream: TextIO = sys.stderr
     if log_path is not None:
         stream = open(log_path, "a", encoding="utf-8", buffering=1)

@@ -1,8 +1,9 @@
-"""The ``atecc`` subcommands of the device PKI and the reference mTLS server.
+"""The fleet's subcommands of ``atecc``: CA, CSRs, certificates on the token, exports, server.
 
-Owns: their argument parsing and their one-line output; the work is in :mod:`atecc.pki.ca`,
-:mod:`atecc.pki.csr`, :mod:`atecc.pki.registry`, :mod:`atecc.pki.export` and
-:mod:`atecc.mtls_server`. ``atecc/cli.py`` calls :func:`add_subcommands` on its subparsers::
+Owns: their argument parsing and their output; the work is in :mod:`fleet.ca`,
+:mod:`atecc.certs.csr`, :mod:`fleet.registry`, :mod:`fleet.export`, :mod:`fleet.server` and
+``cryptoki.provision``. ``atecc`` finds :func:`add_subcommands` through the ``atecc.commands``
+entry point (pyproject.toml) and calls it on its subparsers::
 
     atecc ca init --dir D --subject "/O=Example/CN=Device Root CA" [--days 3650]
     atecc ca server-cert --dir D --dns NAME [--dns NAME ...] [--ip IP ...] [--cn CN] [--days 365]
@@ -11,6 +12,7 @@ Owns: their argument parsing and their one-line output; the work is in :mod:`ate
     atecc ca crl --dir D --out F [--days 30]
     atecc csr [--filestore DIR] [--slot N] [--key-slot K] [--cn CN] --out F
     atecc revoke --dir D (--serial HEX | --device-id ID) [--reason R]
+    atecc cert-store --in F [--label L]
     atecc export --in F --format pem|der|c [--name NAME] --out F
     atecc serve --ca-dir D --cert C --key K [--host 127.0.0.1] [--port 8443] [--crl F]
                 [--log-file F] [--handshake-timeout S] [--max-connections N]
@@ -32,7 +34,8 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from atecc.pki import PkiError, atomic_write
+from atecc.fileio import atomic_write
+from fleet import FleetError
 
 PROG = "atecc"
 EXIT_ERROR = 1
@@ -55,7 +58,7 @@ def _guarded(func: Handler) -> Handler:
 
         try:
             return func(args)
-        except PkiError as exc:
+        except FleetError as exc:
             return _error(str(exc), EXIT_USAGE)
         except (ValueError, TypeError) as exc:
             return _error(str(exc) or type(exc).__name__, EXIT_USAGE)
@@ -81,7 +84,7 @@ def _date(moment: datetime) -> str:
 
 @_guarded
 def cmd_ca_init(args: argparse.Namespace) -> int:
-    from atecc.pki.ca import init_ca
+    from fleet.ca import init_ca
 
     ca = init_ca(args.dir, args.subject, days=args.days)
     cert = ca.certificate
@@ -92,7 +95,7 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_ca_server_cert(args: argparse.Namespace) -> int:
-    from atecc.pki.ca import CertificateAuthority, write_certificate, write_key
+    from fleet.ca import CertificateAuthority, write_certificate, write_key
 
     ca = CertificateAuthority.load(args.dir)
     key, cert = ca.issue_server_certificate(
@@ -110,8 +113,9 @@ def cmd_ca_server_cert(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_ca_sign(args: argparse.Namespace) -> int:
-    from atecc.pki.ca import CertificateAuthority, common_name, load_csr, write_certificate
-    from atecc.pki.registry import format_serial
+    from fleet.ca import CertificateAuthority, load_csr, write_certificate
+    from fleet.registry import format_serial
+    from fleet.subjects import common_name
 
     ca = CertificateAuthority.load(args.dir)
     cert = ca.issue_device_certificate(load_csr(args.csr), days=args.days)
@@ -127,11 +131,11 @@ def cmd_ca_sign(args: argparse.Namespace) -> int:
 def cmd_ca_crl(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
 
-    from atecc.pki.ca import CertificateAuthority
+    from fleet.ca import CertificateAuthority
 
     ca = CertificateAuthority.load(args.dir)
     crl = ca.build_crl(days=args.days)
-    atomic_write(args.out, crl.public_bytes(serialization.Encoding.PEM))
+    atomic_write(args.out, crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
     from cryptography import x509
 
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
@@ -145,13 +149,13 @@ def cmd_ca_crl(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from atecc.pki.ca import parse_reason
-    from atecc.pki.registry import Registry, parse_serial
+    from fleet.registry import Registry, parse_serial
+    from fleet.subjects import parse_reason
 
     reason = parse_reason(args.reason)
     directory = Path(args.dir)
     if not (directory / "ca.crt").is_file():
-        raise PkiError(f"{directory} is not a CA directory (no ca.crt)")
+        raise FleetError(f"{directory} is not a CA directory (no ca.crt)")
     serial = parse_serial(args.serial) if args.serial is not None else None
     records = Registry.in_directory(directory).revoke(
         serial=serial, device_id=args.device_id, reason=reason
@@ -176,17 +180,17 @@ def _open_device(args: argparse.Namespace) -> Any:
 
 @_guarded
 def cmd_csr(args: argparse.Namespace) -> int:
-    from atecc.pki.csr import build_csr, csr_pem
+    from atecc.certs.csr import build_csr, csr_pem
 
     if not 0 <= args.key_slot <= 15:
-        raise PkiError(f"--key-slot must be 0..15, not {args.key_slot}")
+        raise FleetError(f"--key-slot must be 0..15, not {args.key_slot}")
     device = _open_device(args)
     try:
         csr = build_csr(device, common_name=args.cn, slot=args.key_slot)
     finally:
         device.close()
-    atomic_write(args.out, csr_pem(csr))
-    from atecc.pki.ca import common_name
+    atomic_write(args.out, csr_pem(csr), mode=0o644)
+    from fleet.subjects import common_name
 
     print(
         f"wrote {args.out}: CN={common_name(csr.subject)}, key in chip slot {args.key_slot}, "
@@ -205,8 +209,8 @@ def cmd_cert_store(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from atecc import slotfile
-    from atecc.pki.ca import load_certificate
     from cryptoki.provision import store_certificate
+    from fleet.ca import load_certificate
 
     der = load_certificate(args.input).public_bytes(Encoding.DER)
     directory = slotfile.filestore_dir(getattr(args, "filestore", None))
@@ -224,16 +228,16 @@ def cmd_cert_store(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_export(args: argparse.Namespace) -> int:
-    from atecc.pki.export import c_identifier, default_name, load_certificates, render
+    from fleet.export import c_identifier, default_name, load_certificates, render
 
     name = c_identifier(args.name) if args.name else default_name(args.input)
     data = render(load_certificates(args.input), args.format, name=name)
     if args.out == "-":
         if args.format == "der":
-            raise PkiError("DER is binary; give --out FILE")
+            raise FleetError("DER is binary; give --out FILE")
         sys.stdout.write(data.decode("ascii"))
     else:
-        atomic_write(args.out, data)
+        atomic_write(args.out, data, mode=0o644)
     return 0
 
 
@@ -242,12 +246,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_serve(args: argparse.Namespace) -> int:
-    from atecc.mtls_server import ServerConfig, run
+    from fleet.server import ServerConfig, run
 
     if not 0 <= args.port <= 65535:
-        raise PkiError(f"--port must be 0..65535, not {args.port}")
+        raise FleetError(f"--port must be 0..65535, not {args.port}")
     if args.handshake_timeout <= 0 or args.max_connections < 1:
-        raise PkiError("--handshake-timeout and --max-connections must be positive")
+        raise FleetError("--handshake-timeout and --max-connections must be positive")
     config = ServerConfig(
         ca_dir=Path(args.ca_dir),
         cert=Path(args.cert),
@@ -389,7 +393,7 @@ def add_subcommands(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m atecc.pki.cli ...``: these subcommands alone, without the rest of ``atecc``."""
+    """``python -m fleet.cli ...``: these subcommands alone, without the rest of ``atecc``."""
     parser = argparse.ArgumentParser(prog=PROG, description="ATECC608 device PKI")
     add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)

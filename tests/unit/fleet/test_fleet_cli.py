@@ -1,4 +1,4 @@
-"""atecc.pki.cli: every subcommand end to end on a temporary CA and an emulated chip, and the
+"""fleet.cli: every subcommand end to end on a temporary CA and an emulated chip, and the
 error contract (one ``atecc: error:`` line, exit status 2, never a traceback)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from atecc.certs.csr import device_id_for_serial
 from atecc.emulator.profiles import create_chip
-from atecc.pki.cli import add_subcommands
-from atecc.pki.csr import device_id_for_serial
-from atecc.pki.registry import Registry
 from atecc.slotfile import EmulatorInterface, open_device
+from fleet.cli import add_subcommands
+from fleet.registry import Registry
 
 
 def atecc(*argv: str) -> int:

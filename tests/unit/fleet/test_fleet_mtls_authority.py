@@ -1,4 +1,4 @@
-"""atecc.mtls_server.Authority: the checks after the TLS handshake (registry, CRL, reloads)."""
+"""fleet.server.Authority: the checks after the TLS handshake (registry, CRL, reloads)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from atecc.mtls_server import Authority
-from atecc.pki import PkiError
-from atecc.pki.ca import init_ca
-from atecc.pki.registry import Registry
+from fleet import FleetError
+from fleet.ca import init_ca
+from fleet.registry import Registry
+from fleet.server import Authority
 
 
 def _csr(cn):
@@ -98,7 +98,7 @@ def test_crl_from_another_ca_is_refused(ca, tmp_path):
     other = init_ca(tmp_path / "other", "/CN=Authority CA", days=5)  # same name, other key
     crl_path = tmp_path / "crl.pem"
     write_crl(other, crl_path)
-    with pytest.raises(PkiError, match="not signed by the CA"):
+    with pytest.raises(FleetError, match="not signed by the CA"):
         Authority(ca.directory, crl_path, print)
 
 

@@ -1,4 +1,4 @@
-"""atecc.pki.registry: JSON format, serial notation, locking against concurrent issuers."""
+"""fleet.registry: JSON format, serial notation, locking against concurrent issuers."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from atecc.pki import PkiError, atomic_write
-from atecc.pki.ca import CertificateAuthority, init_ca
-from atecc.pki.registry import (
+from atecc.fileio import atomic_write
+from fleet import FleetError
+from fleet.ca import CertificateAuthority, init_ca
+from fleet.registry import (
     DeviceRecord,
     Registry,
     RegistryData,
@@ -45,7 +46,7 @@ def test_serial_notation():
     assert parse_serial("0a:bc") == 0xABC
     assert parse_serial(" 0A BC ") == 0xABC
     for bad in ("xyz", "0", ""):
-        with pytest.raises(PkiError):
+        with pytest.raises(FleetError):
             parse_serial(bad)
 
 
@@ -92,7 +93,7 @@ def test_failed_transaction_leaves_the_file_alone(tmp_path):
 @pytest.mark.parametrize("content", [b"{", b"[]", b'{"version": 7}'])
 def test_malformed_registry_is_a_clean_error(tmp_path, content):
     (tmp_path / "registry.json").write_bytes(content)
-    with pytest.raises(PkiError):
+    with pytest.raises(FleetError):
         Registry(tmp_path / "registry.json").load()
 
 

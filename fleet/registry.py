@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atecc.pki import PkiError, atomic_write
+from atecc.fileio import atomic_write
+from fleet import FleetError
 
 REGISTRY_NAME = "registry.json"
 FORMAT_VERSION = 1
@@ -66,9 +67,9 @@ def parse_serial(text: str) -> int:
     try:
         value = int(cleaned, 16)
     except ValueError:
-        raise PkiError(f"serial {text!r} is not hexadecimal") from None
+        raise FleetError(f"serial {text!r} is not hexadecimal") from None
     if value <= 0:
-        raise PkiError(f"serial {text!r} is not a positive number")
+        raise FleetError(f"serial {text!r} is not a positive number")
     return value
 
 
@@ -124,13 +125,13 @@ class RegistryData:
         try:
             doc = json.loads(raw)
             if doc.get("version") != FORMAT_VERSION:
-                raise PkiError(f"{where}: unsupported registry version {doc.get('version')!r}")
+                raise FleetError(f"{where}: unsupported registry version {doc.get('version')!r}")
             return cls(
                 devices=[DeviceRecord.from_json(item) for item in doc.get("devices", [])],
                 crl_number=int(doc.get("crl_number", 0)),
             )
         except (ValueError, TypeError, AttributeError) as exc:
-            raise PkiError(f"{where}: malformed registry ({exc})") from None
+            raise FleetError(f"{where}: malformed registry ({exc})") from None
 
 
 class Registry:
@@ -180,24 +181,24 @@ class Registry:
         error (its original time and reason stay, as the CRL must keep them).
         """
         if (serial is None) == (device_id is None):
-            raise PkiError("give exactly one of a serial number or a device ID")
+            raise FleetError("give exactly one of a serial number or a device ID")
         moment = format_time(when or datetime.now(UTC))
         with self.transaction() as data:
             if serial is not None:
                 record = data.find_serial(serial)
                 if record is None:
-                    raise PkiError(
+                    raise FleetError(
                         f"no certificate with serial {format_serial(serial)} in {self.path}"
                     )
                 targets = [record]
             else:
                 targets = data.find_device_id(str(device_id))
                 if not targets:
-                    raise PkiError(f"no certificate for device {device_id!r} in {self.path}")
+                    raise FleetError(f"no certificate for device {device_id!r} in {self.path}")
             active = [r for r in targets if r.status == ACTIVE]
             if not active:
                 which = targets[0].serial if serial is not None else device_id
-                raise PkiError(f"{which} is already revoked")
+                raise FleetError(f"{which} is already revoked")
             for record in active:
                 record.status = REVOKED
                 record.revoked_at = moment

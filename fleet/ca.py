@@ -2,13 +2,12 @@
 
 Owns: creating a root CA (EC P-256 key, self-signed certificate), issuing TLS server certificates,
 issuing device certificates from chip-signed CSRs (recorded in the registry), and publishing CRLs.
-Also parses OpenSSL-style subjects (``/O=Example/CN=Device Root CA``).
 
 CA directory layout::
 
     ca.key          EC P-256 private key, PKCS#8 PEM, mode 0600
     ca.crt          self-signed CA certificate, PEM
-    registry.json   issued device certificates (:mod:`atecc.pki.registry`)
+    registry.json   issued device certificates (:mod:`fleet.registry`)
 
 Profiles (all signatures ECDSA with SHA-256):
 
@@ -22,7 +21,7 @@ Profiles (all signatures ECDSA with SHA-256):
 Serial numbers are random positive 159-bit integers (at most 20 bytes, RFC 5280 §4.1.2.2), checked
 against the registry under its lock, so they are unique per CA.
 
-Must not: talk to the chip (``csr.py``) or know the registry's file format (``registry.py``).
+Must not: talk to the chip (``atecc.certs.csr``) or know how the registry stores records.
 """
 
 from __future__ import annotations
@@ -39,113 +38,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from atecc.pki import PkiError, atomic_write
-from atecc.pki.registry import DeviceRecord, Registry, format_serial, format_time, parse_time
+from atecc.fileio import atomic_write
+from fleet import FleetError
+from fleet.registry import DeviceRecord, Registry, format_serial, format_time, parse_time
+from fleet.subjects import common_name, parse_subject
 
 CA_KEY_NAME = "ca.key"
 CA_CERT_NAME = "ca.crt"
 
 #: Backdating of notBefore, so a peer whose clock is a little behind still accepts a fresh cert.
 CLOCK_SKEW = timedelta(minutes=5)
-
-#: Attribute names accepted in ``/K=V/...`` subjects (OpenSSL's short and long names).
-SUBJECT_ATTRIBUTES: dict[str, x509.ObjectIdentifier] = {
-    "C": NameOID.COUNTRY_NAME,
-    "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "CN": NameOID.COMMON_NAME,
-    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
-    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
-    "DC": NameOID.DOMAIN_COMPONENT,
-    "UID": NameOID.USER_ID,
-    "STREET": NameOID.STREET_ADDRESS,
-    "TITLE": NameOID.TITLE,
-    "GN": NameOID.GIVEN_NAME,
-    "GIVENNAME": NameOID.GIVEN_NAME,
-    "SN": NameOID.SURNAME,
-    "SURNAME": NameOID.SURNAME,
-}
-
-#: CRL reason names accepted by ``revoke`` (RFC 5280 §5.3.1 spelling, as OpenSSL prints them).
-REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {
-    flag.value.lower(): flag
-    for flag in x509.ReasonFlags
-    if flag is not x509.ReasonFlags.remove_from_crl
-}
-
-
-def parse_reason(text: str) -> str:
-    """Canonical RFC 5280 spelling of a revocation reason (``key-compromise`` → keyCompromise)."""
-    key = text.replace("-", "").replace("_", "").lower()
-    flag = REVOCATION_REASONS.get(key)
-    if flag is None:
-        names = ", ".join(f.value for f in REVOCATION_REASONS.values())
-        raise PkiError(f"unknown revocation reason {text!r} (one of: {names})")
-    return flag.value
-
-
-# --- subjects ------------------------------------------------------------------------------------
-
-
-def _tokenize_subject(body: str) -> list[list[str]]:
-    """Split ``a=1+b=2/c=3`` into RDNs of ``key=value`` strings, honouring backslash escapes."""
-    rdns: list[list[str]] = [[]]
-    current: list[str] = []
-    escaped = False
-    for char in body:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "+":
-            rdns[-1].append("".join(current))
-            current = []
-        elif char == "/":
-            rdns[-1].append("".join(current))
-            current = []
-            rdns.append([])
-        else:
-            current.append(char)
-    if escaped:
-        raise PkiError("subject ends with a lone backslash")
-    rdns[-1].append("".join(current))
-    return rdns
-
-
-def parse_subject(text: str) -> x509.Name:
-    """An X.509 name from OpenSSL's ``-subj`` syntax: ``/O=Example/CN=Device Root CA``.
-
-    RDNs are separated by ``/`` (most significant first, as OpenSSL reads them), multi-valued
-    RDNs join attributes with ``+``, and a backslash escapes ``/``, ``+`` or ``\\`` in a value.
-    Attribute names are OpenSSL's (``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ...).
-    """
-    if not text.startswith("/") or text == "/":
-        raise PkiError(f"subject {text!r} must look like /O=Example/CN=Name")
-    rdns: list[x509.RelativeDistinguishedName] = []
-    for rdn in _tokenize_subject(text[1:]):
-        attributes = []
-        for attr_text in rdn:
-            key, sep, value = attr_text.partition("=")
-            oid = SUBJECT_ATTRIBUTES.get(key.strip().upper())
-            if not sep or oid is None:
-                raise PkiError(f"subject component {attr_text!r}: unknown attribute {key!r}")
-            if not value:
-                raise PkiError(f"subject component {attr_text!r} has an empty value")
-            try:
-                attributes.append(x509.NameAttribute(oid, value))
-            except ValueError as exc:
-                raise PkiError(f"subject component {attr_text!r}: {exc}") from None
-        rdns.append(x509.RelativeDistinguishedName(attributes))
-    return x509.Name(rdns)
-
-
-def common_name(name: x509.Name) -> str | None:
-    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(values[-1].value) if values else None
-
 
 # --- the CA --------------------------------------------------------------------------------------
 
@@ -189,18 +91,18 @@ class CertificateAuthority:
         key_path, cert_path = base / CA_KEY_NAME, base / CA_CERT_NAME
         for path in (key_path, cert_path):
             if not path.is_file():
-                raise PkiError(
+                raise FleetError(
                     f"{path} not found (create the CA with 'atecc ca init --dir {base}')"
                 )
         try:
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         except (ValueError, TypeError) as exc:
-            raise PkiError(f"cannot load the CA in {base}: {exc}") from None
+            raise FleetError(f"cannot load the CA in {base}: {exc}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise PkiError(f"{key_path} is not an EC private key")
+            raise FleetError(f"{key_path} is not an EC private key")
         if key.public_key() != cert.public_key():
-            raise PkiError(f"{key_path} does not belong to {cert_path}")
+            raise FleetError(f"{key_path} does not belong to {cert_path}")
         return cls(base, key, cert)
 
     def _key_identifier(self) -> x509.AuthorityKeyIdentifier:
@@ -249,13 +151,13 @@ class CertificateAuthority:
             try:
                 ips.append(ipaddress.ip_address(text))
             except ValueError:
-                raise PkiError(f"{text!r} is not an IP address") from None
+                raise FleetError(f"{text!r} is not an IP address") from None
         if not dns_names and not ips:
-            raise PkiError("a server certificate needs at least one --dns or --ip name")
+            raise FleetError("a server certificate needs at least one --dns or --ip name")
         names: list[x509.GeneralName] = []
         for dns in dns_names:
             if not dns or any(c.isspace() for c in dns):
-                raise PkiError(f"{dns!r} is not a DNS name")
+                raise FleetError(f"{dns!r} is not a DNS name")
             names.append(x509.DNSName(dns))
         names.extend(x509.IPAddress(ip) for ip in ips)
         subject_cn = cn or (dns_names[0] if dns_names else str(ips[0]))
@@ -291,22 +193,22 @@ class CertificateAuthority:
         those for expired certificates). The device ID is the CSR's common name.
         """
         if not csr.is_signature_valid:
-            raise PkiError("the CSR's signature does not verify (not signed by its own key)")
+            raise FleetError("the CSR's signature does not verify (not signed by its own key)")
         public_key = csr.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise PkiError("the CSR's key is not an EC key (devices use P-256)")
+            raise FleetError("the CSR's key is not an EC key (devices use P-256)")
         if not isinstance(public_key.curve, ec.SECP256R1):
-            raise PkiError(f"the CSR's key is on {public_key.curve.name}, not P-256")
+            raise FleetError(f"the CSR's key is on {public_key.curve.name}, not P-256")
         device_id = common_name(csr.subject)
         if not device_id:
-            raise PkiError("the CSR's subject has no CN (the CN is the device ID)")
+            raise FleetError("the CSR's subject has no CN (the CN is the device ID)")
         now = _now()
         if days is not None:
             _check_days(days)
             not_before = now - CLOCK_SKEW
             not_after = now + timedelta(days=days)
         if not_before is None or not_after is None or not_after <= not_before:
-            raise PkiError("give the validity in days")
+            raise FleetError("give the validity in days")
         registry = self.registry
         with registry.transaction() as data:
             used = {r.serial_number for r in data.devices}
@@ -379,7 +281,7 @@ def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x
 
 def _check_days(days: int) -> None:
     if days < 1 or days > 100 * 366:
-        raise PkiError(f"validity must be 1..36600 days, not {days}")
+        raise FleetError(f"validity must be 1..36600 days, not {days}")
 
 
 def init_ca(
@@ -394,7 +296,7 @@ def init_ca(
     base = Path(directory)
     for existing in (base / CA_KEY_NAME, base / CA_CERT_NAME):
         if existing.exists():
-            raise PkiError(f"{existing} already exists; not replacing a CA")
+            raise FleetError(f"{existing} already exists; not replacing a CA")
     base.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
@@ -412,7 +314,7 @@ def init_ca(
         .sign(key, hashes.SHA256())
     )
     atomic_write(base / CA_KEY_NAME, _key_pem(key), mode=0o600)
-    atomic_write(base / CA_CERT_NAME, _cert_pem(cert))
+    atomic_write(base / CA_CERT_NAME, _cert_pem(cert), mode=0o644)
     return CertificateAuthority(base, key, cert)
 
 
@@ -422,18 +324,18 @@ def write_key(path: str | os.PathLike[str], key: ec.EllipticCurvePrivateKey) -> 
 
 
 def write_certificate(path: str | os.PathLike[str], cert: x509.Certificate) -> None:
-    atomic_write(path, _cert_pem(cert))
+    atomic_write(path, _cert_pem(cert), mode=0o644)
 
 
 def _load_pem_or_der(path: str | os.PathLike[str], pem: Any, der: Any, what: str) -> Any:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise PkiError(f"cannot read {path}: {exc.strerror}") from None
+        raise FleetError(f"cannot read {path}: {exc.strerror}") from None
     try:
         return pem(raw) if b"-----BEGIN" in raw else der(raw)
     except ValueError as exc:
-        raise PkiError(f"{path} is not {what} ({exc})") from None
+        raise FleetError(f"{path} is not {what} ({exc})") from None
 
 
 def load_csr(path: str | os.PathLike[str]) -> x509.CertificateSigningRequest:
