@@ -1,13 +1,9 @@
-"""The certificate authority: its key and certificate, and everything it signs.
+"""The certificate authority: everything it signs, and what it records when it does.
 
-Owns: creating a root CA (EC P-256 key, self-signed certificate), issuing TLS server certificates,
-issuing device certificates from chip-signed CSRs (recorded in the registry), and publishing CRLs.
-
-CA directory layout::
-
-    ca.key          EC P-256 private key, PKCS#8 PEM, mode 0600
-    ca.crt          self-signed CA certificate, PEM
-    registry.json   issued device certificates (:mod:`fleet.registry`)
+Owns: TLS server certificates, device certificates from chip-signed CSRs (each recorded in the
+registry in the same transaction that picked its serial, and refused for a key whose earlier
+certificate was revoked for keyCompromise unless forced), and CRLs built from the registry's
+revoked rows. The CA directory itself (files, recoverable creation) is :mod:`fleet.ca_dir`.
 
 Profiles (all signatures ECDSA with SHA-256):
 
@@ -18,92 +14,91 @@ Profiles (all signatures ECDSA with SHA-256):
            extendedKeyUsage clientAuth, SKI, AKI. The subject is copied from the CSR, whose
            extensions are ignored: the CA decides what a device may do, not the request.
 
-Serial numbers are random positive 159-bit integers (at most 20 bytes, RFC 5280 §4.1.2.2), checked
-against the registry under its lock, so they are unique per CA.
+Serial numbers are random positive 159-bit integers (at most 20 bytes, RFC 5280 §4.1.2.2),
+unique per CA (the registry's primary key, checked inside the issuing transaction).
 
-Must not: talk to the chip (``atecc.certs.csr``) or know how the registry stores records.
+Must not: talk to the chip (``atecc.certs.csr``) or hold SQL (``fleet.registry``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from atecc.fileio import atomic_write
 from fleet import FleetError
-from fleet.registry import DeviceRecord, Registry, format_serial, format_time, parse_time
+from fleet.ca_dir import (
+    CA_CERT_NAME,
+    CA_KEY_NAME,
+    CLOCK_SKEW,
+    check_days,
+    create_ca_files,
+    key_usage,
+    load_ca_files,
+    now,
+)
+from fleet.registry import (
+    KEY_COMPROMISE,
+    REVOKED,
+    DeviceRecord,
+    Registry,
+    Transaction,
+    key_id_of,
+    open_registry,
+)
 from fleet.subjects import common_name, parse_subject
 
-CA_KEY_NAME = "ca.key"
-CA_CERT_NAME = "ca.crt"
 
-#: Backdating of notBefore, so a peer whose clock is a little behind still accepts a fresh cert.
-CLOCK_SKEW = timedelta(minutes=5)
-
-# --- the CA --------------------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-@dataclass(frozen=True)
+@dataclass
 class CertificateAuthority:
-    """A loaded CA directory."""
+    """A loaded CA directory and (opened on first use) its registry; close it when done."""
 
     directory: Path
     key: ec.EllipticCurvePrivateKey
     certificate: x509.Certificate
+    registry_url: str | None = None
+    _registry: Registry | None = field(default=None, repr=False)
 
     @property
     def registry(self) -> Registry:
-        return Registry.in_directory(self.directory)
+        if self._registry is None:
+            self._registry = open_registry(self.directory, self.registry_url)
+        return self._registry
 
     @property
     def certificate_path(self) -> Path:
         return self.directory / CA_CERT_NAME
 
+    @property
+    def key_path(self) -> Path:
+        return self.directory / CA_KEY_NAME
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+    def __enter__(self) -> CertificateAuthority:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> CertificateAuthority:
+    def load(
+        cls, directory: str | os.PathLike[str], *, registry_url: str | None = None
+    ) -> CertificateAuthority:
         """Load ``ca.key`` and ``ca.crt`` from ``directory`` and check that they belong together."""
         base = Path(directory)
-        key_path, cert_path = base / CA_KEY_NAME, base / CA_CERT_NAME
-        for path in (key_path, cert_path):
-            if not path.is_file():
-                raise FleetError(
-                    f"{path} not found (create the CA with 'atecc ca init --dir {base}')"
-                )
-        try:
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        except (ValueError, TypeError) as exc:
-            raise FleetError(f"cannot load the CA in {base}: {exc}") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise FleetError(f"{key_path} is not an EC private key")
-        if key.public_key() != cert.public_key():
-            raise FleetError(f"{key_path} does not belong to {cert_path}")
-        return cls(base, key, cert)
+        key, cert = load_ca_files(base)
+        return cls(base, key, cert, registry_url)
 
     def _key_identifier(self) -> x509.AuthorityKeyIdentifier:
         try:
@@ -131,7 +126,7 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(self._key_identifier(), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(key_usage(digital_signature=True), critical=True)
         )
 
     # -- server certificates ---------------------------------------------------------------------
@@ -145,7 +140,7 @@ class CertificateAuthority:
         cn: str | None = None,
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         """A fresh P-256 key and a serverAuth certificate for it; CN defaults to the first name."""
-        _check_days(days)
+        check_days(days)
         ips = []
         for text in ip_addresses or []:
             try:
@@ -162,14 +157,14 @@ class CertificateAuthority:
         names.extend(x509.IPAddress(ip) for ip in ips)
         subject_cn = cn or (dns_names[0] if dns_names else str(ips[0]))
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
+        start = now()
         cert = (
             self._builder(
                 x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]),
                 key.public_key(),
                 x509.random_serial_number(),
-                now - CLOCK_SKEW,
-                now + timedelta(days=days),
+                start - CLOCK_SKEW,
+                start + timedelta(days=days),
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -186,11 +181,13 @@ class CertificateAuthority:
         days: int | None = None,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        force: bool = False,
     ) -> x509.Certificate:
         """Verify ``csr``, issue a clientAuth certificate for it, and record it in the registry.
 
         Validity is ``days`` from now, or the explicit ``not_before``/``not_after`` (tests use
-        those for expired certificates). The device ID is the CSR's common name.
+        those for expired certificates). The device ID is the CSR's common name. A key whose
+        earlier certificate was revoked for keyCompromise is refused unless ``force``.
         """
         if not csr.is_signature_valid:
             raise FleetError("the CSR's signature does not verify (not signed by its own key)")
@@ -202,153 +199,99 @@ class CertificateAuthority:
         device_id = common_name(csr.subject)
         if not device_id:
             raise FleetError("the CSR's subject has no CN (the CN is the device ID)")
-        now = _now()
+        issued = now()
         if days is not None:
-            _check_days(days)
-            not_before = now - CLOCK_SKEW
-            not_after = now + timedelta(days=days)
+            check_days(days)
+            not_before = issued - CLOCK_SKEW
+            not_after = issued + timedelta(days=days)
         if not_before is None or not_after is None or not_after <= not_before:
             raise FleetError("give the validity in days")
-        registry = self.registry
-        with registry.transaction() as data:
-            used = {r.serial_number for r in data.devices}
+        key_id = key_id_of(public_key)
+        start, end = not_before, not_after
+
+        def work(txn: Transaction) -> x509.Certificate:
+            compromised = [
+                r for r in txn.for_key(key_id) if r.status == REVOKED and r.reason == KEY_COMPROMISE
+            ]
+            if compromised and not force:
+                first = compromised[0]
+                raise FleetError(
+                    f"the key of this CSR (key ID {key_id}) had certificate {first.serial} "
+                    f"revoked for keyCompromise on {first.revoked_at}: a compromised key is not "
+                    "certified again (use --force if it really is safe)"
+                )
             serial = x509.random_serial_number()
-            while serial in used:  # 2**-159 per issue; cheap to make it certain
+            while txn.serial_taken(serial):  # 2**-159 per issue; cheap to make it certain
                 serial = x509.random_serial_number()
             cert = (
-                self._builder(csr.subject, public_key, serial, not_before, not_after)
+                self._builder(csr.subject, public_key, serial, start, end)
                 .add_extension(
                     x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
                 )
                 .sign(self.key, hashes.SHA256())
             )
-            data.devices.append(
-                DeviceRecord(
-                    serial=format_serial(serial),
-                    device_id=device_id,
-                    certificate=_cert_pem(cert).decode("ascii"),
-                    issued=format_time(now),
-                    expires=format_time(not_after),
-                )
-            )
+            txn.insert(DeviceRecord.for_certificate(cert, device_id, issued=issued))
+            return cert
+
+        cert: x509.Certificate = self.registry.run(work)
         return cert
 
     # -- revocation ------------------------------------------------------------------------------
 
     def build_crl(self, *, days: int = 30) -> x509.CertificateRevocationList:
-        """A CRL of every revoked registry entry, numbered from the registry's counter."""
-        _check_days(days)
-        now = _now()
-        with self.registry.transaction() as data:
-            data.crl_number += 1
-            number = data.crl_number
-            revoked = [r for r in data.devices if r.revoked_at is not None]
+        """A CRL of every revoked certificate in the registry, with the next CRL number.
+
+        The number is taken and the revoked rows read in one transaction, so a CRL with a higher
+        number lists at least what every lower-numbered one listed.
+        """
+        check_days(days)
+
+        def work(txn: Transaction) -> tuple[int, list[tuple[str, str, str | None]]]:
+            return txn.next_crl_number(), list(txn.revoked())
+
+        number, revoked = self.registry.run(work)
+        issued = now()
+        entries = [_revoked_entry(*row) for row in revoked]
         builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.certificate.subject)
-            .last_update(now)
-            .next_update(now + timedelta(days=days))
+            x509.CertificateRevocationListBuilder(
+                issuer_name=self.certificate.subject,
+                last_update=issued,
+                next_update=issued + timedelta(days=days),
+                revoked_certificates=entries,  # one list: add_revoked_certificate copies each time
+            )
             .add_extension(x509.CRLNumber(number), critical=False)
             .add_extension(self._key_identifier(), critical=False)
         )
-        for record in revoked:
-            entry = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(record.serial_number)
-                .revocation_date(parse_time(str(record.revoked_at)))
-            )
-            reason = x509.ReasonFlags(record.reason or "unspecified")
-            if reason is not x509.ReasonFlags.unspecified:
-                # RFC 5280 §5.3.1: omit the reasonCode rather than use unspecified.
-                entry = entry.add_extension(x509.CRLReason(reason), critical=False)
-            builder = builder.add_revoked_certificate(entry.build())
         return builder.sign(self.key, hashes.SHA256())
 
 
-def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
+def _revoked_entry(serial: str, revoked_at: str, reason: str | None) -> x509.RevokedCertificate:
+    entry = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(int(serial, 16))
+        .revocation_date(datetime.fromisoformat(revoked_at))
     )
-
-
-def _check_days(days: int) -> None:
-    if days < 1 or days > 100 * 366:
-        raise FleetError(f"validity must be 1..36600 days, not {days}")
+    flag = x509.ReasonFlags(reason or "unspecified")
+    if flag is not x509.ReasonFlags.unspecified:
+        # RFC 5280 §5.3.1: omit the reasonCode rather than use unspecified.
+        entry = entry.add_extension(x509.CRLReason(flag), critical=False)
+    return entry.build()
 
 
 def init_ca(
-    directory: str | os.PathLike[str], subject: str | x509.Name, *, days: int = 3650
+    directory: str | os.PathLike[str],
+    subject: str | x509.Name,
+    *,
+    days: int = 3650,
+    registry_url: str | None = None,
 ) -> CertificateAuthority:
-    """Create ``directory`` (if needed) with a new CA key (0600) and self-signed certificate.
-
-    Refuses to touch a directory that already holds a CA key or certificate.
-    """
-    _check_days(days)
+    """Create the CA in ``directory`` (or finish one whose creation was cut short, keeping its
+    key; see :mod:`fleet.ca_dir`). ``registry_url`` is recorded in ``fleet.conf``."""
     name = parse_subject(subject) if isinstance(subject, str) else subject
-    base = Path(directory)
-    for existing in (base / CA_KEY_NAME, base / CA_CERT_NAME):
-        if existing.exists():
-            raise FleetError(f"{existing} already exists; not replacing a CA")
-    base.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    atomic_write(base / CA_KEY_NAME, _key_pem(key), mode=0o600)
-    atomic_write(base / CA_CERT_NAME, _cert_pem(cert), mode=0o644)
-    return CertificateAuthority(base, key, cert)
+    config = None
+    if registry_url is not None:
+        from fleet.registry import CONFIG_NAME, config_text
 
-
-def write_key(path: str | os.PathLike[str], key: ec.EllipticCurvePrivateKey) -> None:
-    """Save a private key as unencrypted PKCS#8 PEM, mode 0600."""
-    atomic_write(path, _key_pem(key), mode=0o600)
-
-
-def write_certificate(path: str | os.PathLike[str], cert: x509.Certificate) -> None:
-    atomic_write(path, _cert_pem(cert), mode=0o644)
-
-
-def _load_pem_or_der(path: str | os.PathLike[str], pem: Any, der: Any, what: str) -> Any:
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise FleetError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return pem(raw) if b"-----BEGIN" in raw else der(raw)
-    except ValueError as exc:
-        raise FleetError(f"{path} is not {what} ({exc})") from None
-
-
-def load_csr(path: str | os.PathLike[str]) -> x509.CertificateSigningRequest:
-    """A CSR from a PEM or DER file."""
-    csr: x509.CertificateSigningRequest = _load_pem_or_der(
-        path, x509.load_pem_x509_csr, x509.load_der_x509_csr, "a certificate request"
-    )
-    return csr
-
-
-def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
-    """A certificate from a PEM or DER file."""
-    cert: x509.Certificate = _load_pem_or_der(
-        path, x509.load_pem_x509_certificate, x509.load_der_x509_certificate, "a certificate"
-    )
-    return cert
+        config = (CONFIG_NAME, config_text(registry_url))
+    base, key, cert, _ = create_ca_files(directory, name, days=days, config=config)
+    return CertificateAuthority(base, key, cert, registry_url)

@@ -95,7 +95,8 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_ca_server_cert(args: argparse.Namespace) -> int:
-    from fleet.ca import CertificateAuthority, write_certificate, write_key
+    from fleet.ca import CertificateAuthority
+    from fleet.ca_dir import write_certificate, write_key
 
     ca = CertificateAuthority.load(args.dir)
     key, cert = ca.issue_server_certificate(
@@ -113,12 +114,13 @@ def cmd_ca_server_cert(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_ca_sign(args: argparse.Namespace) -> int:
-    from fleet.ca import CertificateAuthority, load_csr, write_certificate
+    from fleet.ca import CertificateAuthority
+    from fleet.ca_dir import load_csr, write_certificate
     from fleet.registry import format_serial
     from fleet.subjects import common_name
 
-    ca = CertificateAuthority.load(args.dir)
-    cert = ca.issue_device_certificate(load_csr(args.csr), days=args.days)
+    with CertificateAuthority.load(args.dir) as ca:
+        cert = ca.issue_device_certificate(load_csr(args.csr), days=args.days)
     write_certificate(args.out, cert)
     print(
         f"issued serial {format_serial(cert.serial_number)} to device "
@@ -133,8 +135,8 @@ def cmd_ca_crl(args: argparse.Namespace) -> int:
 
     from fleet.ca import CertificateAuthority
 
-    ca = CertificateAuthority.load(args.dir)
-    crl = ca.build_crl(days=args.days)
+    with CertificateAuthority.load(args.dir) as ca:
+        crl = ca.build_crl(days=args.days)
     atomic_write(args.out, crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
     from cryptography import x509
 
@@ -149,17 +151,16 @@ def cmd_ca_crl(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from fleet.registry import Registry, parse_serial
+    from fleet.ca_dir import load_ca_certificate
+    from fleet.registry import open_registry, parse_serial
     from fleet.subjects import parse_reason
 
     reason = parse_reason(args.reason)
     directory = Path(args.dir)
-    if not (directory / "ca.crt").is_file():
-        raise FleetError(f"{directory} is not a CA directory (no ca.crt)")
+    load_ca_certificate(directory)  # a CA directory, not just any
     serial = parse_serial(args.serial) if args.serial is not None else None
-    records = Registry.in_directory(directory).revoke(
-        serial=serial, device_id=args.device_id, reason=reason
-    )
+    with open_registry(directory) as registry:
+        records = registry.revoke(serial=serial, device_id=args.device_id, reason=reason)
     for record in records:
         print(f"revoked serial {record.serial} (device {record.device_id}, reason {reason})")
     print(f"publish it: {PROG} ca crl --dir {directory} --out <crl file>")
@@ -210,7 +211,7 @@ def cmd_cert_store(args: argparse.Namespace) -> int:
 
     from atecc import slotfile
     from cryptoki.provision import store_certificate
-    from fleet.ca import load_certificate
+    from fleet.ca_dir import load_certificate
 
     der = load_certificate(args.input).public_bytes(Encoding.DER)
     directory = slotfile.filestore_dir(getattr(args, "filestore", None))

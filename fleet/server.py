@@ -46,8 +46,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from fleet import FleetError
-from fleet.ca import CA_CERT_NAME
-from fleet.registry import REVOKED, DeviceRecord, Registry, format_serial
+from fleet.ca_dir import CA_CERT_NAME, load_ca_certificate
+from fleet.registry import REVOKED, DeviceRecord, format_serial, open_registry
 
 #: X509_V_ERR_* codes (OpenSSL x509_vfy.h) mapped to the verdict reasons above.
 _UNKNOWN_AUTHORITY = {2, 7, 18, 19, 20, 21, 24, 25, 27, 28, 32}
@@ -84,7 +84,7 @@ class Verdict:
     serial: str | None = None
 
 
-# --- registry and CRL, reloaded on change --------------------------------------------------------
+# --- registry look-ups and the CRL -----------------------------------------------------------
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -96,34 +96,58 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 class Authority:
-    """The CA's view used after the handshake: registry by serial, revoked serials from the CRL."""
+    """The CA's view of a client certificate: its registry record (looked up by serial, with a
+    short cache) and the CRL file (re-read when it changes)."""
 
-    def __init__(self, ca_dir: Path, crl_path: Path | None, log: Callable[[str], None]) -> None:
-        self.ca_cert = x509.load_pem_x509_certificate((ca_dir / CA_CERT_NAME).read_bytes())
-        self.registry = Registry.in_directory(ca_dir)
+    #: Records looked up within this many seconds are reused (SQLite: also until another
+    #: process commits a change, whichever comes first).
+    CACHE_TTL_S = 1.0
+    CACHE_MAX = 4096
+
+    def __init__(
+        self,
+        ca_dir: Path,
+        crl_path: Path | None,
+        log: Callable[[str], None],
+        *,
+        registry_url: str | None = None,
+        cache_ttl_s: float = CACHE_TTL_S,
+    ) -> None:
+        self.ca_cert = load_ca_certificate(ca_dir)
+        self.registry = open_registry(ca_dir, registry_url)
         self.crl_path = crl_path
         self._log = log
         self._lock = threading.Lock()
-        self._registry_stamp: object = object()
+        self._ttl = cache_ttl_s
+        self._cache: dict[int, tuple[float, DeviceRecord | None]] = {}
+        self._cache_stamp = self.registry.change_stamp()
         self._crl_stamp: object = object()
-        self._records: dict[int, DeviceRecord] = {}
         self._crl_serials: frozenset[int] = frozenset()
         self.reload(strict=True)
 
-    def reload(self, *, strict: bool = False) -> None:
-        """Re-read the registry and CRL if their files changed; ``strict`` raises on bad files."""
+    def close(self) -> None:
+        self.registry.close()
+
+    def lookup(self, serial: int) -> DeviceRecord | None:
+        """The registry record of ``serial`` (an indexed query, cached for a short while)."""
         with self._lock:
-            stamp = _stamp(self.registry.path)
-            if stamp != self._registry_stamp:
-                try:
-                    data = self.registry.load()
-                except FleetError as exc:
-                    if strict:
-                        raise
-                    self._log(f"warning: keeping the previous registry: {exc}")
-                else:
-                    self._records = {r.serial_number: r for r in data.devices}
-                    self._registry_stamp = stamp
+            stamp = self.registry.change_stamp()
+            if stamp != self._cache_stamp:
+                self._cache.clear()
+                self._cache_stamp = stamp
+            now = time.monotonic()
+            hit = self._cache.get(serial)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]
+            record = self.registry.get(serial)
+            if len(self._cache) >= self.CACHE_MAX:
+                self._cache.clear()
+            self._cache[serial] = (now, record)
+            return record
+
+    def reload(self, *, strict: bool = False) -> None:
+        """Re-read the CRL if its file changed; ``strict`` raises on a bad file."""
+        with self._lock:
             if self.crl_path is not None:
                 stamp = _stamp(self.crl_path)
                 if stamp != self._crl_stamp:
@@ -158,14 +182,11 @@ class Authority:
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         device_id = str(names[-1].value) if names else None
         serial = format_serial(cert.serial_number)
-        record = self._records.get(cert.serial_number)
-        der = cert.public_bytes(serialization.Encoding.DER)
+        record = self.lookup(cert.serial_number)
         if record is None:
             return Verdict(False, "unregistered (serial not in the registry)", device_id, serial)
-        registered = x509.load_pem_x509_certificate(record.certificate.encode("ascii"))
-        if (
-            record.device_id != device_id
-            or registered.public_bytes(serialization.Encoding.DER) != der
+        if record.device_id != device_id or record.certificate != cert.public_bytes(
+            serialization.Encoding.DER
         ):
             return Verdict(
                 False,

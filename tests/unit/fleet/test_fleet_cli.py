@@ -14,7 +14,7 @@ from atecc.certs.csr import device_id_for_serial
 from atecc.emulator.profiles import create_chip
 from atecc.slotfile import EmulatorInterface, open_device
 from fleet.cli import add_subcommands
-from fleet.registry import Registry
+from fleet.registry import open_registry
 
 
 def atecc(*argv: str) -> int:
@@ -160,7 +160,8 @@ def test_csr_sign_revoke_crl_export(ca_dir, filestore, tmp_path, capsys):
         )
         == 0
     )
-    record = Registry.in_directory(ca_dir).load().devices[0]
+    with open_registry(ca_dir) as registry:
+        (record,) = registry.records()
     assert (record.status, record.reason) == ("revoked", "cessationOfOperation")
     crl_path = tmp_path / "crl.pem"
     assert atecc("ca", "crl", "--dir", ca_dir, "--out", crl_path, "--days", "3") == 0

@@ -30,6 +30,17 @@ def ca(tmp_path):
     return init_ca(tmp_path / "ca", "/CN=Authority CA", days=5)
 
 
+def unrevoke(registry: Registry, serial: int) -> None:
+    """Test-only: put a revoked record back to active (nothing in the product does that), to
+    show that the CRL alone refuses the certificate."""
+    with registry.transaction():
+        registry._execute(
+            "UPDATE fleet_devices SET status = 'active', revoked_at = NULL, reason = NULL"
+            " WHERE serial = ?",
+            (f"{serial:X}" if len(f"{serial:X}") % 2 == 0 else f"0{serial:X}",),
+        )
+
+
 def write_crl(ca, path):
     path.write_bytes(ca.build_crl(days=1).public_bytes(serialization.Encoding.PEM))
     # Make sure the change is visible even on coarse-mtime filesystems.
@@ -49,15 +60,13 @@ def test_verdicts_follow_registry_and_crl(ca, tmp_path):
     assert authority.check(bad).accepted
 
     # Registry change is picked up on the next check.
-    Registry.in_directory(ca.directory).revoke(serial=bad.serial_number, reason="keyCompromise")
+    ca.registry.revoke(serial=bad.serial_number, reason="keyCompromise")
     verdict = authority.check(bad)
     assert not verdict.accepted and verdict.reason.startswith("revoked (keyCompromise")
 
     # CRL alone: put the registry entry back to active; the CRL still lists it.
     write_crl(ca, crl_path)
-    with Registry.in_directory(ca.directory).transaction() as data:
-        record = data.find_serial(bad.serial_number)
-        record.status, record.revoked_at, record.reason = "active", None, None
+    unrevoke(ca.registry, bad.serial_number)
     verdict = authority.check(bad)
     assert not verdict.accepted and verdict.reason == "revoked (listed in the CRL)"
     assert authority.check(good).accepted
@@ -105,12 +114,11 @@ def test_crl_from_another_ca_is_refused(ca, tmp_path):
 def test_bad_crl_later_keeps_the_previous_one(ca, tmp_path):
     logs: list[str] = []
     cert = ca.issue_device_certificate(_csr("x"), days=1)
-    Registry.in_directory(ca.directory).revoke(serial=cert.serial_number)
+    ca.registry.revoke(serial=cert.serial_number)
     crl_path = tmp_path / "crl.pem"
     write_crl(ca, crl_path)
     authority = Authority(ca.directory, crl_path, logs.append)
     crl_path.write_text("garbage")
-    with Registry.in_directory(ca.directory).transaction() as data:
-        data.devices[0].status = "active"
+    unrevoke(ca.registry, cert.serial_number)
     assert authority.check(cert).reason == "revoked (listed in the CRL)"
     assert any("keeping the previous CRL" in line for line in logs)
