@@ -251,8 +251,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise FleetError(f"--port must be 0..65535, not {args.port}")
-    if args.handshake_timeout <= 0 or args.max_connections < 1:
-        raise FleetError("--handshake-timeout and --max-connections must be positive")
+    if args.handshake_timeout <= 0 or args.request_timeout <= 0 or args.max_connections < 1:
+        raise FleetError(
+            "--handshake-timeout, --request-timeout and --max-connections must be positive"
+        )
     config = ServerConfig(
         ca_dir=Path(args.ca_dir),
         cert=Path(args.cert),
@@ -261,7 +263,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         crl=Path(args.crl) if args.crl else None,
         handshake_timeout_s=args.handshake_timeout,
-        request_timeout_s=args.handshake_timeout,
+        request_timeout_s=args.request_timeout,
+        registry_url=args.registry,
         max_connections=args.max_connections,
     )
     return run(config, log_path=Path(args.log_file) if args.log_file else None)
@@ -383,6 +386,14 @@ def add_subcommands(subparsers: Any) -> None:
         metavar="S",
         help="seconds a client gets to finish the handshake (default 10)",
     )
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds an accepted client gets to send its request (default 10)",
+    )
+    serve.add_argument("--registry", metavar="URL", help="registry (default: the CA directory's)")
     serve.add_argument(
         "--max-connections",
         type=int,
