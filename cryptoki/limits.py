@@ -1,0 +1,46 @@
+"""Limits: every input the module accepts has a bound, and this is where the bounds live.
+
+Owns: the numbers (sizes, counts, lengths) past which a call is refused with a specific CK_RV
+instead of being served slowly, exhausting memory or holding the chip from other processes. The
+README's "Limits" section and SECURITY.md list the same numbers; a test keeps them in step.
+Must not: enforce anything itself (the ABI, the library, the store and the operations do, each
+at the point where the input arrives).
+"""
+
+from __future__ import annotations
+
+KIB = 1024
+MIB = 1024 * KIB
+
+#: Attributes in one template (C_CreateObject, C_FindObjectsInit, C_GetAttributeValue, ...);
+#: over it: CKR_ARGUMENTS_BAD (the call as a whole is unreasonable).
+MAX_TEMPLATE_ATTRIBUTES = 256
+#: Bytes of one attribute value in a template; over it: CKR_ATTRIBUTE_VALUE_INVALID.
+MAX_ATTRIBUTE_BYTES = 32 * KIB
+#: Bytes of all attribute values of one object a caller creates; over it: CKR_DEVICE_MEMORY.
+MAX_OBJECT_BYTES = 32 * KIB
+#: Token objects C_CreateObject may create on one token; over it: CKR_DEVICE_MEMORY.
+MAX_TOKEN_OBJECTS = 256
+#: Session objects one process may hold on one token; over it: CKR_DEVICE_MEMORY.
+MAX_SESSION_OBJECTS = 1024
+#: Open sessions per token (reported in CK_TOKEN_INFO); over it: CKR_SESSION_COUNT.
+MAX_SESSIONS = 1024
+#: Input bytes of one single-part call (C_Sign, C_Verify, C_Digest, C_Encrypt, C_Decrypt) and of
+#: one *Update call; over it: CKR_DATA_LEN_RANGE (CKR_ENCRYPTED_DATA_LEN_RANGE for decryption).
+MAX_DATA_PER_CALL = 1 * MIB
+#: Input bytes of one multi-part operation in total; over it: CKR_DATA_LEN_RANGE.
+MAX_DATA_PER_OPERATION = 64 * MIB
+#: Bytes sent to the chip in one locked transaction of a long operation: the chip lock is
+#: released between chunks so that other processes are served.
+CHIP_CHUNK_BYTES = 4 * KIB
+#: Bytes of one C_GenerateRandom call; over it: CKR_DATA_LEN_RANGE.
+MAX_RANDOM_BYTES = 64 * KIB
+#: Size of a slot file (``<N>.conf``); a larger one is skipped with a logged reason.
+MAX_SLOT_FILE_BYTES = 64 * KIB
+#: Largest slot ID a slot file name may carry (``<N>.conf``); larger ones are skipped.
+MAX_SLOT_ID = 0xFFFF
+#: Size of a token's metadata file; a larger one makes the token absent (fail closed).
+MAX_METADATA_BYTES = 32 * MIB
+#: Secret keys made by C_DeriveKey keep at least this many bytes (CKA_VALUE_LEN), so that a key
+#: cannot be guessed byte by byte through C_DigestKey or a MAC.
+MIN_SECRET_KEY_BYTES = 16
