@@ -160,8 +160,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         revision = device.revision()
     finally:
         device.close()
+    from atecc.certs.csr import device_id_for_serial
+
     data = {
         "serial": config.serial.hex().upper(),
+        "device_id": device_id_for_serial(bytes(config.serial)),
         "revision": bytes(revision).hex().upper(),
         "model": config.model,
         "config_locked": config.is_config_locked,
@@ -174,6 +177,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     text = "\n".join(
         [
             f"serial        {data['serial']}",
+            f"device id     {data['device_id']} (the CN of 'atecc csr')",
             f"model         {data['model']} (revision {data['revision']})",
             f"i2c address   {data['i2c_address']} (7-bit)",
             f"config zone   {'locked' if data['config_locked'] else 'UNLOCKED'}",

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from . import test_mtls_server as mtls
-from .conftest import REPO, require, run
+from .conftest import require, run
 from .test_mtls_server import KEY_URI, atecc
 
 pytestmark = pytest.mark.native
@@ -30,14 +30,8 @@ start_server = mtls.start_server
 
 
 def _engine_env(tmp_path, module_path, token_env) -> dict[str, str]:
-    engine = run(["bash", str(REPO / "scripts" / "find-pkcs11-engine.sh")]).stdout.strip()
     conf = tmp_path / "engine.cnf"
-    conf.write_text(
-        (REPO / "conf" / "openssl-pkcs11-engine.cnf.in")
-        .read_text()
-        .replace("@ENGINE_PATH@", engine)
-        .replace("@MODULE_PATH@", module_path)
-    )
+    atecc("engine-conf", "--out", conf, "--module", module_path)
     return dict(token_env, OPENSSL_CONF=str(conf))
 
 

@@ -32,9 +32,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .conftest import BIN, REPO, require, run
+from .conftest import BIN, require, run
 
 HANDSHAKE_TIMEOUT_S = 1.5
+#: curl exit codes of a refused handshake: 35 (handshake), 55 or 56 (TLS 1.3: the alert comes
+#: while sending or receiving the request).
+CURL_TLS_FAILURES = (35, 55, 56)
 KEY_URI = "pkcs11:token=00ABC;object=device;type=private"
 
 
@@ -128,13 +131,13 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def registered_client(pki: Pki, device_id: str) -> Client:
+def registered_client(pki: Pki, device_id: str, *, cn: str | None = None) -> Client:
     """A PEM key, a CSR, and a certificate issued by `atecc ca sign` (so it is registered)."""
     key_path = pki.root / f"{device_id}.key"
     key = _new_key(key_path)
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(_name(device_id))
+        .subject_name(_name(cn or device_id))
         .sign(key, hashes.SHA256())
     )
     csr_path = pki.root / f"{device_id}.csr"
@@ -142,7 +145,7 @@ def registered_client(pki: Pki, device_id: str) -> Client:
     cert_path = pki.root / f"{device_id}.crt"
     atecc("ca", "sign", "--dir", pki.ca_dir, "--csr", csr_path, "--days", "5", "--out", cert_path)
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return Client(key_path, cert_path, device_id, f"{cert.serial_number:X}")
+    return Client(key_path, cert_path, cn or device_id, f"{cert.serial_number:X}")
 
 
 def handmade_client(pki: Pki, device_id: str, *, self_signed=False, expired=False) -> Client:
@@ -365,13 +368,15 @@ def test_self_signed_certificate_is_refused_as_unknown_authority(pki, server):
     client = handmade_client(pki, "dev-self", self_signed=True)
     proc = curl(pki, server, client)
     assert proc.returncode != 0
-    server.wait_for(rf"device=dev-self serial={client.serial} refused: unknown authority")
+    server.wait_for(rf"device=dev-self serial=0?{client.serial} refused: unknown authority")
 
 
 def test_unregistered_certificate_fails_the_handshake(pki, server):
     client = handmade_client(pki, "dev-stranger")  # CA-signed, but never recorded
     proc = curl(pki, server, client)
-    assert proc.returncode in (35, 56), proc.stdout + proc.stderr  # TLS failure, no HTTP at all
+    assert proc.returncode in CURL_TLS_FAILURES, (
+        proc.stdout + proc.stderr
+    )  # TLS failure, no HTTP at all
     assert "hello" not in proc.stdout
     line = server.wait_for(r"device=dev-stranger .*refused: unregistered")
     assert client.serial in line
@@ -396,7 +401,9 @@ def test_revocation_takes_effect_on_the_next_connection(pki, server):
     atecc("revoke", "--dir", pki.ca_dir, "--serial", client.serial, "--reason", "keyCompromise")
     mark = server.mark()
     proc = curl(pki, server, client)
-    assert proc.returncode in (35, 56) and "hello" not in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode in CURL_TLS_FAILURES and "hello" not in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
     server.wait_for(r"device=dev-revoked .*refused: revoked \(keyCompromise", after=mark)
 
 
@@ -416,7 +423,9 @@ def test_crl_is_honoured(pki, start_server):
     server.wait_for(r"loaded the CRL")
     mark = server.mark()
     proc = curl(pki, server, client)
-    assert proc.returncode in (35, 56) and "hello" not in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode in CURL_TLS_FAILURES and "hello" not in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
     server.wait_for(r"device=dev-crl .*refused: revoked \(listed in the CRL\)", after=mark)
 
 
@@ -532,14 +541,8 @@ def test_emulated_chip_key_through_curl_and_the_pkcs11_engine(
     atecc("ca", "sign", "--dir", pki.ca_dir, "--csr", csr, "--days", "5", "--out", cert)
     server = start_server()
 
-    engine = run(["bash", str(REPO / "scripts" / "find-pkcs11-engine.sh")]).stdout.strip()
     conf = tmp_path / "engine.cnf"
-    conf.write_text(
-        (REPO / "conf" / "openssl-pkcs11-engine.cnf.in")
-        .read_text()
-        .replace("@ENGINE_PATH@", engine)
-        .replace("@MODULE_PATH@", module_path)
-    )
+    atecc("engine-conf", "--out", conf, "--module", module_path)
     env = dict(token_env, OPENSSL_CONF=str(conf))
     proc = subprocess.run(
         [
@@ -574,24 +577,12 @@ def test_emulated_chip_key_through_curl_and_the_pkcs11_engine(
 # --- hardening (issue 11): log lines, idle clients, trickling clients -----------------------------
 
 
-def registered_client_with_cn(pki: Pki, name: str, cn: str) -> Client:
-    key_path = pki.root / f"{name}.key"
-    key = _new_key(key_path)
-    csr = x509.CertificateSigningRequestBuilder().subject_name(_name(cn)).sign(key, hashes.SHA256())
-    csr_path = pki.root / f"{name}.csr"
-    csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-    cert_path = pki.root / f"{name}.crt"
-    atecc("ca", "sign", "--dir", pki.ca_dir, "--csr", csr_path, "--days", "5", "--out", cert_path)
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return Client(key_path, cert_path, cn, f"{cert.serial_number:X}")
-
-
 def test_a_newline_in_the_cn_cannot_forge_a_log_line(pki, server):
     """A device whose CN holds a newline and a fake 'accepted' line gets exactly one log line,
     with the newline escaped; no line of the log starts with the forged text."""
     forged = "2026-01-01T00:00:00Z 10.9.9.9:1 device=v accepted"
     cn = f"evil\n{forged}\r\x1b[2J"  # a CN has at most 64 characters
-    client = registered_client_with_cn(pki, "evil", cn)
+    client = registered_client(pki, "evil", cn=cn)
     stranger = handmade_client(pki, "nobody")
     before = server.mark()
     curl(pki, server, client)
