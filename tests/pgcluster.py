@@ -4,7 +4,7 @@ no TCP port, started with Debian's ``initdb``/``pg_ctl`` as an unprivileged user
 PostgreSQL refuses to run as root. When the tests run as root (CI does), the cluster runs as the
 system user ``atecc-pg`` (``scripts/setup.sh`` creates it) through ``runuser``; otherwise as the
 current user. Durability settings are off (a test cluster is thrown away), which changes timing,
-not behaviour.
+not behaviour (``Cluster(durable=True)`` keeps them on, for benchmarks).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def _bindir() -> Path:
 class Cluster:
     """``with Cluster() as pg:`` -- ``pg.url(dbname)``, ``pg.create_database()``, ``pg.sql()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.bindir = _bindir()
         self.as_root = os.geteuid() == 0
         self.root = Path(tempfile.mkdtemp(prefix="atecc-pg-"))
@@ -79,10 +80,9 @@ class Cluster:
             "UTF8",
             "--locale=C",
         )
-        options = (
-            f"-k {self.root} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
-            " -c full_page_writes=off -c max_connections=50"
-        )
+        options = f"-k {self.root} -c listen_addresses='' -c max_connections=50"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl",
             "-D",
