@@ -283,3 +283,31 @@ def test_the_sqlite_registry_uses_wal(tmp_path):
         mode = ca.registry._fetch("PRAGMA journal_mode")[0][0]
         assert mode == "wal"
         assert (ca_dir / "registry.sqlite3").is_file()
+
+
+def test_the_ca_directory_remembers_its_registry(engine, ca):
+    """`ca init --registry URL` writes fleet.conf (0600); later commands need no --registry."""
+    ca.issue_device_certificate(software_csr("remembered"), days=1)
+    conf = ca.directory / "fleet.conf"
+    if engine.url is None:
+        assert not conf.exists()
+    else:
+        assert (conf.stat().st_mode & 0o777) == 0o600
+        assert f"registry = {engine.url}" in conf.read_text()
+    with open_registry(ca.directory) as registry:
+        assert registry.dialect.name == engine.name
+        assert [r.device_id for r in registry.records()] == ["remembered"]
+
+
+def test_a_bad_registry_setting_is_a_clean_error(tmp_path):
+    ca_dir = tmp_path / "ca"
+    init_ca(ca_dir, "/CN=CA", days=1).close()
+    (ca_dir / "fleet.conf").write_text("registry = mysql://nope\n")
+    with pytest.raises(FleetError, match="unknown registry URL"):
+        open_registry(ca_dir)
+    (ca_dir / "fleet.conf").write_text("registry postgresql://x\n")
+    with pytest.raises(FleetError, match="expected 'registry = URL'"):
+        open_registry(ca_dir)
+    with pytest.raises(FleetError, match="cannot connect to the registry") as info:
+        open_registry(ca_dir, "postgresql://u:secret@/none?host=/nonexistent&connect_timeout=1")
+    assert "secret" not in str(info.value) and "postgresql://u:***@" in str(info.value)
