@@ -5,6 +5,7 @@ printing. Every read goes through :class:`atecc.device.Device`, so what this too
 the PKCS#11 module sees. Commands::
 
     atecc emulator init [--device D] [--filestore DIR] [--slot N] [--force]
+    atecc emulator run [--bus N] [--state FILE] [--timing T] [--log FILE] -- COMMAND ...
     atecc info | config | random | certs       [--json]
     atecc raw "07 30 00 00 00 03 5D"           [--json]
     atecc module-path
@@ -311,6 +312,47 @@ def cmd_module_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_emulator_run(emulator_commands: Any) -> None:
+    """``atecc emulator run [--bus N] [--state FILE] ... -- COMMAND ...`` (atecc.emulator.run)."""
+    run = emulator_commands.add_parser(
+        "run",
+        parents=[_common(json_option=False)],
+        help="run a program with /dev/i2c-N served by an emulated chip",
+        description="Start COMMAND with /dev/i2c-N served by an emulated ATECC608 (any program "
+        "using the Linux I2C device, e.g. cryptoauthlib or this project's i2c slot files).",
+    )
+    run.add_argument("--bus", type=int, default=1, metavar="N", help="I2C bus number (default 1)")
+    run.add_argument(
+        "--state",
+        metavar="FILE",
+        help="chip state file, created with --device if missing (default: a throwaway chip)",
+    )
+    run.add_argument("--device", default="ATECC608-TNGTLS", help="profile for a new chip")
+    run.add_argument("--timing", default="fast", choices=("fast", "realistic"))
+    run.add_argument("--log", metavar="FILE", help="write every I2C transfer, decoded, to FILE")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG ...]")
+
+    def cmd_emulator_run(args: argparse.Namespace) -> int:
+        from atecc.emulator.run import RunError, run
+
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if args.device not in DEVICES:
+            raise CliError(f"unknown device {args.device!r} (choose {', '.join(DEVICES)})")
+        try:
+            return run(
+                command,
+                state_path=args.state,
+                bus_number=args.bus,
+                timing=args.timing,
+                device=args.device,
+                log_path=args.log,
+            )
+        except RunError as exc:
+            raise CliError(str(exc)) from None
+
+    run.set_defaults(func=cmd_emulator_run)
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -367,6 +409,7 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
     )
     init.add_argument("--force", action="store_true", help="replace an existing chip")
     init.set_defaults(func=cmd_emulator_init)
+    _add_emulator_run(emulator_commands)
 
     read_commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
         ("info", "serial number, revision, model, locks, I2C address", cmd_info),

@@ -35,7 +35,8 @@ MAX_DATA_PER_OPERATION = 64 * MIB
 CHIP_CHUNK_BYTES = 4 * KIB
 #: Bytes of one C_GenerateRandom call; over it: CKR_DATA_LEN_RANGE.
 MAX_RANDOM_BYTES = 64 * KIB
-#: Size of a slot file (``<N>.conf``); a larger one is skipped with a logged reason.
+#: Size of a slot file (``<N>.conf``); a larger one is skipped with a logged reason (the
+#: parser's own bound, ``atecc.slotfile.MAX_SLOT_FILE_BYTES``, is this number).
 MAX_SLOT_FILE_BYTES = 64 * KIB
 #: Largest slot ID a slot file name may carry (``<N>.conf``); larger ones are skipped.
 MAX_SLOT_ID = 0xFFFF
