@@ -12,12 +12,20 @@ the PKCS#11 module sees. Commands::
 
 Errors never show a traceback: each becomes one line ``atecc: error: ...`` on stderr and a
 non-zero exit status (``-v`` adds the traceback, for bug reports).
+
+Other layers add their subcommands (the fleet's ``ca``, ``csr``, ``serve``...) without this module
+naming them: each declares an entry point in the ``atecc.commands`` group whose object is
+``add_subcommands(subparsers)``. Entry points rather than a list of module names here, because
+``atecc`` sits below every other layer and must import none of them, not even by name through
+importlib; and a layer that is not installed simply adds nothing. The group is consulted lazily
+(:func:`_wants_plugins`): a command of this module's own (``info``, ``config``...) never pays
+for ``importlib.metadata`` (about 80 ms of imports), only ``--help``, no command, or a command this
+module does not know does.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -153,8 +161,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         revision = device.revision()
     finally:
         device.close()
+    from atecc.certs.csr import device_id_for_serial
+
     data = {
         "serial": config.serial.hex().upper(),
+        "device_id": device_id_for_serial(bytes(config.serial)),
         "revision": bytes(revision).hex().upper(),
         "model": config.model,
         "config_locked": config.is_config_locked,
@@ -167,6 +178,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     text = "\n".join(
         [
             f"serial        {data['serial']}",
+            f"device id     {data['device_id']} (the CN of 'atecc csr')",
             f"model         {data['model']} (revision {data['revision']})",
             f"i2c address   {data['i2c_address']} (7-bit)",
             f"config zone   {'locked' if data['config_locked'] else 'UNLOCKED'}",
@@ -280,13 +292,23 @@ def cmd_raw(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Entry-point group naming the function that returns the PKCS#11 library's path.
+MODULE_PATH_GROUP = "atecc.pkcs11_module"
+
+
 def cmd_module_path(args: argparse.Namespace) -> int:
-    # Imported by name: the Cryptoki package is optional for the driver and this tool.
+    # The PKCS#11 layer registers where its library is (pyproject.toml); this layer never
+    # imports it.
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=MODULE_PATH_GROUP))
+    if not found:
+        raise CliError("no PKCS#11 module is installed with this tool")
     try:
-        paths = importlib.import_module("cryptoki._paths")
+        module_path = found[0].load()
     except ImportError as exc:
         raise CliError(f"the Cryptoki module is not available ({exc})") from None
-    print(paths.module_path())
+    print(module_path())
     return 0
 
 
@@ -365,7 +387,7 @@ def _common(json_option: bool) -> _Parser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="ATECC608 secure element: emulator setup and chip inspection.",
@@ -410,10 +432,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     module.set_defaults(func=cmd_module_path)
 
-    from atecc.pki.cli import add_subcommands as add_pki_subcommands
-
-    add_pki_subcommands(commands)
+    if with_plugins:
+        for add_subcommands in _plugin_registrars():
+            add_subcommands(commands)
     return parser
+
+
+#: Entry-point group through which other layers register subcommands (see the module docstring).
+COMMAND_GROUP = "atecc.commands"
+#: The commands this module defines itself.
+OWN_COMMANDS = frozenset({"emulator", "info", "config", "random", "certs", "raw", "module-path"})
+#: Options of the top-level parser that take a value (to find the command word in argv).
+_VALUE_OPTIONS = frozenset({"--filestore", "--slot"})
+
+
+def _plugin_registrars() -> list[Callable[[Any], None]]:
+    from importlib.metadata import entry_points
+
+    found = []
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        try:
+            found.append(entry.load())
+        except ImportError as exc:  # a broken layer must not take the driver's commands down
+            log.warning("subcommands of %s not available: %s", entry.value, exc)
+    return found
+
+
+def _wants_plugins(argv: Sequence[str]) -> bool:
+    """Whether the command line needs another layer's subcommands (or the full --help)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif arg in ("-h", "--help"):
+            return True
+        elif not arg.startswith("-"):
+            return arg not in OWN_COMMANDS
+    return True  # no command: the usage error lists every command
 
 
 def _one_line(exc: BaseException) -> str:
@@ -425,7 +482,8 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``atecc`` console script; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_plugins=_wants_plugins(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error already printed as one line
