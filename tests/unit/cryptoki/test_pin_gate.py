@@ -11,38 +11,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from p11util import TOKEN_USER_PIN as PIN
 
 from cryptoki import errors, pin
 from cryptoki.constants import CKF, CKU
 from cryptoki.library import Library
-
-PIN = b"7531-user"
-
-
-@pytest.fixture
-def pin_token(tmp_path, monkeypatch, chip_factory, slot_file_writer) -> Path:
-    filestore = tmp_path / "filestore"
-    chip_factory(filestore, "chip0.json")
-    slot_file_writer(filestore, 0, "chip0.json", extra="user_pin = required\n")
-    monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
-    lib = Library()
-    lib.initialize(None)
-    try:
-        lib.init_token(0, b"so-secret", b"00ABC")
-        rw = lib.open_session(0, CKF.SERIAL_SESSION | CKF.RW_SESSION)
-        lib.login(rw, CKU.SO, b"so-secret")
-        lib.init_pin(rw, PIN)
-    finally:
-        lib.finalize()
-    return filestore
 
 
 def _record(filestore: Path) -> dict:
     return json.loads((filestore / "0.pkcs11.json").read_text())
 
 
-def test_the_pin_record_is_bound_to_the_chip_so_the_file_alone_cannot_check_a_guess(pin_token):
-    record = _record(pin_token)["pins"]["user"]
+def test_the_pin_record_is_bound_to_the_chip_so_the_file_alone_cannot_check_a_guess(pin_filestore):
+    record = _record(pin_filestore)["pins"]["user"]
     assert record["scheme"] == "scrypt-ecdh"
     salt = bytes.fromhex(record["salt"])
     offline = hashlib.scrypt(PIN, salt=salt, n=2**14, r=8, p=1, dklen=32)
@@ -74,16 +55,16 @@ lib.login(s, CKU.USER, b"0000-guess")
 """
 
 
-def test_a_try_killed_during_the_comparison_is_still_counted(pin_token):
-    env = {**os.environ, "ATECC_PKCS11_FILESTORE": str(pin_token)}
+def test_a_try_killed_during_the_comparison_is_still_counted(pin_filestore):
+    env = {**os.environ, "ATECC_PKCS11_FILESTORE": str(pin_filestore)}
     for expected in (1, 2):
         proc = subprocess.run([sys.executable, "-c", _CRASH_DURING_COMPARISON], env=env)
         assert proc.returncode == 42
-        assert _record(pin_token)["failures"]["user"] == expected
+        assert _record(pin_filestore)["failures"]["user"] == expected
 
 
-def test_a_right_pin_resets_the_count_and_binds_an_older_record(pin_token):
-    meta = pin_token / "0.pkcs11.json"
+def test_a_right_pin_resets_the_count_and_binds_an_older_record(pin_filestore):
+    meta = pin_filestore / "0.pkcs11.json"
     lib = Library()
     lib.initialize(None)
     try:
