@@ -98,7 +98,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
     _step("create-temp")
     tmp = directory / f"{_temp_prefix(target)}{os.getpid()}.{os.urandom(6).hex()}{_TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(tmp, flags, 0o600)
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:
+        raise _about(exc, target) from None
     try:
         try:
             _step("write-temp")
@@ -113,9 +116,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
             os.close(fd)
         _step("rename")
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and str(exc.filename) == str(tmp):
+            raise _about(exc, target) from None
         raise
     _step("fsync-dir")
     with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
@@ -125,6 +130,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
         finally:
             os.close(dir_fd)
     return target
+
+
+def _about(exc: OSError, target: Path) -> OSError:
+    """The same error naming the file the caller asked for, not our temporary file."""
+    return type(exc)(exc.errno, exc.strerror, str(target))
 
 
 def read_limited(

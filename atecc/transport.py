@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 import time
@@ -32,6 +33,7 @@ from atecc.constants import (
     STATUS_GROUP_COUNT,
     WAKE_HIGH_S,
     WATCHDOG_MIN_S,
+    Opcode,
     Status,
     WordAddress,
     exec_time_max_s,
@@ -48,6 +50,8 @@ from atecc.errors import (
 )
 from atecc.fileio import FileLock
 from atecc.packet import Command, parse_response
+
+log = logging.getLogger(__name__)
 
 #: errno values an adapter uses for "no ACK" (chip §1.10): busy, asleep, idle or absent chip.
 NACK_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO, errno.EIO})
@@ -292,6 +296,9 @@ class I2CTransport:
             deadline = min(deadline, max(self.wake_time + WATCHDOG_MAX_S, sent + POLL_INTERVAL_S))
         self.clock.sleep(expected * FIRST_POLL_FRACTION)
         group = self._poll_group(deadline, _reply_hint(packet))
+        if log.isEnabledFor(logging.DEBUG):  # ``atecc -v``: one line per command
+            name = Opcode(opcode).name if opcode in Opcode._value2member_map_ else hex(opcode)
+            log.debug("%s: %d-byte reply", name, len(group))
         for _ in range(self.retries):
             if check_crc(group):
                 return group

@@ -243,6 +243,13 @@ class Library:
             raise errors.NoEvent("no slot event")
         raise errors.FunctionNotSupported("blocking slot events are not supported")
 
+    def token(self, slot_id: int) -> Token:
+        """The token behind ``slot_id``, for in-process tools that work through this core
+        (``cryptoki.keyuse``, ``cryptoki.provision``); C hosts never get here."""
+        with self._lock:
+            self._check()
+            return self._slot(slot_id).token
+
     def _present_token(self, slot_id: int) -> Token:
         with self._lock:
             self._check()

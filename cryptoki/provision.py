@@ -1,9 +1,11 @@
 """Provisioning through the token itself: put an issued certificate next to its key.
 
-Owns: ``store_certificate``, which the ``atecc cert-store`` command calls. It drives the same core
-that the C library exposes (a private :class:`~cryptoki.library.Library` in this process, the same
-C_Initialize / C_OpenSession / C_FindObjects / C_CreateObject rules), so what it writes is exactly
-what ``pkcs11-tool --write-object`` would write, and every PKCS#11 client then sees the
+Owns: ``store_certificate``, which ``atecc cert-store`` and ``atecc provision`` call, and
+``stored_certificate`` (what is stored for a key). They drive the same core that the C library
+exposes (a private :class:`~cryptoki.library.Library` in this process through
+:func:`cryptoki.keyuse.token_session`: the same C_Initialize / C_OpenSession / C_Login /
+C_FindObjects / C_CreateObject rules, the same PIN counter), so what it writes is exactly what
+``pkcs11-tool --login --write-object`` would write, and every PKCS#11 client then sees the
 certificate with the key's CKA_ID.
 
 Idempotent: the same certificate stored again changes nothing; a different certificate for a key
@@ -17,13 +19,22 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptoki import errors
-from cryptoki.constants import CKA, CKC, CKF, CKO
+from cryptoki.constants import CKA, CKC, CKO
 
 _TRUE, _FALSE = b"\x01", b"\x00"
+
+#: Returns the user PIN when the token wants one (``atecc.pinentry``).
+PinSource = Callable[[], bytes]
+
+
+def _no_pin() -> bytes:
+    from atecc.cliutil import UsageError
+
+    raise UsageError("the token needs the user PIN: give --pin-file FILE or set ATECC_PIN")
 
 
 def _ulong(value: int) -> bytes:
@@ -46,18 +57,21 @@ def store_certificate(
     label: str,
     *,
     replace: bool = False,
+    pin_source: PinSource = _no_pin,
 ) -> StoredCertificate:
     """Store ``cert_der`` as a token certificate object next to the private key it certifies.
 
     The certificate's public key decides which key: its CKA_ID is SHA-1(04||X||Y), the ID the
     token gives that key. Refuses (ValueError) a certificate whose key is not on the token, so a
-    certificate can never be filed next to the wrong key.
+    certificate can never be filed next to the wrong key. The session logs in first (with the
+    user PIN from ``pin_source`` when the token requires one, see :mod:`cryptoki.keyuse`): a
+    private key is not even visible before.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from cryptoki.library import Library
+    from cryptoki.keyuse import token_session
 
     cert = x509.load_der_x509_certificate(cert_der)
     public = cert.public_key()
@@ -68,10 +82,8 @@ def store_certificate(
     )
     key_id = hashlib.sha1(point).digest()
 
-    lib = Library(filestore=filestore)
-    lib.initialize(None)
-    try:
-        session = lib.open_session(slot_id, CKF.SERIAL_SESSION | CKF.RW_SESSION)
+    with token_session(filestore, slot_id, pin_source) as tok:
+        lib, session = tok.lib, tok.session
         lib.find_objects_init(session, [(CKA.CLASS, _ulong(CKO.PRIVATE_KEY)), (CKA.ID, key_id)])
         keys = lib.find_objects(session, 2)
         lib.find_objects_final(session)
@@ -105,11 +117,22 @@ def store_certificate(
                 (CKA.VALUE, cert_der),
             ],
         )
-    except errors.Pkcs11Error as exc:
-        raise ValueError(f"the token refused: {exc}") from None
-    finally:
-        lib.finalize()
     return StoredCertificate(slot_id, label, key_id, name, "replaced" if stored else "stored")
+
+
+def stored_certificate(
+    filestore: str | os.PathLike[str],
+    slot_id: int,
+    key_id: bytes,
+    *,
+    pin_source: PinSource = _no_pin,
+) -> bytes | None:
+    """The DER of a certificate stored on the token for the key with ``key_id``, if any."""
+    from cryptoki.keyuse import token_session
+
+    with token_session(filestore, slot_id, pin_source) as tok:
+        stored = _stored_certificates(tok.lib, tok.session, key_id)
+    return stored[0][1] if stored else None
 
 
 def _stored_certificates(lib: Any, session: int, key_id: bytes) -> list[tuple[int, bytes, str]]:

@@ -22,6 +22,9 @@ through ``cryptoki.provision``.
 
 from __future__ import annotations
 
+from atecc.cliutil import UsageError
 
-class FleetError(Exception):
-    """Bad input or CA state; the message is the whole story (the CLI prints it as one line)."""
+
+class FleetError(UsageError):
+    """Bad input or CA state; the message is the whole story (the CLI prints it as one line,
+    exit status 2)."""

@@ -3,25 +3,24 @@
 Owns: calling :mod:`fleet.ca`, :mod:`fleet.registry`, :mod:`atecc.certs.csr`,
 ``cryptoki.provision``, :mod:`fleet.export` and :mod:`fleet.server` in the order a command needs,
 and saying what happened (a few human lines, or one JSON object with ``--json``, through
-:mod:`fleet.output`). Handlers return an exit status; :func:`fleet.cli.guarded` turns their
-exceptions into one ``atecc: error:`` line.
+:mod:`atecc.cliutil`). Handlers return an exit status; :func:`atecc.cliutil.guarded` turns
+their exceptions into one ``atecc: error:`` line.
 
-Must not: parse arguments (``fleet.cli``) or write files other than through
-:func:`fleet.output.write_out`.
+Must not: parse arguments (``fleet.cli``), write files other than through
+:func:`atecc.cliutil.write_out`, or use a chip key other than through the token
+(:mod:`cryptoki.keyuse`: the user PIN, its counter and lockout).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from atecc.cliutil import check_outputs, emit, write_out
 from fleet import FleetError
-from fleet.output import check_outputs, emit, write_out
 
 PROG = "atecc"
 
@@ -211,27 +210,29 @@ def ca_show(args: argparse.Namespace) -> int:
 # --- the device side: csr, cert-store ------------------------------------------------------------
 
 
-def _slot_file_path(args: argparse.Namespace) -> tuple[Path, Path]:
-    from atecc import slotfile
+def _slot_id(args: argparse.Namespace) -> tuple[Path, int]:
+    from atecc import clichip
 
-    directory = Path(slotfile.filestore_dir(getattr(args, "filestore", None)))
-    return directory, slotfile.select_slot_file(directory, getattr(args, "slot", None))
+    return clichip.filestore(args), int(clichip.slot_file_path(args).stem)
 
 
 def csr(args: argparse.Namespace) -> int:
-    from atecc import slotfile
+    """A CSR for a chip key, signed through the token (the module's login and PIN rules)."""
+    from atecc import clichip
     from atecc.certs.csr import build_csr, csr_pem
+    from atecc.pinentry import pin_source
+    from cryptoki.keyuse import token_session
     from fleet.subjects import common_name
 
     if not 0 <= args.key_slot <= 15:
         raise FleetError(f"--key-slot must be 0..15, not {args.key_slot}")
     check_outputs(args, args.out)
-    _, path = _slot_file_path(args)
-    device = slotfile.open_device(slotfile.parse_slot_file(path).interface)
-    try:
-        request = build_csr(device, common_name=args.cn, slot=args.key_slot)
-    finally:
-        device.close()
+    clichip.warn_if_unlocked(args, "keys")
+    directory, slot_id = _slot_id(args)
+    with token_session(directory, slot_id, pin_source(args)) as token:
+        request = build_csr(
+            _TokenSigner(token, args.key_slot), common_name=args.cn, slot=args.key_slot
+        )
     written = write_out(args.out, csr_pem(request))
     data = {"csr": written, "cn": common_name(request.subject), "key_slot": args.key_slot}
     emit(
@@ -242,17 +243,37 @@ def csr(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TokenSigner:
+    """What :func:`atecc.certs.csr.build_csr` needs, answered by a logged-in token session."""
+
+    def __init__(self, token: Any, key_slot: int) -> None:
+        self._token = token
+        self._key = token.private_key(chip_slot=key_slot)
+
+    def serial_number(self) -> bytes:
+        return bytes(self._token.serial())
+
+    def get_public_key(self, slot: int) -> bytes:
+        return bytes(self._key.public_key)
+
+    def sign_digest(self, slot: int, digest: bytes) -> bytes:
+        return bytes(self._token.sign_digest(self._key, digest))
+
+
 def cert_store(args: argparse.Namespace) -> int:
     """Put an issued certificate on the token next to its key (same CKA_ID), through the
     PKCS#11 core, so every PKCS#11 client finds it there."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from atecc.pinentry import pin_source
     from cryptoki.provision import store_certificate
     from fleet.ca_dir import load_certificate
 
     der = load_certificate(args.input).public_bytes(Encoding.DER)
-    directory, path = _slot_file_path(args)
-    stored = store_certificate(directory, int(path.stem), der, args.label, replace=args.force)
+    directory, slot_id = _slot_id(args)
+    stored = store_certificate(
+        directory, slot_id, der, args.label, replace=args.force, pin_source=pin_source(args)
+    )
     data = {
         "action": stored.action,
         "slot": stored.slot_id,
@@ -272,7 +293,7 @@ def cert_store(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- export, engine-conf -------------------------------------------------------------------------
+# --- export -------------------------------------------------------------------------------
 
 
 def export(args: argparse.Namespace) -> int:
@@ -284,48 +305,12 @@ def export(args: argparse.Namespace) -> int:
     if args.out == "-" and args.format == "der" and os.isatty(1):
         raise FleetError("DER is binary: redirect stdout or give --out FILE")
     written = write_out(args.out, data)
-    if args.out != "-" or args.json:
+    if args.out != "-" or getattr(args, "json", False):
         emit(
             args,
             {"out": written, "format": args.format, "bytes": len(data)},
             f"wrote {written} ({args.format}, {len(data)} bytes)",
         )
-    return 0
-
-
-def _engine_path() -> str:
-    """libp11's OpenSSL engine (as scripts/find-pkcs11-engine.sh finds it)."""
-    candidates = []
-    openssl = shutil.which("openssl")
-    if openssl:
-        out = subprocess.run([openssl, "version", "-e"], capture_output=True, text=True, timeout=30)
-        for line in out.stdout.splitlines():
-            if line.startswith("ENGINESDIR:"):
-                candidates.append(Path(line.split(":", 1)[1].strip().strip('"')) / "pkcs11.so")
-    candidates += sorted(Path("/usr/lib").glob("*/engines-3/pkcs11.so"))
-    candidates += sorted(Path("/usr/lib").glob("*/engines-1.1/pkcs11.so"))
-    for path in candidates:
-        if path.is_file():
-            return str(path)
-    raise FleetError("libp11's pkcs11 engine not found (install libengine-pkcs11-openssl)")
-
-
-def engine_conf(args: argparse.Namespace) -> int:
-    """An OpenSSL configuration that loads libp11's engine with this project's module, for
-    ``OPENSSL_CONF=engine.cnf curl --engine pkcs11 ...`` (scoped to that one command)."""
-    from cryptoki._paths import module_path
-
-    check_outputs(args, args.out)
-    template = (Path(__file__).with_name("openssl-pkcs11-engine.cnf.in")).read_text()
-    engine = args.engine or _engine_path()
-    module = args.module or module_path()
-    text = template.replace("@ENGINE_PATH@", engine).replace("@MODULE_PATH@", module)
-    written = write_out(args.out, text.encode())
-    emit(
-        args,
-        {"out": written, "engine": engine, "module": module},
-        f"wrote {written} (engine {engine}, module {module})",
-    )
     return 0
 
 

@@ -82,3 +82,44 @@ def _io_decrypt(io_key: bytes, data: bytes, nonce: bytes) -> bytes:
 def io_decrypt():
     """``io_decrypt(io_key, data, nonce)``: see :func:`_io_decrypt`."""
     return _io_decrypt
+
+
+def init_token_pins(filestore: Path, *, so_pin: bytes, user_pin: bytes, slot_id: int = 0) -> None:
+    """C_InitToken with ``so_pin``, then C_InitPIN with ``user_pin``, through the core (the slot
+    file must say ``user_pin = required``)."""
+    from cryptoki.constants import CKF, CKU
+    from cryptoki.library import Library
+
+    lib = Library(filestore=filestore)
+    lib.initialize(None)
+    try:
+        lib.init_token(slot_id, so_pin, b"00ABC")
+        rw = lib.open_session(slot_id, CKF.SERIAL_SESSION | CKF.RW_SESSION)
+        lib.login(rw, CKU.SO, so_pin)
+        lib.init_pin(rw, user_pin)
+    finally:
+        lib.finalize()
+
+
+def token_flags(filestore: Path, slot_id: int = 0) -> int:
+    """CK_TOKEN_INFO.flags of the token, as a fresh process would see them."""
+    from cryptoki.library import Library
+
+    lib = Library(filestore=filestore)
+    lib.initialize(None)
+    try:
+        return int(lib.get_token_info(slot_id).flags)
+    finally:
+        lib.finalize()
+
+
+@pytest.fixture
+def token_pins():
+    """``init_token_pins(filestore, so_pin=..., user_pin=..., slot_id=0)``."""
+    return init_token_pins
+
+
+@pytest.fixture
+def read_token_flags():
+    """``token_flags(filestore, slot_id=0)``: CK_TOKEN_INFO.flags from a fresh Library."""
+    return token_flags

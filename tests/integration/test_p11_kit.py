@@ -27,6 +27,30 @@ def test_p11tool_finds_the_token_through_p11_kit(module_path, token_env, tmp_pat
         assert "Label: 00ABC" in listing, listing
         assert "Manufacturer: Microchip Technology Inc" in listing, listing
         assert f"Module: {module_path}" in listing or "libatecc_pkcs11.so" in listing, listing
+        # libp11's engine defaults to p11-kit's proxy: the tutorial's command needs no
+        # OPENSSL_CONF at all once the module is registered (README, "p11-kit").
+        plain = {k: v for k, v in env.items() if k != "OPENSSL_CONF"}
+        csr = tmp_path / "p11kit.csr"
+        run(
+            [
+                require("openssl"),
+                "req",
+                "-engine",
+                "pkcs11",
+                "-keyform",
+                "engine",
+                "-key",
+                "pkcs11:token=00ABC;object=device;type=private",
+                "-new",
+                "-subj",
+                "/CN=through p11-kit",
+                "-out",
+                str(csr),
+            ],
+            env=plain,
+            input="",
+        )
+        run([require("openssl"), "req", "-in", str(csr), "-noout", "-verify"], env=plain)
     finally:
         run(["bash", str(script), "--remove", "--name", name], env=env)
     assert name in out

@@ -179,7 +179,7 @@ def test_openssl_engine_csr_verifies(module_path, token_env, tmp_path):
     conf = tmp_path / "engine.cnf"
     engine = run(["bash", str(REPO / "scripts" / "find-pkcs11-engine.sh")]).stdout.strip()
     conf.write_text(
-        (REPO / "fleet" / "openssl-pkcs11-engine.cnf.in")
+        (REPO / "cryptoki" / "openssl-engine.cnf.in")
         .read_text()
         .replace("@ENGINE_PATH@", engine)
         .replace("@MODULE_PATH@", module_path)

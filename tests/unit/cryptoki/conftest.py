@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from p11util import TOKEN_USER_PIN, find_one
 
-from cryptoki.constants import CKF, CKO, CKU
+from cryptoki.constants import CKF, CKO
 from cryptoki.library import Library
 
 
@@ -50,20 +50,12 @@ def device_pub(lib: Library, session: int) -> int:
 
 
 @pytest.fixture
-def pin_filestore(tmp_path, monkeypatch, chip_factory, slot_file_writer):
+def pin_filestore(tmp_path, monkeypatch, chip_factory, slot_file_writer, token_pins):
     """A Trust&GO token with ``user_pin = required``, SO PIN ``so-secret`` and user PIN
     :data:`TOKEN_USER_PIN`; the environment points at it."""
     filestore = tmp_path / "filestore"
     chip_factory(filestore, "chip0.json")
     slot_file_writer(filestore, 0, "chip0.json", extra="user_pin = required\n")
     monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
-    lib = Library()
-    lib.initialize(None)
-    try:
-        lib.init_token(0, b"so-secret", b"00ABC")
-        rw = lib.open_session(0, CKF.SERIAL_SESSION | CKF.RW_SESSION)
-        lib.login(rw, CKU.SO, b"so-secret")
-        lib.init_pin(rw, TOKEN_USER_PIN)
-    finally:
-        lib.finalize()
+    token_pins(filestore, so_pin=b"so-secret", user_pin=TOKEN_USER_PIN)
     return filestore

@@ -370,7 +370,6 @@ def test_every_fleet_command_answers_json(ca_dir, filestore, tmp_path, capsys):
         ["ca", "revoke", "--dir", ca_dir, "--device-id", "dev-j"],
         ["csr", "--filestore", filestore, "--out", tmp_path / "chip.csr"],
         ["export", "--in", crt, "--format", "c", "--out", tmp_path / "j.h"],
-        ["engine-conf", "--out", tmp_path / "engine.cnf", "--module", "/m.so", "--engine", "/e.so"],
     ]
     for argv in runs:
         assert atecc(*argv, "--json") == 0, argv
