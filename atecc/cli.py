@@ -81,7 +81,7 @@ def _version() -> str:
 
 
 def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
-    from atecc import cmd_chip, cmd_emulator
+    from atecc import cmd_chip, cmd_emulator, doctor
 
     parser = _Parser(
         prog=PROG,
@@ -100,6 +100,7 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     cmd_emulator.add_subcommands(commands)
     cmd_chip.add_subcommands(commands)
+    doctor.add_subcommands(commands)
     add_command(
         commands,
         "module-path",
@@ -126,6 +127,7 @@ OWN_COMMANDS = frozenset(
         "pubkey",
         "verify",
         "raw",
+        "doctor",
         "module-path",
     }
 )

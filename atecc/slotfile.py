@@ -94,7 +94,7 @@ class SlotFile:
     #: ``root_ca = <PEM file>``: the CA that signed the chip's signer certificate when it is not
     #: Microchip's (an emulated Trust&GO chip's own root); relative to the slot file's directory
     root_ca: Path | None = None
-    #: keys we do not interpret yet (e.g. user_pin*), as key -> (value, line number)
+    #: the PKCS#11 layer's keys (``user_pin``), as key -> (value, line number)
     extra: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
@@ -141,6 +141,11 @@ def parse_interface(value: str, *, base_dir: Path, where: str = "") -> Interface
         if not path.is_absolute():
             path = base_dir / path
         return EmulatorInterface(state_path=path, timing=timing)
+    if kind in ("hid", "spi", "swi", "uart"):
+        raise SlotFileError(
+            f"{prefix}interface {parts[0]!r} is cryptoauthlib's, not supported by this module "
+            "(i2c or emulator)"
+        )
     raise SlotFileError(f"{prefix}unknown interface {parts[0]!r} (expected i2c or emulator)")
 
 
@@ -161,6 +166,42 @@ def _key_value(line: str) -> tuple[str, str] | None:
 
 #: Keys that belong to the PKCS#11 layer (read there from ``SlotFile.extra``), not to cryptoauthlib.
 PKCS11_KEYS = frozenset({"user_pin"})
+#: Every key a slot file may have: cryptoauthlib's for an ATECC (its TA100-only PIN handles are
+#: not), ``root_ca`` (ours) and the PKCS#11 layer's. Any other key is an error: a typo must not
+#: silently give a token without what the line meant to say.
+KNOWN_KEYS = (
+    frozenset({"interface", "device", "label", "freeslots", "object", "root_ca"}) | PKCS11_KEYS
+)
+
+#: ``device`` values: the part, optionally with the product it was provisioned as (cryptoauthlib
+#: loads the factory objects of TNGTLS, TFLXTLS and TNGLORA parts; this module those of TNGTLS).
+DEVICE_PARTS = ("ATECC608", "ATECC608A", "ATECC608B")
+DEVICE_PRODUCTS = ("", "-TNGTLS", "-TFLXTLS", "-TNGLORA")
+DEVICES = tuple(part + product for part in DEVICE_PARTS for product in DEVICE_PRODUCTS)
+
+
+def check_device(value: str, where: str) -> str:
+    """The ``device`` value, upper-cased, or a SlotFileError naming the nearest known one."""
+    import difflib
+
+    device = value.strip().upper()
+    if device in DEVICES:
+        if device.endswith(("-TFLXTLS", "-TNGLORA")):
+            log.warning(
+                "%s: %s: its factory objects are not shown by this module; name them with "
+                "'object =' lines",
+                where,
+                device,
+            )
+        return device
+    if device.startswith(("ATECC508", "ATECC108", "ATSHA", "TA100")):
+        raise SlotFileError(f"{where}: {value} is not supported by this module (ATECC608 only)")
+    near = difflib.get_close_matches(device, DEVICES, n=1)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    raise SlotFileError(
+        f"{where}: unknown device {value!r} (ATECC608, ATECC608A or ATECC608B, optionally with "
+        f"-TNGTLS, -TFLXTLS or -TNGLORA{hint})"
+    )
 
 
 def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
@@ -202,9 +243,7 @@ def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
         if key == "interface":
             interface = parse_interface(value, base_dir=path.parent, where=where)
         elif key == "device":
-            if not value.upper().startswith("ATECC608"):
-                raise SlotFileError(f"{where}: unsupported device {value!r} (ATECC608[-variant])")
-            result.device = value
+            result.device = check_device(value, where)
         elif key == "label":
             if not value:
                 raise SlotFileError(f"{where}: empty label")
@@ -222,8 +261,13 @@ def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
         elif key in PKCS11_KEYS:
             result.extra[key] = (value, lineno)
         else:
-            log.warning("%s: unknown key %r kept but not used", where, key)
-            result.extra[key] = (value, lineno)
+            import difflib
+
+            near = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise SlotFileError(
+                f"{where}: unknown key {key!r} (known: {', '.join(sorted(KNOWN_KEYS))}{hint})"
+            )
     if interface is not None:
         result.interface = interface
     return result
@@ -288,20 +332,27 @@ def filestore_dir(
 ) -> Path:
     """Directory holding the slot files: ``explicit``, else ``$ATECC_PKCS11_FILESTORE``, else the
     ``filestore`` key of cryptoauthlib.conf, else ``/var/lib/cryptoauthlib``."""
+    return filestore_source(explicit, conf=conf)[0]
+
+
+def filestore_source(
+    explicit: str | os.PathLike[str] | None = None, *, conf: Path = LIBRARY_CONF
+) -> tuple[Path, str]:
+    """:func:`filestore_dir` and where it came from, in words (for ``atecc doctor``)."""
     if explicit is not None:
-        return Path(explicit)
+        return Path(explicit), "--filestore"
     env = secure_getenv(FILESTORE_ENV)  # a path: never from a setuid caller's environment
     if env:
-        return Path(env)
+        return Path(env), f"${FILESTORE_ENV}"
     try:
         text = conf.read_text(encoding="utf-8")
     except OSError:
-        return DEFAULT_FILESTORE
+        return DEFAULT_FILESTORE, f"the default (no {conf})"
     for raw in text.splitlines():
         pair = _key_value(raw.split("#", 1)[0])
         if pair is not None and pair[0].lower() == "filestore" and pair[1]:
-            return Path(pair[1])
-    return DEFAULT_FILESTORE
+            return Path(pair[1]), f"filestore in {conf}"
+    return DEFAULT_FILESTORE, f"the default ({conf} names no filestore)"
 
 
 def select_slot_file(directory: str | os.PathLike[str], slot: int | None = None) -> Path:

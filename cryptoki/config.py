@@ -3,8 +3,11 @@
 Owns: finding the filestore directory, parsing every ``<N>.conf`` in it through
 ``atecc.slotfile`` (the cryptoauthlib-compatible parser, whose :class:`~atecc.slotfile.SlotFile`
 is used as it is), the PKCS#11-layer keys of a slot file (``user_pin``), and naming the
-per-token metadata file. A slot file that fails to parse is logged as ``<file>:<line>: message``
-and skipped; the others still become slots.
+per-token metadata file. A slot file that is misconfigured (a line that fails to parse, an
+unknown key, device or interface, a bad ``user_pin``) or that another user could rewrite is
+logged at ERROR as ``<file>:<line>: message`` and still becomes a slot, whose token is absent
+with that reason (C_GetSlotInfo's description, ``atecc doctor``); the others are unaffected. An
+empty or unreadable filestore is logged at WARNING with its path.
 Must not: open a device or talk to the chip (C_Initialize stays cheap and never fails because a
 chip is missing).
 """
@@ -38,6 +41,8 @@ class TokenConfig:
     slot_id: int
     slot_file: SlotFile
     user_pin_required: bool = False  #: ``user_pin = required``: login with a user PIN
+    #: why this slot file gives no token (``0.conf:3: unknown device ...``); None when usable
+    problem: str | None = None
 
     @property
     def path(self) -> Path:
@@ -87,6 +92,19 @@ def token_config(slot_id: int, parsed: SlotFile) -> TokenConfig:
     return TokenConfig(slot_id=slot_id, slot_file=parsed, user_pin_required=user_pin_required)
 
 
+def unusable(slot_id: int, path: Path, problem: str) -> TokenConfig:
+    """The configuration of a slot whose file cannot give a token: the slot exists, its token is
+    absent and says why. ``problem`` names the file by its name, not its full path (the slot
+    description has 64 characters)."""
+    from atecc.slotfile import DEFAULT_I2C_ADDRESS8, DEFAULT_I2C_BUS, I2CInterface, SlotFile
+
+    short = problem.replace(str(path), path.name)
+    if not short.startswith(path.name):
+        short = f"{path.name}: {short}"
+    placeholder = SlotFile(path, slot_id, I2CInterface(DEFAULT_I2C_BUS, DEFAULT_I2C_ADDRESS8 >> 1))
+    return TokenConfig(slot_id=slot_id, slot_file=placeholder, problem=short)
+
+
 def filestore() -> Path:
     """The directory holding slot files (see ``atecc.slotfile.filestore_dir``)."""
     from atecc.slotfile import filestore_dir
@@ -95,7 +113,8 @@ def filestore() -> Path:
 
 
 def load(directory: Path | None = None) -> list[TokenConfig]:
-    """Parse every ``<N>.conf`` in the filestore, sorted by slot ID; broken files are skipped.
+    """Parse every ``<N>.conf`` in the filestore, sorted by slot ID; a misconfigured file gives a
+    slot whose token is absent (:func:`unusable`).
 
     :param directory: override the filestore (tests); default :func:`filestore`.
     """
@@ -125,14 +144,24 @@ def load(directory: Path | None = None) -> list[TokenConfig]:
             continue
         problem = ownership_problem(path)
         if problem:
-            log.error("slot file skipped: %s: %s", path, problem)
+            log.error("slot file refused, token absent: %s: %s", path, problem)
+            configs.append(unusable(slot_id, path, f"refused: {problem}"))
             continue
         try:
             configs.append(token_config(slot_id, parse_slot_file(path)))
         except SlotFileError as exc:
             # The parser's message already reads "<file>:<line>: what is wrong".
-            log.error("slot file skipped: %s", exc)
+            log.error("slot file misconfigured, token absent: %s", exc)
+            configs.append(unusable(slot_id, path, str(exc)))
         except (OSError, ValueError, TypeError) as exc:
-            log.error("slot file skipped: %s: %s", path, exc)
+            reason = getattr(exc, "strerror", None) or str(exc)
+            log.error("slot file misconfigured, token absent: %s: %s", path, reason)
+            configs.append(unusable(slot_id, path, reason))
+    if not configs:
+        log.warning(
+            "no slot files (<N>.conf) in the filestore %s: no slots (create one with "
+            "'atecc emulator init' or copy conf/i2c/0.conf; 'atecc doctor' checks the set-up)",
+            directory,
+        )
     configs.sort(key=lambda c: c.slot_id)
     return configs

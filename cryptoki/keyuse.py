@@ -184,9 +184,11 @@ def token_session(
     :raises CliError: wrong or locked PIN.
     """
     from cryptoki.library import Library
+    from cryptoki.log import quiet
 
     lib = Library(filestore=filestore)
-    lib.initialize(None)
+    with quiet():  # a problem the module would log is in the error this raises
+        lib.initialize(None)
     try:
         if slot_id not in lib.get_slot_list(False):
             raise UsageError(f"no token in slot {slot_id}: {Path(filestore) / f'{slot_id}.conf'}")
@@ -215,7 +217,10 @@ def authorize_chip_key_use(
     if not path.stem.isdigit():
         raise UsageError(f"{path} is not a slot file <N>.conf")
     slot_id = int(path.stem)
-    wanted = [c for c in config.load(path.parent) if c.slot_id == slot_id]
+    from cryptoki.log import quiet
+
+    with quiet():
+        wanted = [c for c in config.load(path.parent) if c.slot_id == slot_id]
     if wanted and not wanted[0].user_pin_required:
         return
     if not wanted:  # a slot file the module skips: refuse rather than let the packet through

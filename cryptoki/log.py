@@ -17,9 +17,11 @@ A file that cannot be opened falls back to stderr, with one warning saying why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 
 from atecc.environment import secure_getenv
 
@@ -96,3 +98,20 @@ def get_logger(name: str = "") -> logging.Logger:
     """The ``cryptoki`` logger (or a child such as ``cryptoki.token``), configured on first use."""
     configure()
     return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """For in-process tools (``atecc`` commands, ``atecc doctor``) that report the module's
+    problems in their own words: the module's log lines are dropped meanwhile, unless the user
+    asked for them with ``ATECC_PKCS11_LOG``."""
+    logger = configure()
+    if secure_getenv(ENV_VAR):
+        yield
+        return
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -25,8 +25,10 @@ class Slot:
         flags = CKF.HW_SLOT | (CKF.TOKEN_PRESENT if present else 0)
         hw = revision_version(self.token.identity.revision) if present else Version(0, 0)
         description = f"ATECC608 {self.config.device} ({self.config.path.name})"
-        if not present and self.token.absent_reason:
-            description = f"{self.config.path.name}: {self.token.absent_reason}"
+        reason = self.token.absent_reason
+        if not present and reason:
+            name = self.config.path.name
+            description = reason if reason.startswith(name) else f"{name}: {reason}"
         return SlotInfo(
             slot_description=description,
             manufacturer_id=MANUFACTURER,

@@ -136,9 +136,14 @@ class Token:
         with self.lock:
             if self._identity is not None:
                 return True
+            if self.config.problem is not None:  # misconfigured: logged once by config.load
+                self.absent_reason = self.config.problem
+                return False
             try:
                 identity = self.backend.identity()
-            except errors.TokenNotPresent:
+            except errors.TokenNotPresent as exc:
+                reason = str(exc.args[0]) if exc.args else "the chip does not answer"
+                self.absent_reason = reason.split(": ", 1)[-1] if ": " in reason else reason
                 return False
             except errors.Pkcs11Error as exc:
                 log.error("%s: chip answered but failed: %s", self.name, exc)

@@ -55,6 +55,11 @@ ERROR_MAP: dict[type[ae.AteccError], type[errors.Pkcs11Error]] = {
 }
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception as words for a log line or a slot description (no class names)."""
+    return str(getattr(exc, "strerror", None) or exc or type(exc).__name__)
+
+
 def map_error(exc: ae.AteccError) -> errors.Pkcs11Error:
     """The Pkcs11Error instance for a driver exception (nearest mapped ancestor wins)."""
     for cls in type(exc).__mro__:
@@ -192,6 +197,8 @@ class AteccBackend:
         self._layout = product_layout(device)
         self._root_ca = root_ca
         self._device: Any = None
+        #: the last reason the chip was absent, so it is logged at WARNING once, not per probe
+        self._absent: str | None = None
         self._config: bytes | None = None
         self._caps: dict[int, SlotCaps] = {}  #: decoded from ``_config``, dropped with it
 
@@ -203,9 +210,27 @@ class AteccBackend:
             try:
                 self._device = open_device(self._interface)
             except Exception as exc:  # no bus, no state file, bad permissions: all "absent"
-                log.info("%s: device cannot be opened: %s", self._name, exc)
-                raise errors.TokenNotPresent(f"{self._name}: {exc}") from exc
+                raise self._not_present(f"cannot open {self._where()}: {_reason(exc)}") from exc
         return self._device
+
+    def _where(self) -> str:
+        from atecc.slotfile import I2CInterface
+
+        iface = self._interface
+        if isinstance(iface, I2CInterface):
+            return f"/dev/i2c-{iface.bus} (address 0x{iface.address7:02X})"
+        return f"emulator state {getattr(iface, 'state_path', iface)}"
+
+    def _not_present(self, reason: str) -> errors.TokenNotPresent:
+        """TokenNotPresent with ``reason``, logged at WARNING the first time (and when it
+        changes), at DEBUG on every later probe."""
+        message = f"{self._name}: {reason}"
+        if message != self._absent:
+            log.warning("%s; the token is absent ('atecc doctor' checks the set-up)", message)
+            self._absent = message
+        else:
+            log.debug("%s", message)
+        return errors.TokenNotPresent(message)
 
     def identity(self) -> ChipIdentity:
         dev = self._open()
@@ -217,10 +242,10 @@ class AteccBackend:
             # the token is absent rather than broken. Drop the device so that the next probe
             # starts from scratch.
             self.close()
-            log.info("%s: chip does not answer: %s", self._name, exc)
-            raise errors.TokenNotPresent(f"{self._name}: {exc}") from exc
+            raise self._not_present(f"no chip answers at {self._where()}: {_reason(exc)}") from exc
         except ae.AteccError as exc:
             raise map_error(exc) from exc
+        self._absent = None
         return ChipIdentity(serial=serial, revision=revision)
 
     def _config_zone(self) -> bytes:

@@ -24,23 +24,11 @@ from atecc.cli import build_parser, main
 from atecc.cmd_chip import key_use
 from atecc.packet import decode_command
 
+pytestmark = pytest.mark.usefixtures("no_atecc_env")
+
 ATECC = Path(sys.executable).parent / "atecc"
 #: Subcommands that print no data of their own (they run something else or serve forever).
 NO_DATA = {"emulator run", "serve"}
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ATECC_PKCS11_FILESTORE", "ATECC_PIN"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    path = tmp_path / "fs"
-    assert main(["emulator", "init", "--filestore", str(path)]) == 0
-    capsys.readouterr()
-    return path
 
 
 def one_error(err: str) -> str:

@@ -71,23 +71,43 @@ def test_emulator_interface_paths(tmp_path: Path) -> None:
     assert iface == EmulatorInterface(Path("/abs/chip.json"), "realistic")
 
 
-def test_unknown_keys_kept_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unknown_key_is_an_error_naming_the_nearest_known_one(tmp_path: Path) -> None:
+    # a typo must not give a token without what the line meant (issue 14: loud misconfiguration)
+    with pytest.raises(
+        SlotFileError, match=r"0.conf:2: unknown key 'freeslot'.*did you mean freeslots"
+    ):
+        parse_slot_file(write(tmp_path, "label = x\nfreeslot = 2,3\n"))
+
+
+def test_a_misspelt_device_is_an_error_naming_the_nearest_known_one(tmp_path: Path) -> None:
+    with pytest.raises(SlotFileError, match=r"unknown device 'ATECC608-TNGTSL'.*ATECC608-TNGTLS\?"):
+        parse_slot_file(write(tmp_path, "device = ATECC608-TNGTSL\n"))
+    assert parse_slot_file(write(tmp_path, "device = atecc608b-tngtls\n")).device == (
+        "ATECC608B-TNGTLS"
+    )
+
+
+def test_other_trust_products_are_accepted_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
-        sf = parse_slot_file(write(tmp_path, "label = x\nuser_pin_handling = 1\n"))
-    assert sf.extra == {"user_pin_handling": ("1", 2)}
-    assert "user_pin_handling" in caplog.text
+        assert parse_slot_file(write(tmp_path, "device = ATECC608-TFLXTLS\n")).device == (
+            "ATECC608-TFLXTLS"
+        )
+    assert "factory objects are not shown" in caplog.text
 
 
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
         ("label = a\nthis is not a pair\n", 2, "key = value"),
-        ("interface = spi,1\n", 1, "unknown interface"),
+        ("interface = spi,1\n", 1, "is cryptoauthlib's, not supported"),
+        ("interface = usb,1\n", 1, "unknown interface"),
         ("interface = i2c,0x6B,1\n", 1, "8-bit"),
         ("interface = i2c,zz\n", 1, "bad i2c"),
         ("interface = emulator\n", 1, "state file"),
         ("interface = emulator,a.json,slow\n", 1, "timing"),
-        ("device = ATECC508A\n", 1, "unsupported device"),
+        ("device = ATECC508A\n", 1, "not supported by this module"),
         ("\n\nfreeslots = 1,x\n", 3, "freeslots"),
         ("freeslots = 16\n", 1, "freeslots"),
         ("object = private,device\n", 1, "object needs"),

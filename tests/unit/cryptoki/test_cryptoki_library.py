@@ -124,10 +124,12 @@ def test_slots_present_absent_and_broken(tmp_path, monkeypatch, chip_factory, sl
     lib = Library()
     try:
         lib.initialize(None)
-        assert lib.get_slot_list(False) == [0, 3, 5, 7]
+        # a misconfigured slot file is a slot whose token is absent and says why (issue 14)
+        assert lib.get_slot_list(False) == [0, 3, 5, 7, 9]
         assert lib.get_slot_list(True) == [0, 3]
         assert f"{filestore / '9.conf'}:2:" in log_file.read_text()
-        for absent in (5, 7):
+        assert lib.get_slot_info(9).slot_description.startswith("9.conf:2: expected 'key = v")
+        for absent in (5, 7, 9):
             info = lib.get_slot_info(absent)
             assert not info.flags & CKF.TOKEN_PRESENT
             with pytest.raises(errors.TokenNotPresent):
@@ -138,7 +140,7 @@ def test_slots_present_absent_and_broken(tmp_path, monkeypatch, chip_factory, sl
         assert lib.get_token_info(3).label == "second"
         assert lib.get_token_info(3).serial_number == "23AABBCCDDEEFF01"  # chip serial bytes 1-8
         with pytest.raises(errors.SlotIdInvalid):
-            lib.get_slot_info(9)
+            lib.get_slot_info(8)
     finally:
         lib.finalize()
         monkeypatch.delenv("ATECC_PKCS11_LOG")
