@@ -1,6 +1,8 @@
-"""Build glue: compile the cffi-embedded Cryptoki library to ``cryptoki/libatecc_pkcs11.so``.
+"""Build glue: compile the cffi-embedded Cryptoki library to ``cryptoki/libatecc_pkcs11.so``
+and the broker's C relay to ``broker/_relay.*.so``.
 
-Owns: the custom ``build_ext`` that calls ``native.build_module.build()`` and the
+Owns: the custom ``build_ext`` that calls ``native.build_module.build()`` and
+``native.build_relay.build()``, and the
 ``Distribution`` that always reports extension modules (so ``build_ext`` runs and the wheel is
 tagged for this CPython X.Y and platform: the library embeds one specific libpython).
 Metadata lives in ``pyproject.toml``.
@@ -42,9 +44,15 @@ class BuildCryptokiLibrary(build_ext):
     def _in_source_tree(self) -> bool:
         return bool(self.inplace or getattr(self, "editable_mode", False))
 
+    def _base(self) -> str:
+        return HERE if self._in_source_tree() else self.build_lib
+
     def _target(self) -> str:
-        base = HERE if self._in_source_tree() else self.build_lib
-        return os.path.join(base, "cryptoki", LIBRARY_NAME)
+        return os.path.join(self._base(), "cryptoki", LIBRARY_NAME)
+
+    def _relay_target(self) -> str:
+        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        return os.path.join(self._base(), "broker", f"_relay{suffix}")
 
     def run(self) -> None:
         if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
@@ -65,9 +73,16 @@ class BuildCryptokiLibrary(build_ext):
             verbose=bool(self.verbose),
         )
         print(f"built {built} (Python {sys.executable})")
+        from native.build_relay import build as build_relay
+
+        relay = build_relay(
+            os.path.dirname(self._relay_target()),
+            tmpdir=os.path.join(self.build_temp, "broker-relay"),
+        )
+        print(f"built {relay}")
 
     def get_outputs(self) -> list[str]:
-        return [self._target()]
+        return [self._target(), self._relay_target()]
 
     def get_output_mapping(self) -> dict[str, str]:
         # Editable wheels ask which built files map to which source-tree files; ours is built
@@ -75,7 +90,10 @@ class BuildCryptokiLibrary(build_ext):
         return {}
 
     def get_source_files(self) -> list[str]:
-        return [os.path.join("native", "build_module.py"), os.path.join("native", "cdefs.py")]
+        return [
+            os.path.join("native", name)
+            for name in ("build_module.py", "cdefs.py", "build_relay.py", "broker_relay.c")
+        ]
 
 
 setup(

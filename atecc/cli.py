@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -370,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     from atecc.pki.cli import add_subcommands as add_pki_subcommands
 
     add_pki_subcommands(commands)
+    # Layers above the driver register their own commands; imported by name (optional here).
+    if importlib.util.find_spec("broker") is not None:
+        importlib.import_module("broker.cli").add_subcommands(commands)
     return parser
 
 
