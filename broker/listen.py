@@ -43,7 +43,10 @@ def inherited_socket() -> socket.socket | None:
         raise ListenError(f"LISTEN_FDS={fds!r} is not a number") from None
     if count < 1:
         return None
-    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    try:
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    except OSError as exc:
+        raise ListenError(f"the inherited descriptor 3 is not a socket ({exc.strerror})") from None
     if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
         raise ListenError("the inherited descriptor 3 is not a UNIX stream socket")
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
