@@ -87,6 +87,15 @@ class Broker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_log(self, needle: str, count: int = 1, timeout: float = 30) -> str:
+        """Wait until ``needle`` occurs ``count`` times in the broker's log."""
+        deadline = time.monotonic() + timeout
+        while (log := self.log()).count(needle) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} x{count} not in the broker's log:\n{log}")
+            time.sleep(0.02)
+        return log
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
