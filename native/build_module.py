@@ -4,9 +4,10 @@ Owns: the C side of the module. :func:`make_ffi` returns an ``FFI`` whose ``set_
 preamble holds everything that must not depend on Python being alive:
 
 * the interpreter start-up (an isolated ``PyConfig`` whose ``program_name`` is the build-time
-  ``sys.executable`` so CPython finds the venv's ``pyvenv.cfg``; libpython promoted to
-  ``RTLD_GLOBAL`` first, because C hosts ``dlopen`` us ``RTLD_LOCAL`` and Python's own extension
-  modules need ``Py*`` symbols in the global scope);
+  ``sys.executable`` so CPython finds the venv's ``pyvenv.cfg``, or ``ATECC_PKCS11_PYTHON`` --
+  never in a setuid/setgid process (AT_SECURE), whose caller owns the environment; libpython
+  promoted to ``RTLD_GLOBAL`` first, because C hosts ``dlopen`` us ``RTLD_LOCAL`` and Python's
+  own extension modules need ``Py*`` symbols in the global scope);
 * the same-X.Y guard for Python hosts (a different X.Y would share our ``Py*`` references and hang
   or corrupt memory), ``pthread_atfork`` handlers that do what ``os.fork()`` does around the GIL;
 * one ``static`` wrapper per Python-backed function, which returns ``CKR_GENERAL_ERROR`` when
@@ -133,6 +134,7 @@ _PRELUDE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #define CKR_OK                      0x000UL
 #define CKR_GENERAL_ERROR           0x005UL
@@ -167,6 +169,23 @@ static void p11_log(const char *fmt, ...)
     fputc('\n', stderr);
     fflush(stderr);
     va_end(ap);
+}
+
+/* AT_SECURE: a setuid/setgid program, or one that gained capabilities or changed LSM domain. Its
+ * environment belongs to whoever started it, so no setting that chooses code (the interpreter,
+ * and through it the Python path) may come from there. */
+static int p11_secure_mode(void) { return getauxval(AT_SECURE) != 0; }
+
+/* getenv() for settings that choose code; NULL (with one line saying so) in secure mode. */
+static const char *p11_code_setting(const char *name)
+{
+    const char *value = getenv(name);
+    if (value && *value && p11_secure_mode()) {
+        p11_log("ignoring %s in a setuid/setgid process (its caller controls the environment)",
+                name);
+        return NULL;
+    }
+    return value;
 }
 
 static const char *p11_package_version(void) { return P11_PACKAGE_VERSION; }
@@ -233,7 +252,7 @@ static void p11_preinit(void)
     PyConfig_InitIsolatedConfig(&config);
     config.install_signal_handlers = 0;     /* the host owns signals */
     config.site_import = 1;                 /* venv site-packages and .pth (editable installs) */
-    program = getenv(P11_PYTHON_ENV_VAR);
+    program = p11_code_setting(P11_PYTHON_ENV_VAR);
     if (!program || !*program)
         program = P11_PYTHON_EXECUTABLE;
     /* program_name = the venv's python: CPython then finds pyvenv.cfg and sets up sys.prefix and
@@ -468,6 +487,7 @@ def _cdef() -> str:
         + "const char *p11_package_version(void);\n"
         + "const char *p11_python_function_names(void);\n"
         + "const char *p11_module_file(void);\n"
+        + "int p11_secure_mode(void);\n"
         + 'extern "Python" {\n'
         + externs
         + "}\n"
