@@ -29,7 +29,7 @@ def public_key(client_module, env, label="device"):
             require("p11tool"),
             "--provider",
             client_module,
-            "--export-pubkey",
+            "--export",
             f"pkcs11:token=00ABC;object={label};type=public",
         ],
         env=env,
@@ -140,13 +140,19 @@ def test_pkcs11_tool_generates_a_key_pair_through_the_broker(broker, client_modu
             "brokered",
             "--id",
             "4243",
+            # The generated private key is CKA_PRIVATE: a login (any PIN without user_pin).
+            "--login",
+            "--pin",
+            "0000",
         ],
         env=broker.client_env,
     )
     listing = run([tool, "--module", client_module, "-O"], env=broker.client_env).stdout
     assert "brokered" in listing, listing
     digest = hashlib.sha256(b"new key, new process").digest()
-    der = sign_digest(client_module, broker.client_env, tmp_path, digest, "--id", "4243")
+    der = sign_digest(
+        client_module, broker.client_env, tmp_path, digest, "--id", "4243", "--login", "--pin", "0"
+    )
     key = public_key(client_module, broker.client_env, label="brokered")
     assert verifies(key, digest, der)
     assert not verifies(public_key(client_module, broker.client_env), digest, der)
