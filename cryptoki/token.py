@@ -256,7 +256,7 @@ class Token:
         subject = b""
         chain: tuple[bytes, ...] = ()
         try:
-            chain = self.backend.certificate_chain()
+            chain = self.backend.certificate_chain(pub)
         except Exception as exc:  # keep the keys usable even if a certificate cannot be rebuilt
             log.error("%s: certificates not rebuilt: %s", self.name, exc)
         for cert_spec, value in zip(self.layout.certificates, chain, strict=False):

@@ -236,29 +236,39 @@ static int p11_same_python_version(void)
 }
 
 /* The modules the Python side needs from the interpreter's sys.path (the package's runtime
- * dependencies). Checked before cffi starts: cffi's own failure is a traceback on the host's
- * stderr and a dead module. Runs with the GIL held (taken here if need be). */
+ * dependencies), checked before cffi starts: cffi's own failure is a traceback on the host's
+ * stderr and a dead module. The first, _cffi_backend, is imported (cffi's start-up needs it
+ * next anyway); the others are imported lazily by the Python side, so they are only looked up,
+ * and only in a Python host (in a C host the interpreter is the package's own environment, and
+ * looking costs start-up time). Takes the GIL if need be. */
 static int p11_has_dependencies(int hosted)
 {
     static const char *const needed[] = { P11_RUNTIME_MODULES, NULL };
     char missing[160] = "";
     const char *where = "?";
     PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *util = PyImport_ImportModule("importlib.util");
-    PyObject *exe = PySys_GetObject("executable");     /* borrowed */
+    PyObject *util = NULL, *exe;
     size_t i;
-    for (i = 0; needed[i]; i++) {
-        PyObject *spec = util ? PyObject_CallMethod(util, "find_spec", "s", needed[i]) : NULL;
-        if (!spec)
+    for (i = 0; needed[i] && (i == 0 || hosted); i++) {
+        PyObject *found;
+        if (i == 0) {
+            found = PyImport_ImportModule(needed[0]);
+        } else {
+            if (!util && !(util = PyImport_ImportModule("importlib.util")))
+                PyErr_Clear();
+            found = util ? PyObject_CallMethod(util, "find_spec", "s", needed[i]) : NULL;
+        }
+        if (!found)
             PyErr_Clear();
-        if (!spec || spec == Py_None) {
+        if (!found || found == Py_None) {
             if (missing[0])
                 strncat(missing, ", ", sizeof missing - strlen(missing) - 1);
             strncat(missing, needed[i], sizeof missing - strlen(missing) - 1);
         }
-        Py_XDECREF(spec);
+        Py_XDECREF(found);
     }
     Py_XDECREF(util);
+    exe = PySys_GetObject("executable");     /* borrowed */
     if (missing[0] && exe && PyUnicode_Check(exe) && !(where = PyUnicode_AsUTF8(exe))) {
         PyErr_Clear();
         where = "?";
