@@ -12,19 +12,16 @@ root logger (the host application owns that).
     /var/log/p11.log    append to a file, WARNING
     /tmp/p11.log:INFO   append to a file at INFO
 
-A file that cannot be opened falls back to stderr, with one warning saying why. In a setuid or
-setgid process (secure mode, :func:`secure_mode`) a file target is ignored, with one warning: the
-environment belongs to whoever started the program, and a log file of their choosing would let
-them append text (some of it theirs, such as a filestore path) to any file the program may write.
+A file that cannot be opened falls back to stderr, with one warning saying why.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import struct
 import sys
 import threading
+
+from atecc.environment import secure_getenv
 
 LOGGER_NAME = "cryptoki"
 ENV_VAR = "ATECC_PKCS11_LOG"
@@ -40,32 +37,6 @@ class _FlushingFileHandler(logging.FileHandler):
     def emit(self, record: logging.LogRecord) -> None:
         super().emit(record)
         self.flush()
-
-
-_AT_SECURE = 23
-_AUXV_ENTRY = struct.Struct("@LL")
-
-
-def secure_mode() -> bool:
-    """True in a process the kernel marked AT_SECURE (setuid/setgid, file capabilities, ...).
-
-    Read from ``/proc/self/auxv``; a process whose auxv cannot be read is taken as secure (a
-    setgid program's ``/proc/self`` is not readable by its own effective user), and so is one
-    whose real and effective ids differ.
-    """
-    if os.getuid() != os.geteuid() or os.getgid() != os.getegid():
-        return True
-    try:
-        with open("/proc/self/auxv", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    for key, value in _AUXV_ENTRY.iter_unpack(
-        data[: len(data) // _AUXV_ENTRY.size * _AUXV_ENTRY.size]
-    ):
-        if key == _AT_SECURE:
-            return value != 0
-    return False
 
 
 def _parse(spec: str) -> tuple[str, int]:
@@ -97,15 +68,11 @@ def configure(force: bool = False) -> logging.Logger:
             logger.removeHandler(_handler)
             _handler.close()
             _handler = None
-        target, level = _parse(os.environ.get(ENV_VAR, "stderr"))
+        # The log target is a path: a setuid/setgid host never takes it from its caller.
+        target, level = _parse(secure_getenv(ENV_VAR) or "stderr")
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         problem = None
-        if target.lower() != "stderr" and secure_mode():
-            problem = (
-                f"ignoring the log file {ENV_VAR} names in a setuid/setgid process; "
-                "logging to stderr"
-            )
-        elif target.lower() != "stderr":
+        if target.lower() != "stderr":
             try:
                 handler = _FlushingFileHandler(target, mode="a", encoding="utf-8")
             except OSError as exc:

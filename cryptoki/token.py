@@ -58,17 +58,14 @@ MAX_RW_SESSIONS = 1024
 
 
 def serial_field(serial: bytes) -> str:
-    """CK_TOKEN_INFO.serialNumber from the chip's 9-byte serial.
+    """CK_TOKEN_INFO.serialNumber from the chip's 9-byte serial: bytes 1-8 as 16 hex digits.
 
-    The field holds 16 characters, the serial is 18 hex digits. We keep the *first* 16: bytes
-    SN[0:2] are Microchip's fixed 0x01 0x23 prefix and SN[2:8] the unique part, while SN[8] is
-    a fixed manufacturing byte (0xEE on standard parts, 0x01 on Trust&GO parts), not part of
-    what makes a chip unique. The first 16 digits are therefore unique per chip and read as a
-    prefix of the serial Microchip tools print (``0123...``), so a p11tool URL's ``serial=``
-    is recognisably the chip's serial. Keeping the last 16 would drop the ``01`` and keep the
-    constant trailing byte instead, which helps nobody.
+    The field holds 16 characters, the serial is 18 hex digits. Microchip's own PKCS#11 module
+    (``libcryptoauth.so``) reports serial bytes 1 to 8 (chip ``012326DAE9080CE801`` → token
+    ``2326DAE9080CE801``): it drops the fixed first byte 0x01. Reporting the same digits keeps
+    PKCS#11 URIs with ``serial=`` written for that module working after switching to this one.
     """
-    return serial.hex().upper()[:16]
+    return serial[1:9].hex().upper()
 
 
 def model_name(revision: bytes) -> str:
@@ -100,12 +97,16 @@ class Token:
         self.lock = threading.RLock()
         self.name = f"slot {config.slot_id}"
         self.table = ObjectTable(new_handle)
-        self.login = Login(config.user_pin_required, lambda: self.store, self.name)
+        self.login = Login(
+            config.user_pin_required, lambda: self.store, self.name, self._pin_binding
+        )
         self._identity: ChipIdentity | None = None
         self._store: MetadataStore | None = None
         self._slots: KeySlots | None = None
         self._loaded = False
         self._store_fp: tuple[int, int, int] | None = None
+        #: the device-key slot whose certificates a chip error kept from loading (retried)
+        self._certificates_pending: int | None = None
         #: key object → metadata fingerprint when :meth:`using` last found its record (no
         #: change of the file since: no re-read)
         self._checked: weakref.WeakKeyDictionary[Pkcs11Object, Any] = weakref.WeakKeyDictionary()
@@ -210,6 +211,7 @@ class Token:
         """Every object on the token plus this process's session objects (loads on first use)."""
         with self.lock:
             self._load()
+            self._load_certificates()
             self._refresh()
             return list(self.table)
 
@@ -252,41 +254,64 @@ class Token:
         """The product's objects, named as Microchip's Trust&GO tutorial: key, public key and
         certificate ``device``, and the CA certificate ``signer``."""
         pub = self.backend.public_key(key_slot)
-        dev_id = der.key_id(pub)
-        subject = b""
-        chain: tuple[bytes, ...] = ()
-        try:
-            chain = self.backend.certificate_chain(pub)
-        except Exception as exc:  # keep the keys usable even if a certificate cannot be rebuilt
-            log.error("%s: certificates not rebuilt: %s", self.name, exc)
-        for cert_spec, value in zip(self.layout.certificates, chain, strict=False):
-            fields = der.parse_certificate(value)
-            if cert_spec.key_slot == key_slot:
-                subject = fields.subject
-            key = StoreKey(StoreKind.TRUST_AND_GO, f"cert:{cert_spec.label}")
-            self.table.add(
-                objects.x509_certificate(
-                    self.table.new_handle(),
-                    value,
-                    label=cert_spec.label,
-                    cert_id=dev_id if cert_spec.key_slot == key_slot else der.spki_id(fields.spki),
-                    store_key=key,
-                    category=cert_spec.category,
-                    trusted=cert_spec.trusted,
-                )
-            )
         caps = self.backend.slot_caps(key_slot)
         spec = KeySpec(
             chip_slot=key_slot,
             label=self.layout.device_label,
             public_key=pub,
-            key_id=dev_id,
+            key_id=der.key_id(pub),
             local=True,
             derive=caps.ecdh,
-            subject=subject,
             private=self.pin_configured,
         )
         self._add_pair(spec, StoreKey(StoreKind.TRUST_AND_GO, str(key_slot), Half.PRIVATE))
+        self._certificates_pending = key_slot
+        self._load_certificates()
+
+    def _load_certificates(self) -> None:
+        """The product's certificates, next to the device key (same CKA_ID, whose CKA_SUBJECT
+        they give). A chip error leaves them pending: the next listing tries again, so a
+        transient fault does not hide them until C_Finalize; a certificate that cannot be
+        rebuilt at all is logged once and the keys stay usable."""
+        key_slot = self._certificates_pending
+        if key_slot is None:
+            return
+        device_key = StoreKey(StoreKind.TRUST_AND_GO, str(key_slot), Half.PRIVATE)
+        halves = [self.table.by_name(str(k)) for k in (device_key, device_key.other_half())]
+        device = halves[0]
+        public = device.public_key if device else None
+        try:
+            # The device key just read: the chip need not compute it again for the rebuild.
+            chain = self.backend.certificate_chain(public)
+        except errors.DeviceError as exc:
+            log.warning("%s: certificates not read yet (will retry): %s", self.name, exc)
+            return
+        except Exception as exc:
+            log.error("%s: certificates not rebuilt: %s", self.name, exc)
+            self._certificates_pending = None
+            return
+        self._certificates_pending = None
+        key_id = der.key_id(public) if public else None
+        for cert_spec, value in zip(self.layout.certificates, chain, strict=False):
+            fields = der.parse_certificate(value)
+            if cert_spec.key_slot == key_slot and key_id is not None:
+                cert_id = key_id
+                for half in halves:
+                    if half is not None:
+                        half.set_attrs({CKA.SUBJECT: fields.subject})
+            else:
+                cert_id = der.spki_id(fields.spki)
+            self.table.add(
+                objects.x509_certificate(
+                    self.table.new_handle(),
+                    value,
+                    label=cert_spec.label,
+                    cert_id=cert_id,
+                    store_key=StoreKey(StoreKind.TRUST_AND_GO, f"cert:{cert_spec.label}"),
+                    category=cert_spec.category,
+                    trusted=cert_spec.trusted,
+                )
+            )
 
     def _load_configured(self, entry: SlotObject) -> None:
         """Objects for one ``object = kind,label,slot`` line.
@@ -687,6 +712,19 @@ class Token:
                     log.warning("%s: session object not fully removed: %s", self.name, exc)
                     self.table.remove(obj)
 
+    def _pin_binding(self) -> Callable[[bytes], bytes] | None:
+        """ECDH with the product's device key, if the chip lets it run ECDH: what binds PIN
+        records to this chip (``pin.py``); None leaves them host-only."""
+        slot = self.layout.device_key_slot
+        if slot is None or not self.backend.slot_caps(slot).ecdh:
+            return None
+
+        def ecdh(point: bytes) -> bytes:
+            with self.lock:
+                return self.backend.ecdh(slot, point)
+
+        return ecdh
+
     # -- chip operations ------------------------------------------------------------------------
     @contextmanager
     def using(self, obj: Pkcs11Object) -> Iterator[None]:
@@ -742,14 +780,10 @@ class Token:
             return self.backend.ecdh(obj.chip_slot, peer)
 
     def sha256(self, data: bytes) -> bytes:
-        """SHA-256 of a whole message on the chip, in one transaction."""
+        """SHA-256 of a whole (short: ``limits.CHIP_DIGEST_BYTES``) message on the chip, in one
+        transaction."""
         with self.lock:
             return self.backend.sha256(data)
-
-    def sha256_stream(self) -> _LockedStream:
-        """A multi-part SHA-256 (the driver's Sha256Stream), each call under the token lock."""
-        with self.lock:
-            return _LockedStream(self.lock, self.backend.sha256_stream())
 
     def hmac(self, obj: Pkcs11Object) -> Callable[[bytes], bytes]:
         """A callable computing HMAC-SHA256 on the chip with ``obj``'s slot key."""
@@ -820,22 +854,6 @@ _DESTROY: dict[Origin, Callable[[Token, Pkcs11Object], None]] = {
 }
 
 
-class _LockedStream:
-    """A chip SHA-256 stream whose every call holds the token lock."""
-
-    def __init__(self, lock: Any, stream: Any) -> None:
-        self._lock = lock
-        self._stream = stream
-
-    def update(self, data: bytes) -> None:
-        with self._lock:
-            self._stream.update(data)
-
-    def digest(self) -> bytes:
-        with self._lock:
-            return bytes(self._stream.digest())
-
-
 class _ChipAes:
     """``mechanisms.aes.BlockCipher`` over the token's backend, bound to one key object; every
     block operation runs under :meth:`Token.using`, so a key destroyed meanwhile is refused."""
@@ -847,20 +865,34 @@ class _ChipAes:
         self._slot = obj.chip_slot
         self._block = obj.key_block
 
+    # Long inputs go to the chip in chunks of limits.CHIP_CHUNK_BYTES (whole blocks), each its
+    # own transaction, so other processes are served between them.
     def ecb(self, data: bytes, *, decrypt: bool) -> bytes:
-        if not data:
-            return b""
-        with self._token.using(self._obj):
-            return self._token.backend.aes_ecb(self._slot, self._block, data, decrypt=decrypt)
+        out = []
+        for chunk in _chunks(data):
+            with self._token.using(self._obj):
+                out.append(
+                    self._token.backend.aes_ecb(self._slot, self._block, chunk, decrypt=decrypt)
+                )
+        return b"".join(out)
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
-        if not data:
-            return b""
-        with self._token.using(self._obj):
-            return self._token.backend.aes_cbc_encrypt(self._slot, self._block, iv, data)
+        out = []
+        for chunk in _chunks(data):
+            with self._token.using(self._obj):
+                ct = self._token.backend.aes_cbc_encrypt(self._slot, self._block, iv, chunk)
+            out.append(ct)
+            iv = ct[-16:]  # CBC chains across chunks through the last ciphertext block
+        return b"".join(out)
 
     def ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:
-        if not data:
-            return y
-        with self._token.lock:
-            return self._token.backend.ghash(h, y, data)
+        for chunk in _chunks(data):
+            with self._token.lock:
+                y = self._token.backend.ghash(h, y, chunk)
+        return y
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """``data`` in pieces of at most ``limits.CHIP_CHUNK_BYTES`` (a multiple of 16)."""
+    size = limits.CHIP_CHUNK_BYTES
+    return [bytes(data[i : i + size]) for i in range(0, len(data), size)]
