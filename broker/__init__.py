@@ -11,6 +11,6 @@ starts in them; the broker loads the module once, through p11-kit, and keeps it 
 
 Must not: implement PKCS#11 (the module does, unchanged) or talk to the chip itself (the module
 does, through the driver). Arrows: broker → cryptoki (only ``cryptoki._paths`` and the built
-module) and broker → atecc (slot files, for ``--check``); nothing imports broker except the
-``atecc`` command, by name.
+module) and broker → atecc (slot files, for ``--check``); nothing imports broker (the ``atecc``
+command finds ``broker.cli`` through the ``atecc.commands`` entry point).
 """
