@@ -4,7 +4,7 @@ cffi's ABI mode and the project's own declarations, and does one job given on th
     python p11client.py MODULE sign N        -> "pub <hex>" then N lines "sig <digest> <r||s>"
     python p11client.py MODULE list N        -> N rounds of find-all + CKA_LABEL; "found <n>"
     python p11client.py MODULE sessions      -> "sessions <ulSessionCount>" (own session open)
-    python p11client.py MODULE sign-slowly   -> opens a session, prints "signing", then C_Sign
+    python p11client.py MODULE sign-slowly   -> C_SignInit, prints "signing", then C_Sign
     python p11client.py MODULE idle          -> opens a session, prints "ready", waits for a
                                                 line on stdin, then signs once: "rv <hex>"
 
@@ -125,8 +125,12 @@ def main() -> int:
         print("sessions", info.ulSessionCount, flush=True)
     elif job == "sign-slowly":
         key = find(fl, session, CKO_PRIVATE_KEY)[0]
-        print("signing", flush=True)
-        sign(fl, session, key, bytes(32))
+        mech = ffi.new("CK_MECHANISM *")
+        mech.mechanism = CKM_ECDSA
+        check(fl.C_SignInit(session, mech, key))
+        out, n = ffi.new("unsigned char[64]"), ffi.new("CK_ULONG *", 64)
+        print("signing", flush=True)  # the next thing this process does is send C_Sign
+        check(fl.C_Sign(session, bytes(32), 32, out, n))
         print("signed", flush=True)
     elif job == "idle":
         key = find(fl, session, CKO_PRIVATE_KEY)[0]

@@ -92,7 +92,7 @@ def test_a_client_killed_mid_signature_loses_its_sessions_and_nothing_else(
         others = [client(client_module, broker, "sign", "3") for _ in range(2)]
         victim = client(client_module, broker, "sign-slowly")
         assert victim.stdout.readline().strip() == "signing"
-        time.sleep(0.05)  # C_Sign is on its way through the broker to the chip
+        time.sleep(0.08)  # C_Sign is in the broker, the chip busy for ~160 ms
         victim.kill()
         victim.wait(10)
         assert sum(verify_all(finish(p)) for p in others) == 6
