@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("no_atecc_env")
 
 ATECC = Path(sys.executable).parent / "atecc"
 #: Subcommands that print no data of their own (they run something else or serve forever).
-NO_DATA = {"emulator run", "serve"}
+NO_DATA = {"emulator run", "serve", "broker"}
 
 
 def one_error(err: str) -> str:

@@ -226,3 +226,25 @@ def test_the_text_report_gives_each_problem_its_fix(
     at = next(i for i, line in enumerate(out) if line.startswith("FAIL  emulator-state 0.conf"))
     assert out[at + 1].strip().startswith("fix: make a new chip")
     assert out[-1].startswith("2 problems")  # the state file, and the token it leaves absent
+
+
+def test_a_configured_broker_that_does_not_answer_fails_the_broker_check(tmp_path: Path) -> None:
+    import socket
+
+    from broker.doctor import findings
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    sock_path = tmp_path / "p11.sock"
+    assert findings([modules], tmp_path / "default.sock") == []  # no broker configured: silent
+    (modules / "atecc608-broker.module").write_text(f"remote: unix:path={sock_path}\n")
+    (finding,) = findings([modules], tmp_path / "default.sock")
+    assert finding.check == f"broker {sock_path}" and finding.status == FAIL
+    assert "atecc broker --check" in finding.fix
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(sock_path))
+        server.listen(1)
+        (finding,) = findings([modules], tmp_path / "default.sock")
+        assert finding.status == OK
+    (finding,) = findings([modules], tmp_path / "default.sock")  # socket left, nobody listens
+    assert finding.status == FAIL and "nothing answers" in finding.detail
