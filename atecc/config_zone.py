@@ -269,9 +269,10 @@ class ConfigZone:
 
     def describe_slots(self) -> list[SlotRow]:
         """One row per slot: key type, and who may read, write and use it, and lock state."""
-        return [self._describe(n) for n in range(SLOT_COUNT)]
+        return [self.describe_slot(n) for n in range(SLOT_COUNT)]
 
-    def _describe(self, n: int) -> SlotRow:
+    def describe_slot(self, n: int) -> SlotRow:
+        """Slot ``n``: key type, and who may read, write and use it, and its lock state."""
         sc, kc = self.slot_config(n), self.key_config(n)
         if kc.private and kc.key_type == KeyType.P256:
             key_type = "P-256 private"

@@ -353,16 +353,7 @@ class Device:
 
         Bytes 0-15 (factory), 84-85 (UpdateExtra only) and 86-87 (Lock only) are not written.
         """
-        if len(config) != CONFIG_ZONE_SIZE:
-            raise ValueError(f"config image must be 128 bytes, got {len(config)}")
-        plan: list[tuple[Command, int | None]] = []
-        for w in _CONFIG_WORDS_BLOCK0:
-            plan.append(cmd.write(Zone.CONFIG, config[w * 4 : w * 4 + 4], block=0, word=w))
-        plan.append(cmd.write(Zone.CONFIG, config[32:64], block=1))
-        for w in _CONFIG_WORDS_BLOCK2:
-            start = 64 + w * 4
-            plan.append(cmd.write(Zone.CONFIG, config[start : start + 4], block=2, word=w))
-        plan.append(cmd.write(Zone.CONFIG, config[96:128], block=3))
+        plan = config_write_plan(config)
         self._run(lambda: self._exec_all(plan))
 
     # -- locking -----------------------------------------------------------------------------------
@@ -515,6 +506,12 @@ class Device:
         out = self._run(lambda: self._exec(cmd.selftest(tests)))
         return out[0]
 
+    def execute(self, built: tuple[Command, int | None], *, idempotent: bool) -> bytes:
+        """One command from :mod:`atecc.commands`, in its own transaction (provisioning sends
+        its plan this way, one command at a time); ``idempotent`` allows the redo after a
+        watchdog expiry (chip §1.9) that a Write may take and a Lock or GenKey may not."""
+        return self._run(lambda: self._exec(built), idempotent=idempotent)
+
     def raw(self, packet: bytes) -> bytes:
         """Send an encoded packet (COUNT..CRC) in its own transaction; return the reply group."""
         packet = bytes(packet)
@@ -522,6 +519,32 @@ class Device:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def config_write_units(config: bytes) -> list[tuple[int, int, int, bytes]]:
+    """The pieces of a 128-byte config image the Write command can set, as
+    ``(first byte, block, word, data)``: block 0 words 4-7 and block 2 words 0-4, 6, 7 one word at
+    a time, blocks 1 and 3 whole (chip §3.1; bytes 0-15, 84-85 and 86-87 are never written)."""
+    if len(config) != CONFIG_ZONE_SIZE:
+        raise ValueError(f"config image must be 128 bytes, got {len(config)}")
+    units = [(w * 4, 0, w, config[w * 4 : w * 4 + 4]) for w in _CONFIG_WORDS_BLOCK0]
+    units.append((32, 1, 0, config[32:64]))
+    units += [(64 + w * 4, 2, w, config[64 + w * 4 : 68 + w * 4]) for w in _CONFIG_WORDS_BLOCK2]
+    units.append((96, 3, 0, config[96:128]))
+    return units
+
+
+def config_write_plan(
+    config: bytes, current: bytes | None = None
+) -> list[tuple[Command, int | None]]:
+    """Write commands that make the chip's config ``config`` (only the units that differ from
+    ``current``, when given: rewriting what is already there is idempotent but wears EEPROM)."""
+    plan = []
+    for start, block, word, data in config_write_units(config):
+        if current is not None and current[start : start + len(data)] == data:
+            continue
+        plan.append(cmd.write(Zone.CONFIG, data, block=block, word=word))
+    return plan
 
 
 def data_zone_crc(config: bytes, slots: list[bytes], otp: bytes) -> int:
@@ -660,4 +683,11 @@ class Sha256Stream:
         return self._device._run(body)
 
 
-__all__ = ["ECC_FAULT_RETRIES", "Device", "Sha256Stream", "data_zone_crc"]
+__all__ = [
+    "ECC_FAULT_RETRIES",
+    "Device",
+    "Sha256Stream",
+    "config_write_plan",
+    "config_write_units",
+    "data_zone_crc",
+]

@@ -1,8 +1,8 @@
 """Provisioning through the token itself: put an issued certificate next to its key.
 
 Owns: ``store_certificate``, which ``atecc cert-store`` and ``atecc provision`` call, and
-``stored_certificate`` (what is stored for a key). They drive the same core that the C library
-exposes (a private :class:`~cryptoki.library.Library` in this process through
+``stored_certificates`` (what a session finds stored for a key). They drive the same core that
+the C library exposes (a private :class:`~cryptoki.library.Library` in this process through
 :func:`cryptoki.keyuse.token_session`: the same C_Initialize / C_OpenSession / C_Login /
 C_FindObjects / C_CreateObject rules, the same PIN counter), so what it writes is exactly what
 ``pkcs11-tool --login --write-object`` would write, and every PKCS#11 client then sees the
@@ -94,7 +94,7 @@ def store_certificate(
             )
         (key_label,) = lib.get_attribute_value(session, keys[0], [CKA.LABEL])
         name = key_label.decode(errors="replace") if isinstance(key_label, bytes) else "?"
-        stored = _stored_certificates(lib, session, key_id)
+        stored = stored_certificates(lib, session, key_id)
         if any(value == cert_der for _, value, _ in stored):
             return StoredCertificate(slot_id, label, key_id, name, "unchanged")
         if stored and not replace:
@@ -120,22 +120,7 @@ def store_certificate(
     return StoredCertificate(slot_id, label, key_id, name, "replaced" if stored else "stored")
 
 
-def stored_certificate(
-    filestore: str | os.PathLike[str],
-    slot_id: int,
-    key_id: bytes,
-    *,
-    pin_source: PinSource = _no_pin,
-) -> bytes | None:
-    """The DER of a certificate stored on the token for the key with ``key_id``, if any."""
-    from cryptoki.keyuse import token_session
-
-    with token_session(filestore, slot_id, pin_source) as tok:
-        stored = _stored_certificates(tok.lib, tok.session, key_id)
-    return stored[0][1] if stored else None
-
-
-def _stored_certificates(lib: Any, session: int, key_id: bytes) -> list[tuple[int, bytes, str]]:
+def stored_certificates(lib: Any, session: int, key_id: bytes) -> list[tuple[int, bytes, str]]:
     """``(handle, DER, label)`` of the destroyable certificates filed under ``key_id``."""
     lib.find_objects_init(session, [(CKA.CLASS, _ulong(CKO.CERTIFICATE)), (CKA.ID, key_id)])
     handles = lib.find_objects(session, 64)

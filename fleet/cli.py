@@ -17,6 +17,7 @@ state, 1 for a chip or I/O failure; never a traceback). The work is in :mod:`fle
     atecc csr [--filestore DIR] [--slot N] [--key-slot K] [--cn CN] [--pin-file F] --out F
     atecc cert-store --in F [--label L] [--force] [--pin-file F]
     atecc export --in F --format pem|der|c [--name NAME] --out F
+    atecc provision [--template NAME|FILE] [--dry-run] [--yes] [--ca-dir D] [--pin-file F]
     atecc serve --ca-dir D --cert C --key K [--host 127.0.0.1] [--port 8443] [--crl F]
                 [--log-file F] [--handshake-timeout S] [--request-timeout S]
                 [--max-connections N] [--registry URL]
@@ -246,6 +247,10 @@ def add_subcommands(subparsers: Any) -> None:
     export.add_argument("--format", required=True, choices=("pem", "der", "c"))
     export.add_argument("--name", help="C array name (default: from the input file, as xxd -i)")
     export.add_argument("--out", required=True, help="file to write, or - for stdout")
+
+    from fleet.provision import add_provision
+
+    add_provision(subparsers)
 
     serve = _command(
         subparsers,

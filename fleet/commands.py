@@ -231,7 +231,7 @@ def csr(args: argparse.Namespace) -> int:
     directory, slot_id = _slot_id(args)
     with token_session(directory, slot_id, pin_source(args)) as token:
         request = build_csr(
-            _TokenSigner(token, args.key_slot), common_name=args.cn, slot=args.key_slot
+            TokenSigner(token, args.key_slot), common_name=args.cn, slot=args.key_slot
         )
     written = write_out(args.out, csr_pem(request))
     data = {"csr": written, "cn": common_name(request.subject), "key_slot": args.key_slot}
@@ -243,7 +243,7 @@ def csr(args: argparse.Namespace) -> int:
     return 0
 
 
-class _TokenSigner:
+class TokenSigner:
     """What :func:`atecc.certs.csr.build_csr` needs, answered by a logged-in token session."""
 
     def __init__(self, token: Any, key_slot: int) -> None:
