@@ -300,11 +300,10 @@ def _serve_twice(env: dict[str, str], key_uri: str, cert: Path) -> str:
             server.wait()
 
 
-def test_provider_end_to_end(module_path, token_env, tmp_path):
-    """The real provider with its defaults (no quirk settings, no PIN, key caching on): the
-    public key, a CSR, `pkeyutl -sign`, a server using the key for two handshakes in one process,
-    and the mTLS demo with the provider as the client. Nothing may ask for a PIN; the provider's
-    debug log must show the key cached (C_CopyObject) and the copy destroyed without an error."""
+@pytest.fixture
+def provider_conf(module_path, tmp_path):
+    """Writes an OpenSSL configuration loading the real provider for our module (the README's,
+    plus any extra provider settings given) and returns its path; skips where there is none."""
     provider = _provider_module()
     if provider is None:
         pytest.skip(
@@ -312,23 +311,37 @@ def test_provider_end_to_end(module_path, token_env, tmp_path):
             f"not package it (point {PROVIDER_ENV} at a built pkcs11.so). The engine path is "
             "tested in test_peers.py."
         )
-    conf = tmp_path / "provider.cnf"
-    conf.write_text(
-        textwrap.dedent(f"""\
-        openssl_conf = openssl_init
-        [openssl_init]
-        providers = provider_sect
-        [provider_sect]
-        default = default_sect
-        pkcs11 = pkcs11_sect
-        [default_sect]
-        activate = 1
-        [pkcs11_sect]
-        module = {provider}
-        pkcs11-module-path = {module_path}
-        activate = 1
-        """)
-    )
+
+    def write(*settings: str) -> Path:
+        conf = tmp_path / "provider.cnf"
+        conf.write_text(
+            textwrap.dedent(f"""\
+            openssl_conf = openssl_init
+            [openssl_init]
+            providers = provider_sect
+            [provider_sect]
+            default = default_sect
+            pkcs11 = pkcs11_sect
+            [default_sect]
+            activate = 1
+            [pkcs11_sect]
+            module = {provider}
+            pkcs11-module-path = {module_path}
+            activate = 1
+            """)
+            + "".join(f"{line}\n" for line in settings)
+        )
+        return conf
+
+    return write
+
+
+def test_provider_end_to_end(module_path, token_env, tmp_path, provider_conf):
+    """The real provider with its defaults (no quirk settings, no PIN, key caching on): the
+    public key, a CSR, `pkeyutl -sign`, a server using the key for two handshakes in one process,
+    and the mTLS demo with the provider as the client. Nothing may ask for a PIN; the provider's
+    debug log must show the key cached (C_CopyObject) and the copy destroyed without an error."""
+    conf = provider_conf()
     debug_log = tmp_path / "provider-debug.log"
     env = dict(token_env, OPENSSL_CONF=str(conf), PKCS11_PROVIDER_DEBUG=f"file:{debug_log},level:2")
     uri = "pkcs11:token=00ABC;object=device"
@@ -401,3 +414,55 @@ def test_provider_end_to_end(module_path, token_env, tmp_path):
     assert "Calling C_CopyObject" in log and "Calling C_DestroyObject" in log  # keys were cached
     failed = re.findall(r"Error \w+ returned by C_(?:Login|CopyObject|DestroyObject|Sign\w*)", log)
     assert not failed, failed
+
+
+def test_provider_logs_in_without_a_pin_to_use_a_private_generated_key(
+    module_path, token_env, tmp_path, provider_conf
+):
+    """pkcs11-tool's key pairs are CKA_PRIVATE: seen only after C_Login. The provider logs in
+    by itself only where CKF_LOGIN_REQUIRED is set, so on a token without a PIN it needs
+    `pkcs11-module-login-behavior = always`; it then logs in with a NULL PIN (the token announces
+    a protected authentication path) instead of prompting, and signs with the key."""
+    run(
+        [
+            require("pkcs11-tool"),
+            "--module",
+            module_path,
+            "--login",
+            "--pin",
+            "0000",
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "made",
+            "--id",
+            "0a",
+        ],
+        env=token_env,
+    )
+    conf = provider_conf("pkcs11-module-login-behavior = always")
+    env = dict(token_env, OPENSSL_CONF=str(conf))
+    digest = tmp_path / "digest"
+    digest.write_bytes(hashlib.sha256(b"generated key").digest())
+    sig = tmp_path / "sig"
+    proc = run(
+        [
+            require("openssl"),
+            "pkeyutl",
+            "-sign",
+            "-inkey",
+            "pkcs11:object=made;type=private",
+            "-in",
+            str(digest),
+            "-out",
+            str(sig),
+        ],
+        env=env,
+        input="",
+    )
+    assert "PIN" not in proc.stderr, proc.stderr
+    public = _public_numbers(export_public_key(module_path, token_env, label="made"))
+    public.public_key().verify(
+        sig.read_bytes(), digest.read_bytes(), ec.ECDSA(Prehashed(hashes.SHA256()))
+    )
