@@ -519,7 +519,7 @@ class Library:
         entry = mechanisms.lookup(mechanism, use, token.aes_enabled)
         obj = self._object(sess, token, key, key=True)
         entry.check_key(use, obj)
-        sess.begin(use.kind, entry.operation(mechanism, use, obj, token))
+        sess.begin(use.kind, entry.operation(mechanism, use, obj, token.chip))
 
     def encrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
         """C_EncryptInit (§5.8.1): AES-ECB/CBC/CBC_PAD/GCM with a chip AES key."""
@@ -571,7 +571,7 @@ class Library:
         sess, token = self._session(session)
         sess.check_idle(DIGEST)
         mechanisms.lookup(mechanism, mechanisms.DIGEST, token.aes_enabled)
-        sess.begin(DIGEST, digest.DigestOperation(token.sha256))
+        sess.begin(DIGEST, digest.DigestOperation(token.chip.sha256))
 
     def digest(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_Digest (§5.10.2)."""
@@ -711,7 +711,7 @@ class Library:
             private=bool(values.get(CKA.PRIVATE, False)),
             what="key",
         )
-        secret = token.ecdh(obj, peer)[:length]
+        secret = token.chip.ecdh(obj, peer)[:length]
         derived = objects.derived_secret(token.new_handle(), secret, values, sess.handle)
         del secret
         return token.add_session_object(derived).handle
