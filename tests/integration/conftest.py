@@ -8,9 +8,11 @@ ATECC_PKCS11_FILESTORE pointing at that filestore.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,22 @@ def export_public_key(
     out = run([require("p11tool"), "--provider", module_path, "--export", url], env=env).stdout
     start = out.index("-----BEGIN PUBLIC KEY-----")
     return out[start:].encode()
+
+
+def read_until(fd: int, marker: bytes, timeout: float = 60) -> bytes:
+    """What a program on a pseudo-terminal (``pty.fork``) wrote, up to ``marker``."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} in {seen!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from cryptography import x509
 from atecc import commands as chip_commands
 from cryptoki.constants import CKF
 
-from .conftest import BIN, require, run
+from .conftest import BIN, read_until, require, run
 
 pytestmark = pytest.mark.native
 
@@ -174,24 +172,6 @@ def test_without_user_pin_required_no_command_asks_for_a_pin(token_env, tmp_path
         assert proc.returncode == 0, (argv, proc.stderr)
 
 
-def _read_until(fd: int, marker: bytes, timeout: float = 60) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {marker!r} in {seen!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 1024)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen
-
-
 def test_the_pin_prompt_on_a_terminal_does_not_echo(pin_env, tmp_path):
     (tmp_path / "msg").write_text("hello")
     sig = tmp_path / "sig"
@@ -199,10 +179,10 @@ def test_the_pin_prompt_on_a_terminal_does_not_echo(pin_env, tmp_path):
     if pid == 0:  # the child: atecc on a terminal, as a user runs it
         os.execve(ATECC, [ATECC, "sign", "--in", str(tmp_path / "msg"), "--out", str(sig)], pin_env)
     try:
-        prompt = _read_until(fd, b"PIN")
+        prompt = read_until(fd, b"PIN")
         assert b"User PIN" in prompt
         os.write(fd, USER_PIN.encode() + b"\n")
-        rest = _read_until(fd, b"wrote")
+        rest = read_until(fd, b"wrote")
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)

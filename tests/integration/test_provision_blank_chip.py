@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from .conftest import BIN, REPO, require, run
+from .conftest import BIN, REPO, read_until, require, run
 
 pytestmark = pytest.mark.native
 
@@ -54,6 +54,25 @@ def test_locking_needs_yes_and_nothing_is_written_without_it(env):
     assert proc.returncode == 2 and "run again with --yes" in proc.stderr
     assert "slot 0  SlotConfig" in proc.stdout  # the plan was shown first
     assert state.read_bytes() == before
+
+
+def test_on_a_terminal_locking_goes_on_only_when_yes_is_typed(env):
+    import pty
+
+    for answer, expected in ((b"no\n", 2), (b"yes\n", 0)):
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: atecc on a terminal, as a user runs it
+            os.execve(ATECC, [ATECC, "provision"], env)
+        try:
+            asked = read_until(fd, b"Type 'yes'")
+            os.write(fd, answer)
+            rest = read_until(fd, b"\x00", timeout=60)  # everything until it exits
+        finally:
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        assert b"This locks chip" in asked
+        assert os.waitstatus_to_exitcode(status) == expected, rest
+        assert locks(env) == ((True, True) if expected == 0 else (False, False))
 
 
 def test_a_provisioned_blank_chip_serves_every_peer(env, module_path, tmp_path):
