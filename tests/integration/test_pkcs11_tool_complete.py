@@ -290,15 +290,20 @@ def pin_env(token_env):
     return token_env
 
 
+#: Not hex digits, so it cannot turn up by chance in the serial, salts or hashes of the file
+#: (``"1234"`` did, about one run in sixteen).
+USER_PIN = "pin-wxyz"
+
+
 def test_login_pin_flows(module_path, token_env, tmp_path):
     env = pin_env(token_env)
     info = tool(module_path, env, "--list-slots").stdout
     assert "login required" in info
     tool(module_path, env, "--init-token", "--so-pin", "so-pin-1", "--label", "00ABC")
-    tool(module_path, env, "--init-pin", "--so-pin", "so-pin-1", "--pin", "1234")
+    tool(module_path, env, "--init-pin", "--so-pin", "so-pin-1", "--pin", USER_PIN)
     # private keys are invisible without login
     assert "Private Key" not in tool(module_path, env, "--list-objects").stdout
-    listed = tool(module_path, env, "--login", "--pin", "1234", "--list-objects").stdout
+    listed = tool(module_path, env, "--login", "--pin", USER_PIN, "--list-objects").stdout
     assert "Private Key" in listed
     # sign after login
     (tmp_path / "msg").write_bytes(b"message")
@@ -307,7 +312,7 @@ def test_login_pin_flows(module_path, token_env, tmp_path):
         env,
         "--login",
         "--pin",
-        "1234",
+        USER_PIN,
         "--sign",
         "-m",
         "ECDSA-SHA256",
@@ -324,12 +329,14 @@ def test_login_pin_flows(module_path, token_env, tmp_path):
     assert bad.returncode != 0 and "CKR_PIN_INCORRECT" in bad.stdout + bad.stderr
     meta = json.loads(open(os.path.join(env["ATECC_PKCS11_FILESTORE"], "0.pkcs11.json")).read())
     assert meta["failures"]["user"] == 1
-    assert "1234" not in json.dumps(meta)
+    assert USER_PIN not in json.dumps(meta)
     assert "count low" in tool(module_path, env, "--list-slots").stdout.lower()
     # change the PIN; the old one stops working, and a good login resets the counter
-    tool(module_path, env, "--login", "--pin", "1234", "--change-pin", "--new-pin", "5678")
+    tool(module_path, env, "--login", "--pin", USER_PIN, "--change-pin", "--new-pin", "5678")
     assert (
-        tool(module_path, env, "--login", "--pin", "1234", "--list-objects", check=False).returncode
+        tool(
+            module_path, env, "--login", "--pin", USER_PIN, "--list-objects", check=False
+        ).returncode
         != 0
     )
     tool(module_path, env, "--login", "--pin", "5678", "--list-objects")
