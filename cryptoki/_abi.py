@@ -483,7 +483,7 @@ class CMechanism:
             self.settle()
         if self._error is not None:
             raise self._error
-        return self._param  # type: ignore[no-any-return]
+        return self._param
 
     def settle(self) -> None:
         """Decode now (idempotent); a failure is kept and raised by every read of ``param``."""
