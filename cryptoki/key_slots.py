@@ -107,8 +107,17 @@ class KeySlots:
                 derive=req.derive and caps.ecdh,
                 mechanisms=req.allowed_mechanisms,
                 subject=req.subject,
+                private=req.private,
+                public_private=req.public_private,
             )
-            self._store.write([r for r in records if r.slot != slot] + [rec])
+            # Records of this slot that no longer hold its key go, except a token public key
+            # whose private half was destroyed: that object lives on as public data.
+            kept = [
+                r
+                for r in records
+                if r.slot != slot or (r.session_pid is None and not r.public_destroyed)
+            ]
+            self._store.write([*kept, rec])
         log.info(
             "%s: generated %s key pair in chip slot %d",
             self._config.path.name,
@@ -155,6 +164,12 @@ class KeySlots:
             block,
         )
         return rec
+
+    def erase_key(self, slot: int) -> None:
+        """Replace the private key in ``slot`` with a new random one nobody records: the old key
+        is gone from the chip (GenKey is allowed there: the key was generated there)."""
+        self._backend.generate_key(slot)
+        log.info("%s: private key in chip slot %d erased", self._config.path.name, slot)
 
     def erase_secret(self, slot: int, key_block: int) -> None:
         """Overwrite an AES key block with chip random (the key is gone for good)."""

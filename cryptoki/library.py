@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
 from logging import getLogger
 from pathlib import Path
 
-from cryptoki import access, attributes, config, errors, mechanisms, objects, schema
+from cryptoki import access, attributes, config, errors, limits, mechanisms, objects, schema
 from cryptoki.backend import TokenBackend
 from cryptoki.constants import CKA, CKF, CKO, CKU
 from cryptoki.log import configure as configure_logging
@@ -261,18 +262,24 @@ class Library:
         return mechanisms.info(mechanism_type, aes=token.aes_enabled())
 
     def init_token(self, slot_id: int, so_pin: bytes | None, label: bytes) -> None:
-        """C_InitToken (§5.5.8): the chip is provisioned at the factory, not from here. With
-        ``user_pin = required`` the first call sets the SO PIN, later ones (with it) clear the
-        user PIN; the label stays the slot file's."""
+        """C_InitToken (§5.5.8): with the SO PIN (set by the first call when ``user_pin =
+        required``; any PIN without one, as for C_Login), every key and object this module made
+        is destroyed (keys erased on the chip), the user PIN is cleared and the token takes the
+        new label. The chip's own keys and certificates stay: the chip is provisioned at the
+        factory (or with ``atecc provision``), not from here."""
         with self._lock:
             self._check()
-            slot = self._slot(slot_id)
+            self._slot(slot_id)
             busy = any(s.slot_id == slot_id for s in self._sessions.values())
-        if not slot.token.pin_configured:
-            raise errors.FunctionNotSupported("tokens are initialised at provisioning time")
         if busy:
             raise errors.SessionExists("close every session first")
-        slot.token.login.init_token(so_pin)
+        try:
+            text = label.decode("utf-8").rstrip(" ")
+        except UnicodeDecodeError:
+            raise errors.ArgumentsBad("the label is not UTF-8") from None
+        token = self._present_token(slot_id)
+        token.login.init_token(so_pin)
+        token.reinitialise(text)
 
     def init_pin(self, session: int, pin: bytes | None) -> None:
         """C_InitPIN (§5.5.9): the SO sets the user PIN (``user_pin = required`` only)."""
@@ -388,68 +395,51 @@ class Library:
                 return v[:1] not in (b"", b"\x00")
         return default
 
+    @staticmethod
+    def _template_ulong(template: Template, attr_type: int) -> int | None:
+        """A CK_ULONG of a raw template, if well-formed (access decisions, before decoding)."""
+        for t, v in template:
+            if t == attr_type and len(v) == attributes.ULONG_SIZE:
+                return int.from_bytes(v, sys.byteorder)
+        return None
+
     def create_object(self, session: int, template: Template) -> int:
         """C_CreateObject (§5.7.1): data objects, X.509 certificates, P-256 public keys, and
         AES keys (written into a free chip key block)."""
         from cryptoki import creation, policy  # lazy, see the module docstring
 
         sess, token = self._session(session)
+        is_secret = self._template_ulong(template, CKA.CLASS) == CKO.SECRET_KEY
         access.check_write(
             self._state(sess, token),
             token_object=self._template_flag(template, CKA.TOKEN),
-            private=token.pin_configured and self._template_flag(template, CKA.PRIVATE),
+            private=self._template_flag(template, CKA.PRIVATE, token.pin_configured and is_secret),
         )
         built = creation.build(template, pin_configured=token.pin_configured)
         if isinstance(built, policy.SecretKeyRequest):
             if not token.aes_enabled():
                 raise errors.TemplateInconsistent("the chip's AES command is disabled")
             return token.store_secret_key(built, session).handle
-        if not token.pin_configured:
-            # Without a PIN nothing can keep a private object private; as for key pairs, the
-            # object is made with CKA_PRIVATE false (read it back to see) and stays visible.
-            built[CKA.PRIVATE] = False
         return token.create(built, session).handle
 
     def copy_object(self, session: int, obj: int, template: Template) -> int:
-        """C_CopyObject (§5.7.2). A copy of a chip key is a session object naming the same chip
-        key (so it works from any session of this process); other objects copy whole."""
-        from cryptoki import creation  # lazy, see the module docstring
-
+        """C_CopyObject (§5.7.2): the copy has the original's attributes unless the template
+        changes them (CKA_TOKEN and CKA_PRIVATE included). A copy of a chip key names the same
+        chip key and is valid as long as the original is; a token copy is recorded."""
         sess, token = self._session(session)
         found = self._object(sess, token, obj)
         if not found.flag(CKA.COPYABLE):
             raise errors.ActionProhibited("object is not copyable")
         values = attributes.decode_template(template)
         attrs = schema.copy_values(schema.schema_of(found.attrs), found.attrs, values)
-        chip_key = found.origin is not Origin.CREATED
-        if chip_key:
-            if attrs.get(CKA.TOKEN) is True and CKA.TOKEN in values:
-                raise errors.TemplateInconsistent("a copy of a chip key is a session object")
-            attrs[CKA.TOKEN] = False
-            if CKA.DESTROYABLE not in values:
-                attrs[CKA.DESTROYABLE] = True
+        if found.origin is not Origin.CREATED and CKA.DESTROYABLE not in values:
+            attrs[CKA.DESTROYABLE] = True  # the original may be chip-defined; a copy can go
         access.check_write(
             self._state(sess, token),
             token_object=bool(attrs.get(CKA.TOKEN)),
-            private=token.pin_configured and bool(attrs.get(CKA.PRIVATE)),
+            private=bool(attrs.get(CKA.PRIVATE)),
         )
-        if not token.pin_configured:
-            attrs[CKA.PRIVATE] = False
-        if not chip_key:
-            attrs[CKA.UNIQUE_ID] = creation.new_uid()
-            return token.create(attrs, session).handle
-        attrs[CKA.UNIQUE_ID] = creation.new_uid()
-        copy = Pkcs11Object(
-            handle=token.new_handle(),
-            attrs=attrs,
-            origin=Origin.COPY,
-            chip_slot=found.chip_slot,
-            key_block=found.key_block,
-            public_key=found.public_key,
-            owner_session=session,
-            source=found,
-        )
-        return token.add_session_object(copy).handle
+        return token.copy(found, attrs, session).handle
 
     def destroy_object(self, session: int, obj: int) -> None:
         """C_DestroyObject (§5.7.3): generated keys (a key pair goes whole, freeing its chip
@@ -598,6 +588,9 @@ class Library:
         if obj.origin is not Origin.DERIVED:
             raise errors.KeyIndigestible("the key's value never leaves the chip")
         value = bytes(obj.attrs[CKA.VALUE])
+        if len(value) < limits.MIN_SECRET_KEY_BYTES:
+            # a digest over a short secret would give its value away by trying every value
+            raise errors.KeyIndigestible("the key is too short to be digested safely")
         sess.run(DIGEST, lambda op: op.update(value), final=False)
 
     def digest_final(self, session: int, out_len: int | None) -> Output:
@@ -655,8 +648,7 @@ class Library:
         access.check_write(
             self._state(sess, token),
             token_object=self._template_flag(template, CKA.TOKEN),
-            private=token.pin_configured
-            and self._template_flag(template, CKA.PRIVATE, default=True),
+            private=self._template_flag(template, CKA.PRIVATE, token.pin_configured),
             what="key",
         )
         mechanisms.lookup(mechanism, mechanisms.GENERATE, token.aes_enabled)
@@ -682,7 +674,8 @@ class Library:
             self._state(sess, token),
             token_object=self._template_flag(public_template, CKA.TOKEN)
             or self._template_flag(private_template, CKA.TOKEN),
-            private=False,
+            private=self._template_flag(private_template, CKA.PRIVATE, token.pin_configured)
+            or self._template_flag(public_template, CKA.PRIVATE),
             what="key",
         )
         mechanisms.lookup(mechanism, mechanisms.GENERATE_KEY_PAIR, token.aes_enabled)
@@ -709,11 +702,9 @@ class Library:
         access.check_write(
             self._state(sess, token),
             token_object=False,
-            private=token.pin_configured and bool(values.get(CKA.PRIVATE)),
+            private=bool(values.get(CKA.PRIVATE, False)),
             what="key",
         )
-        if not token.pin_configured:
-            values[CKA.PRIVATE] = False  # nothing could protect it; see create_object
         secret = token.ecdh(obj, peer)[:length]
         derived = objects.derived_secret(token.new_handle(), secret, values, sess.handle)
         del secret

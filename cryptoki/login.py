@@ -86,7 +86,9 @@ class Login:
     def init_token(self, so_pin: bytes | None) -> None:
         """C_InitToken: the first call sets the SO PIN; later ones need it and clear the user
         PIN (the chip's keys and the objects stay: the chip cannot be wiped from here)."""
-        store = self._pin_store()
+        if not self.pin_configured:
+            return  # any SO PIN, as any PIN logs in (see the module docstring)
+        store = self._store()
         if pin.has_pin(store, CKU.SO):
             pin.verify(store, CKU.SO, so_pin)
 

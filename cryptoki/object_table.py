@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cryptoki.objects import Pkcs11Object, StoreKey
+from cryptoki.objects import Pkcs11Object, StoreKind
+
+#: Store kinds whose whole attribute set is in their record (no overrides apply).
+_RECORDED = frozenset({StoreKind.CREATED, StoreKind.COPY})
 
 
 class ObjectTable:
@@ -59,40 +62,49 @@ class ObjectTable:
 
     def sync(
         self,
+        kinds: frozenset[StoreKind],
         wanted: dict[str, Callable[[int], Pkcs11Object]],
-        created_attrs: dict[str, dict[int, Any]],
-        overrides: dict[str, dict[int, Any]],
+        recorded_attrs: dict[str, dict[int, Any]],
     ) -> None:
-        """Bring the store-backed token objects in line with the metadata file.
+        """Bring the token objects of the store ``kinds`` in line with the metadata file.
 
-        :param wanted: store key → builder, for every store-backed object the file holds now.
-        :param created_attrs: store key → attributes, for created objects (which another
-            process may have changed).
-        :param overrides: store key → attribute overrides of objects the chip or slot file
-            defines (label, ID... changed with C_SetAttributeValue).
+        :param wanted: store key → builder, for every such object the file holds now.
+        :param recorded_attrs: store key → attributes, for objects whose attributes live in
+            their record (created objects, token copies), which another process may change.
         """
         present: set[str] = set()
         for obj in list(self._token.values()):
             key = obj.store_key
-            if key is None or not key.kind.store_backed:
+            if key is None or key.kind not in kinds:
                 continue
             name = str(key)
             if name not in wanted:
                 self.remove(obj)  # destroyed by another process (or by us)
                 continue
             present.add(name)
-            attrs = created_attrs.get(name)
+            attrs = recorded_attrs.get(name)
             if attrs is not None and attrs != obj.attrs:
                 obj.set_attrs(attrs)  # changed by another process
         for name, build in wanted.items():
             if name not in present:
                 self.add(build(self.new_handle()))
-        for obj in self._token.values():
-            if obj.store_key is not None and str(obj.store_key) not in created_attrs:
-                obj.apply_overrides(overrides.get(str(obj.store_key), {}))
 
-    def by_store_key(self, key: StoreKey) -> Pkcs11Object | None:
-        for obj in self:
-            if obj.store_key == key:
+    def apply_overrides(self, overrides: dict[str, dict[int, Any]]) -> None:
+        """Show the metadata file's attribute overrides on the objects whose attributes are not
+        recorded whole (chip-defined, configured, generated objects)."""
+        for obj in self._token.values():
+            key = obj.store_key
+            if key is not None and key.kind not in _RECORDED:
+                obj.apply_overrides(overrides.get(str(key), {}))
+
+    def clear(self) -> None:
+        """Forget every object (C_InitToken): all handles become invalid."""
+        for obj in list(self):
+            self.remove(obj)
+
+    def by_name(self, name: str) -> Pkcs11Object | None:
+        """The token object whose store key is spelt ``name`` (as the metadata file writes it)."""
+        for obj in self._token.values():
+            if obj.store_key is not None and str(obj.store_key) == name:
                 return obj
         return None

@@ -56,11 +56,12 @@ class StoreKind(enum.Enum):
     GENERATED = "gen"  #: a key pair record (``keys``)
     SECRET = "aes"  #: an AES key record (``secret_keys``)
     CREATED = "obj"  #: a created object record (``objects``)
+    COPY = "copy"  #: a token copy of a chip key (``copies``)
 
     @property
     def store_backed(self) -> bool:
         """Its existence is decided by a metadata record (so another process may end it)."""
-        return self in (StoreKind.GENERATED, StoreKind.SECRET, StoreKind.CREATED)
+        return self in (StoreKind.GENERATED, StoreKind.SECRET, StoreKind.CREATED, StoreKind.COPY)
 
 
 class Half(enum.Enum):
@@ -205,6 +206,11 @@ class Pkcs11Object:
         return sum(len(v) for v in (self.raw(t) for t in self.attrs) if isinstance(v, bytes))
 
 
+def value_bytes(attrs: dict[int, Any]) -> int:
+    """How many bytes an object's attribute values take (for the size limit)."""
+    return sum(len(attributes.encode(t, v)) for t, v in attrs.items())
+
+
 def _uid(store_key: StoreKey | None) -> str:
     return store_key.unique_id() if store_key is not None else os.urandom(16).hex()
 
@@ -228,6 +234,7 @@ class KeySpec:
     subject: bytes = b""  #: the matching certificate's subject, when known
     mechanisms: tuple[int, ...] | None = None  #: CKA_ALLOWED_MECHANISMS if narrowed
     private: bool = False  #: CKA_PRIVATE of the private half (true when a user PIN guards it)
+    public_private: bool = False  #: CKA_PRIVATE of the public half
 
 
 def _ec_key_values(spec: KeySpec, store_key: StoreKey | None) -> dict[int, Any]:
@@ -275,6 +282,7 @@ def ec_public_key(
 ) -> Pkcs11Object:
     """The public half of a chip key pair (PKCS#11 §4.8, §6.3.3)."""
     values = _ec_key_values(spec, store_key)
+    values[CKA.PRIVATE] = spec.public_private
     values[CKA.EC_POINT] = der.ec_point(spec.public_key)
     values[CKA.ALLOWED_MECHANISMS] = tuple(
         m
@@ -404,6 +412,30 @@ def derived_secret(handle: int, value: bytes, given: dict[int, Any], owner: int)
     }
     attrs = schema.complete(schema.GENERIC_SECRET_KEY, {**given, **computed})
     return Pkcs11Object(handle=handle, attrs=attrs, owner_session=owner, origin=Origin.DERIVED)
+
+
+def key_copy(
+    handle: int,
+    source: Pkcs11Object,
+    attrs: dict[int, Any],
+    *,
+    owner: int | None,
+    store_key: StoreKey | None = None,
+) -> Pkcs11Object:
+    """A copy of a chip key (C_CopyObject): attributes of its own, the original's key. It stays
+    valid exactly as long as the original does."""
+    root = source.source or source
+    return Pkcs11Object(
+        handle=handle,
+        attrs=dict(attrs),
+        origin=Origin.COPY,
+        chip_slot=root.chip_slot,
+        key_block=root.key_block,
+        public_key=root.public_key,
+        owner_session=owner,
+        store_key=store_key,
+        source=root,
+    )
 
 
 def created(

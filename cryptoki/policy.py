@@ -13,14 +13,11 @@ token does).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from logging import getLogger
 from typing import Any
 
 from cryptoki import der, errors, mechanisms, schema
 from cryptoki.constants import CKA, CKK, CKO
 from cryptoki.types import Template
-
-log = getLogger("cryptoki.policy")
 
 _TRUE, _FALSE = frozenset({True}), frozenset({False})
 
@@ -72,6 +69,8 @@ class KeyPairRequest:
     derive: bool  #: asked for; granted only where the chip slot allows ECDH
     allowed_mechanisms: tuple[int, ...] | None
     subject: bytes
+    private: bool  #: CKA_PRIVATE of the private key (default: a PIN is configured)
+    public_private: bool  #: CKA_PRIVATE of the public key (default false)
 
 
 def check_ec_params(value: Any) -> None:
@@ -121,11 +120,6 @@ def key_pair_request(
     token = bool(private.get(CKA.TOKEN, public.get(CKA.TOKEN, False)))
     if bool(public.get(CKA.TOKEN, token)) != token:
         raise errors.TemplateInconsistent("public and private CKA_TOKEN differ")
-    if not pin_configured and (private.get(CKA.PRIVATE) or public.get(CKA.PRIVATE)):
-        # Without a PIN there is nothing to protect a private object with, and hiding the key
-        # until an arbitrary C_Login would break clients that never log in (libp11 without a
-        # PIN). The object is created with CKA_PRIVATE false; read it back to see.
-        log.info("CKA_PRIVATE true requested but no PIN is configured; created as false")
     allowed = _allowed(private, EC_KEY_MECHANISMS)
     if allowed is None:
         allowed = _allowed(public, EC_KEY_MECHANISMS)
@@ -136,6 +130,8 @@ def key_pair_request(
         derive=bool(private.get(CKA.DERIVE, False)),
         allowed_mechanisms=allowed,
         subject=bytes(private.get(CKA.SUBJECT, public.get(CKA.SUBJECT, b""))),
+        private=bool(private.get(CKA.PRIVATE, pin_configured)),
+        public_private=bool(public.get(CKA.PRIVATE, False)),
     )
 
 
@@ -173,7 +169,7 @@ def secret_key_request(
         label=str(values.get(CKA.LABEL, "")),
         key_id=bytes(values.get(CKA.ID, b"")),
         token=bool(values.get(CKA.TOKEN, False)),
-        private=bool(values.get(CKA.PRIVATE, pin_configured)) and pin_configured,
+        private=bool(values.get(CKA.PRIVATE, pin_configured)),
         usage={
             CKA.ENCRYPT: bool(values.get(CKA.ENCRYPT, True)),
             CKA.DECRYPT: bool(values.get(CKA.DECRYPT, True)),

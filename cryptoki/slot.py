@@ -24,8 +24,11 @@ class Slot:
         present = self.token.probe()
         flags = CKF.HW_SLOT | (CKF.TOKEN_PRESENT if present else 0)
         hw = revision_version(self.token.identity.revision) if present else Version(0, 0)
+        description = f"ATECC608 {self.config.device} ({self.config.path.name})"
+        if not present and self.token.absent_reason:
+            description = f"{self.config.path.name}: {self.token.absent_reason}"
         return SlotInfo(
-            slot_description=f"ATECC608 {self.config.device} ({self.config.path.name})",
+            slot_description=description,
             manufacturer_id=MANUFACTURER,
             flags=int(flags),
             hardware_version=hw,

@@ -1,48 +1,57 @@
-"""Per-token metadata file: which chip slots hold keys made by C_GenerateKeyPair, and their names.
+"""Per-token metadata file: what the chip cannot keep about the token's objects, failing closed.
 
 Owns: the on-disk format of ``<filestore>/<N>.pkcs11.json`` and safe concurrent access to it.
 The chip keeps the private and secret keys; this file keeps what the chip cannot: CKA_LABEL,
 CKA_ID, the public point (so that listing objects needs no chip round trip), whether a slot (or an
-AES key block) is taken, objects created by applications, attribute changes, and PIN hashes with
-their wrong-try counters. Must not: hold any private or secret key material, or a PIN.
+AES key block) is taken, objects created by applications, persistent copies of chip keys,
+attribute changes, the token label set by C_InitToken, and PIN hashes with their wrong-try
+counters. Must not: hold any private or secret key material, or a PIN.
 
-Format (version 2; version 1 files, which have only ``keys``, are read too)::
+Fail closed: a file that cannot be read, is not a regular file, is too large, is not JSON, has a
+wrong checksum, a version newer than this code, a malformed entry, or belongs to another chip is
+an error (:class:`MetadataError`, CKR_DEVICE_ERROR), never "empty": the token that owns it is
+absent with that reason, and the file is never rewritten (every write is a read-modify-write
+that starts with a successful read). Only a missing file reads as empty (a new token).
 
-    {"format": "atecc-pkcs11-token", "version": 2, "chip_serial": "0123...EE",
+Format (version 3; versions 1 and 2, which have no checksum, are read and upgraded on the next
+write)::
+
+    {"format": "atecc-pkcs11-token", "version": 3, "chip_serial": "0123...EE",
      "keys": [{"slot": 2, "label": "mykey", "id": "<hex>", "public_key": "<hex X||Y>"},
               {"slot": 3, "label": "tmp", "id": "<hex>", "public_key": "<hex>",
-               "session_pid": 4242}],
+               "session_pid": 4242, "private": true, "public_destroyed": true}],
      "secret_keys": [{"slot": 9, "key_block": 0, "uid": "<hex>", "label": "aes", "id": "<hex>",
                       "local": true, "attrs": {"260": true, "261": true}}],
      "objects": [{"uid": "<hex>", "attrs": {"0": 1, "3": "my label", "17": "<hex DER>"}}],
-     "overrides": {"tng:priv:0": {"3": "new label", "258": "<hex id>"}},
-     "pins": {"user": {"scheme": "scrypt", "n": 16384, "r": 8, "p": 1, "salt": "<hex>",
-                       "hash": "<hex>"}, "so": {...}},
-     "failures": {"user": 2, "so": 0}}
+     "copies": [{"uid": "<hex>", "source": "tng:0:priv", "attrs": {"3": "copy"}}],
+     "overrides": {"tng:0:priv": {"3": "new label", "258": "<hex id>"}},
+     "label": "my token",
+     "pins": {"user": {"scheme": "scrypt", ...}, "so": {...}},
+     "failures": {"user": 2, "so": 0},
+     "checksum": "sha256:<hex over the canonical JSON of everything else>"}
 
-``keys`` are EC key pairs made by C_GenerateKeyPair; ``secret_keys`` AES keys written into a chip
-slot's key block by C_GenerateKey or C_CreateObject (the key bytes stay on the chip only; the
-record says which 16 bytes of which slot are taken); ``objects`` are token objects made with
-C_CreateObject (certificates, EC public keys, data objects: public information only) with their
-attributes typed as JSON (numbers as CKA values in decimal, byte strings in hex); ``overrides``
-are C_SetAttributeValue changes (CKA_LABEL, CKA_ID, ...) to objects the chip or the slot file
-defines, keyed by the object's stable name; ``pins`` holds salted scrypt hashes only (never a
-PIN), and ``failures`` the consecutive wrong-PIN counts, so every process sees one counter.
+``keys`` are EC key pairs made by C_GenerateKeyPair (a half destroyed on its own is marked, the
+record goes when both are); ``secret_keys`` AES keys written into a chip slot's key block by
+C_GenerateKey or C_CreateObject (the key bytes stay on the chip; the record says which 16 bytes
+of which slot are taken); ``objects`` token objects made with C_CreateObject (public information
+only); ``copies`` token objects made by C_CopyObject of a chip key (they name the original by its
+stable key); ``overrides`` C_SetAttributeValue changes to objects the chip or the slot file
+defines; ``pins`` salted scrypt hashes only, and ``failures`` the wrong-PIN counts, so every
+process sees one counter.
 
-An entry with ``session_pid`` is a session key pair (CKA_TOKEN false) of a live process: its slot
-is taken while that process runs, and free again once the process is gone (a crashed process
-cannot clean up after itself). ``chip_serial`` ties the file to one chip; a file written for
-another chip is ignored rather than trusted.
+An entry with ``session_pid`` is a session key (CKA_TOKEN false) of a live process: its slot is
+taken while that process runs, and free again once it is gone.
 
 Concurrency: writers hold an exclusive ``flock`` on ``<N>.pkcs11.json.lock`` across
 read-modify-write (and across slot selection + GenKey, so two processes never pick the same
-slot); the file itself is replaced atomically (write temp, fsync, rename), mode 0600. Readers
-need no lock: they see the old file or the new one.
+slot); the file is replaced atomically and durably (``atecc.fileio.atomic_write``), mode 0600.
+Readers need no lock: they see the old file or the new one.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -51,15 +60,49 @@ from logging import getLogger
 from pathlib import Path
 from typing import Any
 
-from atecc.fileio import FileLock, atomic_write
-from cryptoki import errors
+from atecc.fileio import FileLock, FileRefusedError, atomic_write, read_limited
+from cryptoki import errors, limits
 from cryptoki.attributes import KIND, Kind
 
 log = getLogger("cryptoki.store")
 
 FORMAT = "atecc-pkcs11-token"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+
+
+class MetadataError(errors.DeviceError):
+    """The metadata file cannot be trusted (unreadable, corrupt, newer, another chip's)."""
+
+
+# -- strict field readers: a wrong type is an error, never a default --------------------------
+def _typed(value: Any, kind: type, name: str) -> Any:
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name} is not an integer")
+    if kind is not int and not isinstance(value, kind):
+        raise ValueError(f"{name} is not a {kind.__name__}")
+    return value
+
+
+def _get(doc: Any, key: str, kind: type, default: Any = ...) -> Any:
+    if not isinstance(doc, dict):
+        raise ValueError("an entry is not an object")
+    if key not in doc:
+        if default is ...:
+            raise ValueError(f"{key!r} missing")
+        return default
+    return _typed(doc[key], kind, repr(key))
+
+
+def _hex(doc: Any, key: str, default: Any = ...) -> bytes:
+    value = _get(doc, key, str, default)
+    return value if isinstance(value, bytes) else bytes.fromhex(value)
+
+
+def _slot(value: int) -> int:
+    if not 0 <= value < 16:
+        raise ValueError(f"slot {value} outside 0..15")
+    return value
 
 
 @dataclass(frozen=True)
@@ -74,6 +117,10 @@ class KeyRecord:
     derive: bool = False  #: CKA_DERIVE granted at generation
     mechanisms: tuple[int, ...] | None = None  #: CKA_ALLOWED_MECHANISMS if the caller narrowed it
     subject: bytes = b""  #: CKA_SUBJECT given at generation
+    private: bool | None = None  #: CKA_PRIVATE of the private half, None: the token's default
+    public_private: bool = False  #: CKA_PRIVATE of the public half
+    private_destroyed: bool = False  #: the private key was destroyed (and erased on the chip)
+    public_destroyed: bool = False  #: the public key object was destroyed
 
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
@@ -90,29 +137,47 @@ class KeyRecord:
             doc["mechanisms"] = list(self.mechanisms)
         if self.subject:
             doc["subject"] = self.subject.hex()
+        if self.private is not None:
+            doc["private"] = self.private
+        if self.public_private:
+            doc["public_private"] = True
+        if self.private_destroyed:
+            doc["private_destroyed"] = True
+        if self.public_destroyed:
+            doc["public_destroyed"] = True
         return doc
 
     @classmethod
-    def from_json(cls, doc: dict[str, object]) -> KeyRecord:
-        pid = doc.get("session_pid")
+    def from_json(cls, doc: Any) -> KeyRecord:
+        mechanisms = _get(doc, "mechanisms", list, None)
+        if mechanisms is not None and not all(
+            isinstance(m, int) and not isinstance(m, bool) for m in mechanisms
+        ):
+            raise ValueError("'mechanisms' is not a list of integers")
+        public_key = _hex(doc, "public_key")
+        if len(public_key) != 64:
+            raise ValueError("'public_key' is not 64 bytes")
         return cls(
-            slot=int(doc["slot"]),  # type: ignore[call-overload]
-            label=str(doc.get("label", "")),
-            id=bytes.fromhex(str(doc.get("id", ""))),
-            public_key=bytes.fromhex(str(doc["public_key"])),
-            session_pid=int(pid) if pid is not None else None,  # type: ignore[call-overload]
-            derive=bool(doc.get("derive", False)),
-            mechanisms=(
-                tuple(int(m) for m in doc["mechanisms"])  # type: ignore[attr-defined]
-                if doc.get("mechanisms") is not None
-                else None
-            ),
-            subject=bytes.fromhex(str(doc.get("subject", ""))),
+            slot=_slot(_get(doc, "slot", int)),
+            label=_get(doc, "label", str, ""),
+            id=_hex(doc, "id", ""),
+            public_key=public_key,
+            session_pid=_get(doc, "session_pid", int, None),
+            derive=_get(doc, "derive", bool, False),
+            mechanisms=tuple(mechanisms) if mechanisms is not None else None,
+            subject=_hex(doc, "subject", ""),
+            private=_get(doc, "private", bool, None),
+            public_private=_get(doc, "public_private", bool, False),
+            private_destroyed=_get(doc, "private_destroyed", bool, False),
+            public_destroyed=_get(doc, "public_destroyed", bool, False),
         )
 
     @property
     def alive(self) -> bool:
-        """Token keys always; session keys while their owner process exists."""
+        """The private key still holds its slot: not destroyed, and a token key or a session
+        key of a process that still runs."""
+        if self.private_destroyed:
+            return False
         return self.session_pid is None or pid_alive(self.session_pid)
 
 
@@ -121,7 +186,7 @@ def attrs_to_json(attrs: dict[int, Any]) -> dict[str, object]:
     out: dict[str, object] = {}
     for attr_type, value in attrs.items():
         kind = KIND.get(attr_type)
-        if kind in (Kind.BOOL,):
+        if kind is Kind.BOOL:
             out[str(attr_type)] = bool(value)
         elif kind is Kind.ULONG:
             out[str(attr_type)] = int(value)
@@ -134,24 +199,37 @@ def attrs_to_json(attrs: dict[int, Any]) -> dict[str, object]:
     return out
 
 
-def attrs_from_json(doc: dict[str, object]) -> dict[int, Any]:
-    """The inverse of :func:`attrs_to_json`; unknown attribute types are dropped."""
+def attrs_from_json(doc: Any) -> dict[int, Any]:
+    """The inverse of :func:`attrs_to_json`, strict about types; unknown attribute types are
+    an error (a newer writer knew something this code does not)."""
+    if not isinstance(doc, dict):
+        raise ValueError("'attrs' is not an object")
     out: dict[int, Any] = {}
     for key, value in doc.items():
         attr_type = int(key)
         kind = KIND.get(attr_type)
         if kind is None:
-            continue
+            raise ValueError(f"unknown attribute type {key}")
         if kind is Kind.BOOL:
-            out[attr_type] = bool(value)
+            ok = isinstance(value, bool)
         elif kind is Kind.ULONG:
-            out[attr_type] = int(value)  # type: ignore[call-overload]
+            ok = isinstance(value, int) and not isinstance(value, bool)
         elif kind is Kind.UTF8:
-            out[attr_type] = str(value)
+            ok = isinstance(value, str)
         elif kind is Kind.ULONG_ARRAY:
-            out[attr_type] = tuple(int(v) for v in value)  # type: ignore[attr-defined]
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
         else:
-            out[attr_type] = bytes.fromhex(str(value))
+            ok = isinstance(value, str)
+        if not ok:
+            raise ValueError(f"attribute {key} has a value of the wrong type")
+        if kind is Kind.ULONG_ARRAY:
+            out[attr_type] = tuple(value)
+        elif kind in (Kind.BYTES, Kind.DATE):
+            out[attr_type] = bytes.fromhex(value)
+        else:
+            out[attr_type] = value
     return out
 
 
@@ -183,17 +261,19 @@ class SecretRecord:
         return doc
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> SecretRecord:
-        pid = doc.get("session_pid")
+    def from_json(cls, doc: Any) -> SecretRecord:
+        block = _get(doc, "key_block", int, 0)
+        if block not in (0, 1, 2, 3):
+            raise ValueError(f"key block {block} outside 0..3")
         return cls(
-            slot=int(doc["slot"]),
-            key_block=int(doc.get("key_block", 0)),
-            uid=str(doc["uid"]),
-            label=str(doc.get("label", "")),
-            id=bytes.fromhex(str(doc.get("id", ""))),
-            local=bool(doc.get("local", True)),
-            session_pid=int(pid) if pid is not None else None,
-            attrs=attrs_from_json(dict(doc.get("attrs", {}))),
+            slot=_slot(_get(doc, "slot", int)),
+            key_block=block,
+            uid=_get(doc, "uid", str),
+            label=_get(doc, "label", str, ""),
+            id=_hex(doc, "id", ""),
+            local=_get(doc, "local", bool, True),
+            session_pid=_get(doc, "session_pid", int, None),
+            attrs=attrs_from_json(_get(doc, "attrs", dict, {})),
         )
 
     @property
@@ -212,8 +292,29 @@ class ObjectRecord:
         return {"uid": self.uid, "attrs": attrs_to_json(self.attrs)}
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> ObjectRecord:
-        return cls(uid=str(doc["uid"]), attrs=attrs_from_json(dict(doc["attrs"])))
+    def from_json(cls, doc: Any) -> ObjectRecord:
+        return cls(uid=_get(doc, "uid", str), attrs=attrs_from_json(_get(doc, "attrs", dict)))
+
+
+@dataclass(frozen=True)
+class CopyRecord:
+    """A token object made by C_CopyObject of a chip key: it names the original's stable key
+    and keeps its own attributes (the key itself stays where the original's is)."""
+
+    uid: str
+    source: str
+    attrs: dict[int, Any]
+
+    def to_json(self) -> dict[str, object]:
+        return {"uid": self.uid, "source": self.source, "attrs": attrs_to_json(self.attrs)}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> CopyRecord:
+        return cls(
+            uid=_get(doc, "uid", str),
+            source=_get(doc, "source", str),
+            attrs=attrs_from_json(_get(doc, "attrs", dict)),
+        )
 
 
 @dataclass
@@ -223,7 +324,9 @@ class Metadata:
     keys: list[KeyRecord] = field(default_factory=list)
     secrets: list[SecretRecord] = field(default_factory=list)
     objects: list[ObjectRecord] = field(default_factory=list)
+    copies: list[CopyRecord] = field(default_factory=list)
     overrides: dict[str, dict[int, Any]] = field(default_factory=dict)
+    label: str | None = None  #: set by C_InitToken; None: the slot file's
     pins: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
 
@@ -239,9 +342,41 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _store_error(path: Path, exc: OSError) -> errors.FunctionFailed:
-    log.error("metadata store %s: %s", path, exc)
-    return errors.FunctionFailed(f"metadata store {path}: {exc.strerror or exc}")
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def checksum(doc: dict[str, Any]) -> str:
+    """``sha256:<hex>`` over the canonical JSON of ``doc`` without its checksum."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def _parse(doc: Any, chip_serial: str) -> Metadata:
+    """A whole document → Metadata; raises ValueError/TypeError for anything off."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError("not a token metadata file")
+    version = doc.get("version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"written by a newer version (format version {version!r})")
+    if version >= 3 and doc.get("checksum") != checksum(doc):
+        raise ValueError("checksum mismatch (the file was changed or damaged)")
+    serial = doc.get("chip_serial")
+    if serial and chip_serial and str(serial).upper() != chip_serial.upper():
+        raise ValueError(f"written for chip {serial}, this token's chip is {chip_serial}")
+    meta = Metadata(
+        keys=[KeyRecord.from_json(e) for e in _get(doc, "keys", list, [])],
+        secrets=[SecretRecord.from_json(e) for e in _get(doc, "secret_keys", list, [])],
+        objects=[ObjectRecord.from_json(e) for e in _get(doc, "objects", list, [])],
+        copies=[CopyRecord.from_json(e) for e in _get(doc, "copies", list, [])],
+        overrides={str(k): attrs_from_json(v) for k, v in _get(doc, "overrides", dict, {}).items()},
+        label=_get(doc, "label", str, None),
+        pins={k: _typed(v, dict, f"pin {k!r}") for k, v in _get(doc, "pins", dict, {}).items()},
+        failures={
+            k: _typed(v, int, f"failures {k!r}") for k, v in _get(doc, "failures", dict, {}).items()
+        },
+    )
+    return meta
 
 
 class MetadataStore:
@@ -260,7 +395,7 @@ class MetadataStore:
         """(inode, size, mtime_ns) of the file, or None if absent: cheap change detection."""
         try:
             st = os.stat(self.path)
-        except OSError:  # absent, or a directory we may not search: no records either way
+        except OSError:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -268,55 +403,29 @@ class MetadataStore:
         """The key-pair records (see :meth:`load` for everything)."""
         return self.load().keys
 
+    def _refuse(self, reason: str) -> MetadataError:
+        # Logged by the token (once per reason), which knows what it means for the slot.
+        return MetadataError(f"metadata {self.path.name}: {reason}")
+
     def load(self) -> Metadata:
-        """The whole file, or an empty Metadata when absent, unreadable or for another chip."""
+        """The whole file; an empty Metadata only when there is no file at all.
+
+        :raises MetadataError: the file exists but cannot be trusted (see the module docstring).
+        """
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                doc = json.load(fh)
+            raw = read_limited(
+                self.path, max_bytes=limits.MAX_METADATA_BYTES, follow_symlinks=False
+            )
         except FileNotFoundError:
             return Metadata()
-        except (OSError, ValueError) as exc:
-            log.error("%s: unreadable metadata, ignored: %s", self.path, exc)
-            return Metadata()
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            log.error("%s: not a token metadata file, ignored", self.path)
-            return Metadata()
-        if doc.get("version") not in READABLE_VERSIONS:
-            log.error(
-                "%s: metadata version %r not understood, ignored", self.path, doc.get("version")
-            )
-            return Metadata()
-        serial = doc.get("chip_serial")
-        if serial and self.chip_serial and str(serial).upper() != self.chip_serial.upper():
-            log.warning(
-                "%s: written for chip %s, this token's chip is %s; ignored",
-                self.path,
-                serial,
-                self.chip_serial,
-            )
-            return Metadata()
-        meta = Metadata()
-        for entry in doc.get("keys", []):
-            self._entry(meta.keys, KeyRecord.from_json, entry, "keys")
-        for entry in doc.get("secret_keys", []):
-            self._entry(meta.secrets, SecretRecord.from_json, entry, "secret_keys")
-        for entry in doc.get("objects", []):
-            self._entry(meta.objects, ObjectRecord.from_json, entry, "objects")
+        except FileRefusedError as exc:
+            raise self._refuse(exc.strerror or str(exc)) from None
+        except OSError as exc:
+            raise self._refuse(f"cannot read: {exc.strerror or exc}") from None
         try:
-            meta.overrides = {
-                str(k): attrs_from_json(dict(v)) for k, v in dict(doc.get("overrides", {})).items()
-            }
-            meta.pins = {str(k): dict(v) for k, v in dict(doc.get("pins", {})).items()}
-            meta.failures = {str(k): int(v) for k, v in dict(doc.get("failures", {})).items()}
-        except (TypeError, ValueError, AttributeError) as exc:
-            log.error("%s: bad overrides/PIN section ignored: %s", self.path, exc)
-        return meta
-
-    def _entry(self, target: list[Any], parse: Callable[[Any], Any], doc: Any, name: str) -> None:
-        try:
-            target.append(parse(doc))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            log.error("%s: bad %s entry skipped: %s", self.path, name, exc)
+            return _parse(json.loads(raw), self.chip_serial)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise self._refuse(str(exc) or type(exc).__name__) from None
 
     def write(self, records: list[KeyRecord]) -> None:
         """Replace the key-pair records, keeping the other sections (caller holds the lock)."""
@@ -325,8 +434,9 @@ class MetadataStore:
         self.save(meta)
 
     def save(self, meta: Metadata) -> None:
-        """Replace the file atomically with ``meta`` (caller holds :meth:`locked`)."""
-        doc: dict[str, object] = {
+        """Replace the file atomically with ``meta`` (caller holds :meth:`locked` and read the
+        file first, so a file that cannot be trusted is never overwritten)."""
+        doc: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "chip_serial": self.chip_serial,
@@ -338,27 +448,29 @@ class MetadataStore:
             ]
         if meta.objects:
             doc["objects"] = [r.to_json() for r in meta.objects]
-        if meta.overrides:
-            doc["overrides"] = {k: attrs_to_json(v) for k, v in meta.overrides.items() if v}
+        if meta.copies:
+            doc["copies"] = [r.to_json() for r in meta.copies]
+        overrides = {k: attrs_to_json(v) for k, v in meta.overrides.items() if v}
+        if overrides:
+            doc["overrides"] = overrides
+        if meta.label is not None:
+            doc["label"] = meta.label
         if meta.pins:
             doc["pins"] = meta.pins
         if meta.failures:
             doc["failures"] = meta.failures
+        doc["checksum"] = checksum(doc)
+        data = json.dumps(doc, indent=1).encode("utf-8") + b"\n"
+        if len(data) > limits.MAX_METADATA_BYTES:
+            raise errors.DeviceMemory("the token's metadata would exceed its size limit")
         try:
-            atomic_write(self.path, json.dumps(doc, indent=1).encode("utf-8") + b"\n")
+            atomic_write(self.path, data)
         except OSError as exc:
             raise _store_error(self.path, exc) from exc
 
     def locked(self) -> _StoreLock:
         """Exclusive inter-process lock for read-modify-write (and slot allocation)."""
         return _StoreLock(self)
-
-    def update(self, change: Callable[[list[KeyRecord]], list[KeyRecord]]) -> list[KeyRecord]:
-        """Apply ``change(records) -> records`` under the lock, write, return the new list."""
-        with self.locked():
-            records = change(self.read())
-            self.write(records)
-            return records
 
     def modify(self, change: Callable[[Metadata], None]) -> Metadata:
         """Apply ``change(meta)`` (in place) under the lock and save; returns the new Metadata."""
@@ -367,6 +479,11 @@ class MetadataStore:
             change(meta)
             self.save(meta)
             return meta
+
+
+def _store_error(path: Path, exc: OSError) -> errors.FunctionFailed:
+    log.error("metadata store %s: %s", path, exc)
+    return errors.FunctionFailed(f"metadata store {path}: {exc.strerror or exc}")
 
 
 class _StoreLock:

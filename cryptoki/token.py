@@ -18,21 +18,32 @@ file per C_FindObjectsInit is the only I/O).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from logging import getLogger
 from typing import TYPE_CHECKING, Any
 
 from atecc.der import element_length
-from cryptoki import der, errors, objects
+from cryptoki import der, errors, limits, objects
 from cryptoki.backend import ChipIdentity, TokenBackend
 from cryptoki.config import TokenConfig
-from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKA, CKF
+from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKA, CKF, CKO
 from cryptoki.key_slots import KeySlots
 from cryptoki.login import Login
 from cryptoki.object_table import ObjectTable
 from cryptoki.objects import Half, KeySpec, Origin, Pkcs11Object, StoreKey, StoreKind
-from cryptoki.store import KeyRecord, Metadata, MetadataStore, ObjectRecord, SecretRecord
+from cryptoki.store import (
+    CopyRecord,
+    KeyRecord,
+    Metadata,
+    MetadataError,
+    MetadataStore,
+    ObjectRecord,
+    SecretRecord,
+)
 from cryptoki.types import TokenInfo, Version
 
 if TYPE_CHECKING:  # annotations only: policy is imported by the key-creating paths, not at start
@@ -95,6 +106,14 @@ class Token:
         self._slots: KeySlots | None = None
         self._loaded = False
         self._store_fp: tuple[int, int, int] | None = None
+        #: key object → metadata fingerprint when :meth:`using` last found its record (no
+        #: change of the file since: no re-read)
+        self._checked: weakref.WeakKeyDictionary[Pkcs11Object, Any] = weakref.WeakKeyDictionary()
+        #: CK_TOKEN_INFO.label: the slot file's, or the one C_InitToken set
+        self.label = config.label
+        #: why the token is absent although the chip answers (metadata refused), for the
+        #: slot description and ``atecc doctor``
+        self.absent_reason: str | None = None
 
     @property
     def pin_configured(self) -> bool:
@@ -124,8 +143,17 @@ class Token:
                 log.error("%s: chip answered but failed: %s", self.name, exc)
                 return False
             serial = identity.serial.hex().upper()
-            self._store = MetadataStore(self.config.metadata_path, serial)
-            self._slots = KeySlots(self.config, self.layout, self.backend, self._store)
+            store = MetadataStore(self.config.metadata_path, serial)
+            try:
+                store.load()  # fail closed: a file that cannot be trusted makes the token absent
+            except MetadataError as exc:
+                if str(exc) != self.absent_reason:
+                    log.error("%s: token unavailable: %s", self.name, exc)
+                self.absent_reason = str(exc)
+                return False
+            self.absent_reason = None
+            self._store = store
+            self._slots = KeySlots(self.config, self.layout, self.backend, store)
             self._identity = identity
             log.info("%s: %s serial %s", self.name, model_name(identity.revision), serial)
             return True
@@ -153,9 +181,11 @@ class Token:
 
     def info(self, session_count: int, rw_session_count: int) -> TokenInfo:
         ident = self.identity
+        with self.lock:
+            self._refresh()  # the label C_InitToken may have set
         min_pin, max_pin = self.login.pin_lengths()
         return TokenInfo(
-            label=self.config.label,
+            label=self.label,
             manufacturer_id=MANUFACTURER,
             model=model_name(ident.revision),
             serial_number=serial_field(ident.serial),
@@ -184,8 +214,11 @@ class Token:
             return list(self.table)
 
     def object(self, handle: int) -> Pkcs11Object | None:
+        """The object ``handle`` names, after a cheap check that no other process changed the
+        metadata file (a key it destroyed must not be found here any more)."""
         with self.lock:
             self._load()
+            self._refresh()
             return self.table.get(handle)
 
     def _load(self) -> None:
@@ -314,32 +347,44 @@ class Token:
     # -- store-backed objects (metadata file) ----------------------------------------------------
     def _refresh(self) -> None:
         """Bring store-backed token objects and overrides in line with the metadata file, if it
-        changed on disk."""
+        changed on disk (one ``stat`` when it did not)."""
         if self._store is None:
             return
         fp = self._store.fingerprint()
         if fp == self._store_fp:
             return
-        self._store_fp = fp
         meta = self._store.load()
+        self._store_fp = fp
+        self.label = meta.label if meta.label is not None else self.config.label
         wanted: dict[str, Callable[[int], Pkcs11Object]] = {}
         configured = self.slots.configured
         for rec in meta.keys:
             if rec.session_pid is None and rec.slot not in configured:
                 spec = self._spec_from_record(rec, token=True)
                 key = self._pair_key(rec)
-                wanted[str(key)] = partial(_private_from, spec, key)
-                wanted[str(key.other_half())] = partial(_public_from, spec, key.other_half())
+                if not rec.private_destroyed:
+                    wanted[str(key)] = partial(_private_from, spec, key)
+                if not rec.public_destroyed:
+                    wanted[str(key.other_half())] = partial(_public_from, spec, key.other_half())
         taken = {o.slot for o in self.config.objects}
         for srec in meta.secrets:
             if srec.session_pid is None and srec.slot not in taken:
                 wanted[str(self._secret_key(srec))] = partial(self._secret_from, srec)
-        created_attrs: dict[str, dict[int, Any]] = {}
+        recorded: dict[str, dict[int, Any]] = {}
         for orec in meta.objects:
             name = str(StoreKey(StoreKind.CREATED, orec.uid))
-            created_attrs[name] = orec.attrs
+            recorded[name] = orec.attrs
             wanted[name] = partial(_created_from, orec)
-        self.table.sync(wanted, created_attrs, meta.overrides)
+        self.table.sync(_KEY_KINDS, wanted, recorded)
+        copies: dict[str, Callable[[int], Pkcs11Object]] = {}
+        for crec in meta.copies:
+            source = self.table.by_name(crec.source)
+            if source is not None:  # a copy of a key that is gone goes with it
+                name = str(StoreKey(StoreKind.COPY, crec.uid))
+                recorded[name] = crec.attrs
+                copies[name] = partial(_copy_from, source, crec)
+        self.table.sync(_COPY_KINDS, copies, recorded)
+        self.table.apply_overrides(meta.overrides)
 
     @staticmethod
     def _pair_key(rec: KeyRecord) -> StoreKey:
@@ -361,7 +406,8 @@ class Token:
             token=token,
             subject=rec.subject,
             mechanisms=rec.mechanisms,
-            private=self.pin_configured,
+            private=rec.private if rec.private is not None else self.pin_configured,
+            public_private=rec.public_private,
         )
 
     def _secret_from(self, rec: SecretRecord, handle: int) -> Pkcs11Object:
@@ -415,6 +461,11 @@ class Token:
 
     def create(self, attrs: dict[int, Any], owner_session: int) -> Pkcs11Object:
         """Add an object made by C_CreateObject (or a copy of one); token ones are recorded."""
+        size = objects.value_bytes(attrs)
+        if size > limits.MAX_OBJECT_BYTES:
+            raise errors.DeviceMemory(
+                f"objects hold at most {limits.MAX_OBJECT_BYTES} bytes of values ({size} given)"
+            )
         with self.lock:
             self._load()
             uid = str(attrs[CKA.UNIQUE_ID])
@@ -423,12 +474,58 @@ class Token:
                 self.table.new_handle(), attrs, uid=uid, owner=None if token else owner_session
             )
             if token:
-                self.store.modify(lambda meta: meta.objects.append(ObjectRecord(uid, attrs)))
-            return self.table.add(obj)
+                self._record(lambda meta: meta.objects.append(ObjectRecord(uid, attrs)))
+            return self.add_session_object(obj) if not token else self.table.add(obj)
+
+    def _record(self, change: Callable[[Metadata], None]) -> None:
+        """A new token object's record, within the token's object limit."""
+
+        def bounded(meta: Metadata) -> None:
+            if len(meta.objects) + len(meta.copies) >= limits.MAX_TOKEN_OBJECTS:
+                raise errors.DeviceMemory(
+                    f"a token holds at most {limits.MAX_TOKEN_OBJECTS} objects"
+                )
+            change(meta)
+
+        self.store.modify(bounded)
+
+    def copy(self, found: Pkcs11Object, attrs: dict[int, Any], owner_session: int) -> Pkcs11Object:
+        """C_CopyObject after the library's checks: a created object copies whole; a copy of a
+        chip key names the same key (a token copy is recorded against the original's stable
+        name); a derived secret copies its value (a session object, as derived keys are)."""
+        from cryptoki.creation import new_uid  # lazy: object creation only
+
+        uid = new_uid()
+        attrs[CKA.UNIQUE_ID] = uid
+        if found.origin is Origin.CREATED:
+            return self.create(attrs, owner_session)
+        if found.origin is Origin.DERIVED:
+            obj = Pkcs11Object(
+                self.table.new_handle(), attrs, origin=Origin.DERIVED, owner_session=owner_session
+            )
+            return self.add_session_object(obj)
+        root = found.source or found
+        if not attrs.get(CKA.TOKEN):
+            obj = objects.key_copy(self.table.new_handle(), found, attrs, owner=owner_session)
+            return self.add_session_object(obj)
+        if root.store_key is None or root.owner_session is not None:
+            raise errors.TemplateInconsistent("a session key cannot have a token copy")
+        source = str(root.store_key)
+        with self.lock:
+            self._record(lambda meta: meta.copies.append(CopyRecord(uid, source, attrs)))
+            key = StoreKey(StoreKind.COPY, uid)
+            return self.table.add(
+                objects.key_copy(self.table.new_handle(), found, attrs, owner=None, store_key=key)
+            )
 
     def add_session_object(self, obj: Pkcs11Object) -> Pkcs11Object:
-        """A session object made elsewhere (ECDH result, copy of a chip key)."""
+        """A session object (ECDH result, copy of a chip key, created session object), within
+        the process's limit per token."""
         with self.lock:
+            if len(self.table.session_objects()) >= limits.MAX_SESSION_OBJECTS:
+                raise errors.DeviceMemory(
+                    f"at most {limits.MAX_SESSION_OBJECTS} session objects per token"
+                )
             return self.table.add(obj)
 
     def new_handle(self) -> int:
@@ -463,71 +560,119 @@ class Token:
 
     # -- destroying objects -------------------------------------------------------------------
     def destroy(self, obj: Pkcs11Object) -> None:
-        """Forget an object, by its origin (the library checked CKA_DESTROYABLE):
+        """Destroy an object, by its origin (the library checked CKA_DESTROYABLE):
 
-        * session-only objects (copies, derived keys, created session objects) just go;
-        * created token objects lose their record;
-        * an AES key's block is overwritten with chip random and freed, with its copies;
-        * a generated key pair goes as a whole and its chip slot is free again, with copies
-          (they would name someone else's key later).
+        * session-only objects (session copies, derived keys, created session objects) just go;
+        * created objects and token copies lose their record;
+        * an AES key loses its record first, then its block is overwritten with chip random;
+        * a generated key pair loses one half: the private key's record is marked first, then
+          the chip slot gets a new random key (GenKey), so the key is gone from the chip and the
+          slot is free; the public key is public data and goes on its own.
+
+        Records change before the chip does: a crash in between leaves at worst an unused key in
+        a slot that is free again, never a record naming a key that is no longer there.
         """
         with self.lock:
             destroy = _DESTROY.get(obj.origin)
-            if destroy is None or (obj.origin is Origin.CREATED and not obj.is_token_object):
+            if destroy is None or (obj.store_key is None and obj.origin is not Origin.GENERATED):
                 self.table.remove(obj)
                 return
             destroy(self, obj)
+            self._store_fp = None  # our own write: re-read rather than trust the old view
 
-    def _destroy_created(self, obj: Pkcs11Object) -> None:
+    def _destroy_recorded(self, obj: Pkcs11Object) -> None:
+        """A created object or a token copy: drop its record."""
         assert obj.store_key is not None
         uid = obj.store_key.name
-        self.store.modify(
-            lambda meta: meta.objects.__setitem__(
-                slice(None), [r for r in meta.objects if r.uid != uid]
-            )
-        )
+
+        def drop(meta: Metadata) -> None:
+            meta.objects[:] = [r for r in meta.objects if r.uid != uid]
+            meta.copies[:] = [r for r in meta.copies if r.uid != uid]
+
+        self.store.modify(drop)
         self.table.remove(obj)
+
+    def _drop_copies_of(self, meta: Metadata, obj: Pkcs11Object) -> None:
+        if obj.store_key is not None:
+            name = str(obj.store_key)
+            meta.copies[:] = [r for r in meta.copies if r.source != name]
 
     def _destroy_secret(self, obj: Pkcs11Object) -> None:
         slot, block = obj.chip_slot, obj.key_block
         assert slot is not None
-        self.slots.erase_secret(slot, block)
-        self.table.remove_where(
-            lambda o: (
-                o.chip_slot == slot
-                and o.key_block == block
-                and o.origin in (Origin.SECRET, Origin.COPY)
-            )
-        )
-
-        def drop_secret(meta: Metadata) -> None:
-            meta.secrets[:] = [r for r in meta.secrets if (r.slot, r.key_block) != (slot, block)]
+        uid = obj.attrs.get(CKA.UNIQUE_ID)
+        with self.store.locked():
+            meta = self.store.load()
+            if not any(r.uid == uid for r in meta.secrets):
+                self.table.remove(obj)
+                raise errors.ObjectHandleInvalid("the key was destroyed by another process")
+            meta.secrets[:] = [r for r in meta.secrets if r.uid != uid]
             meta.overrides.pop(str(obj.store_key), None)
-
-        self.store.modify(drop_secret)
-        self._store_fp = self.store.fingerprint()
+            self._drop_copies_of(meta, obj)
+            self.store.save(meta)
+            self.table.remove_where(lambda o: o is obj or o.source is obj)
+            self.slots.erase_secret(slot, block)
 
     def _destroy_pair(self, obj: Pkcs11Object) -> None:
-        slot = obj.chip_slot
-        self.table.remove_where(
-            lambda o: (
-                o.origin in (Origin.GENERATED, Origin.COPY)
-                and o.chip_slot == slot
-                and o.key_block == 0
+        slot, pub = obj.chip_slot, obj.public_key
+        private = obj.object_class == CKO.PRIVATE_KEY
+        assert slot is not None
+        with self.store.locked():
+            meta = self.store.load()
+            rec = next(
+                (
+                    r
+                    for r in meta.keys
+                    if r.slot == slot
+                    and r.public_key == pub
+                    and not (r.private_destroyed if private else r.public_destroyed)
+                ),
+                None,
             )
-        )
-        if slot is None:
-            return
-        key = obj.store_key
+            if rec is None:
+                self.table.remove(obj)
+                raise errors.ObjectHandleInvalid("the key was destroyed by another process")
+            if private:
+                rest = replace(rec, private_destroyed=True)
+                # a session pair's public object needs no record once the slot is free
+                gone = rec.public_destroyed or rec.session_pid is not None
+            else:
+                rest = replace(rec, public_destroyed=True)
+                gone = rec.private_destroyed
+            meta.keys[:] = [r for r in meta.keys if r is not rec]
+            if not gone:
+                meta.keys.append(rest)
+            if obj.store_key is not None:
+                meta.overrides.pop(str(obj.store_key), None)
+            self._drop_copies_of(meta, obj)
+            self.store.save(meta)
+            self.table.remove_where(lambda o: o is obj or o.source is obj)
+            if private:
+                self.slots.erase_key(slot)
 
-        def drop_pair(meta: Metadata) -> None:
-            meta.keys[:] = [r for r in meta.keys if r.slot != slot]
-            if key is not None:
-                meta.overrides.pop(str(key), None)
-                meta.overrides.pop(str(key.other_half()), None)
-
-        self.store.modify(drop_pair)
-        self._store_fp = self.store.fingerprint()
+    def reinitialise(self, label: str) -> None:
+        """C_InitToken's wipe: every key this token generated or imported is erased on the chip,
+        every created object, copy and attribute change is dropped, the user PIN is cleared and
+        the token takes ``label``. What the chip product defines (Trust&GO keys and
+        certificates, slot-file objects) stays: the chip cannot be wiped from here."""
+        with self.lock, self.store.locked():
+            meta = self.store.load()
+            for rec in meta.keys:
+                if not rec.private_destroyed:
+                    self.slots.erase_key(rec.slot)
+            for srec in meta.secrets:
+                self.slots.erase_secret(srec.slot, srec.key_block)
+            meta.keys, meta.secrets, meta.objects, meta.copies = [], [], [], []
+            meta.overrides = {}
+            meta.label = label
+            meta.pins.pop("user", None)
+            meta.failures = {}
+            self.store.save(meta)
+            self.table.clear()
+            self._loaded = False
+            self._store_fp = None
+            self.label = label
+            log.info("%s: token initialised (label %r)", self.name, label)
 
     def drop_session_objects(self, session: int | None = None) -> None:
         """Destroy the session objects of ``session`` (all of them when None)."""
@@ -543,13 +688,49 @@ class Token:
                     self.table.remove(obj)
 
     # -- chip operations ------------------------------------------------------------------------
+    @contextmanager
+    def using(self, obj: Pkcs11Object) -> Iterator[None]:
+        """Hold the token lock while ``obj``'s chip key is used, after checking it is still the
+        key the object names.
+
+        A generated or AES key can be destroyed by another process, and its slot can then take
+        a new key: the record is checked (with the metadata file's lock held across the chip
+        operation, so nobody destroys it meanwhile) and a handle whose key changed answers
+        CKR_KEY_HANDLE_INVALID instead of using someone else's key. Keys the chip product or
+        the slot file define cannot change from here; they need no check.
+        """
+        with self.lock:
+            if not obj.alive:
+                raise errors.KeyHandleInvalid("the key was destroyed")
+            root = obj.source or obj
+            if root.origin not in (Origin.GENERATED, Origin.SECRET):
+                yield
+                return
+            with self.store.locked():
+                fp = self.store.fingerprint()
+                if self._checked.get(root, False) != fp:
+                    if not self._key_recorded(self.store.load(), root):
+                        self.table.remove_where(lambda o: o is root or o.source is root)
+                        raise errors.KeyHandleInvalid("the key was destroyed by another process")
+                    self._checked[root] = fp
+                yield
+
+    @staticmethod
+    def _key_recorded(meta: Metadata, obj: Pkcs11Object) -> bool:
+        if obj.origin is Origin.SECRET:
+            return any(r.uid == obj.attrs.get(CKA.UNIQUE_ID) for r in meta.secrets)
+        return any(
+            r.slot == obj.chip_slot and r.public_key == obj.public_key and not r.private_destroyed
+            for r in meta.keys
+        )
+
     def signer(self, obj: Pkcs11Object) -> Callable[[bytes], bytes]:
-        """A callable that signs a 32-byte digest with ``obj``'s chip key under the token lock."""
+        """A callable that signs a 32-byte digest with ``obj``'s chip key."""
         slot = obj.chip_slot
         assert slot is not None
 
         def sign(digest: bytes) -> bytes:
-            with self.lock:
+            with self.using(obj):
                 return self.backend.sign_digest(slot, digest)
 
         return sign
@@ -557,7 +738,7 @@ class Token:
     def ecdh(self, obj: Pkcs11Object, peer: bytes) -> bytes:
         """The shared x-coordinate of ECDH between ``obj``'s chip key and peer X||Y."""
         assert obj.chip_slot is not None
-        with self.lock:
+        with self.using(obj):
             return self.backend.ecdh(obj.chip_slot, peer)
 
     def sha256(self, data: bytes) -> bytes:
@@ -578,15 +759,14 @@ class Token:
             req_random = self.backend.slot_caps(slot).req_random
 
         def mac(data: bytes) -> bytes:
-            with self.lock:
+            with self.using(obj):
                 return self.backend.hmac_sha256(slot, data, random_nonce=req_random)
 
         return mac
 
     def aes_cipher(self, obj: Pkcs11Object) -> _ChipAes:
         """The chip's AES bound to ``obj``'s key (slot and key block), for ``mechanisms.aes``."""
-        assert obj.chip_slot is not None
-        return _ChipAes(self, obj.chip_slot, obj.key_block)
+        return _ChipAes(self, obj)
 
     def aes_enabled(self) -> bool:
         """The chip's AES command is enabled (config byte 13): AES mechanisms are offered."""
@@ -620,9 +800,21 @@ def _created_from(rec: ObjectRecord, handle: int) -> Pkcs11Object:
     return objects.created(handle, rec.attrs, uid=rec.uid)
 
 
-#: How each origin's objects are destroyed (absent: they simply leave the table).
+def _copy_from(source: Pkcs11Object, rec: CopyRecord, handle: int) -> Pkcs11Object:
+    return objects.key_copy(
+        handle, source, rec.attrs, owner=None, store_key=StoreKey(StoreKind.COPY, rec.uid)
+    )
+
+
+#: The store kinds synchronised first (records), then the copies that may name them.
+_KEY_KINDS = frozenset({StoreKind.GENERATED, StoreKind.SECRET, StoreKind.CREATED})
+_COPY_KINDS = frozenset({StoreKind.COPY})
+
+
+#: How each origin's objects are destroyed (absent, or without a record: they leave the table).
 _DESTROY: dict[Origin, Callable[[Token, Pkcs11Object], None]] = {
-    Origin.CREATED: Token._destroy_created,
+    Origin.CREATED: Token._destroy_recorded,
+    Origin.COPY: Token._destroy_recorded,
     Origin.SECRET: Token._destroy_secret,
     Origin.GENERATED: Token._destroy_pair,
 }
@@ -645,23 +837,26 @@ class _LockedStream:
 
 
 class _ChipAes:
-    """``mechanisms.aes.BlockCipher`` over the token's backend, one key, token lock held."""
+    """``mechanisms.aes.BlockCipher`` over the token's backend, bound to one key object; every
+    block operation runs under :meth:`Token.using`, so a key destroyed meanwhile is refused."""
 
-    def __init__(self, token: Token, slot: int, key_block: int) -> None:
+    def __init__(self, token: Token, obj: Pkcs11Object) -> None:
+        assert obj.chip_slot is not None
         self._token = token
-        self._slot = slot
-        self._block = key_block
+        self._obj = obj
+        self._slot = obj.chip_slot
+        self._block = obj.key_block
 
     def ecb(self, data: bytes, *, decrypt: bool) -> bytes:
         if not data:
             return b""
-        with self._token.lock:
+        with self._token.using(self._obj):
             return self._token.backend.aes_ecb(self._slot, self._block, data, decrypt=decrypt)
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
         if not data:
             return b""
-        with self._token.lock:
+        with self._token.using(self._obj):
             return self._token.backend.aes_cbc_encrypt(self._slot, self._block, iv, data)
 
     def ghash(self, h: bytes, y: bytes, data: bytes) -> bytes:

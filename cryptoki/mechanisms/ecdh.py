@@ -8,7 +8,7 @@ resulting object (``objects.derived_secret``).
 
 from __future__ import annotations
 
-from cryptoki import errors
+from cryptoki import errors, limits
 from cryptoki.constants import CKD
 from cryptoki.der import point_xy
 from cryptoki.types import Ecdh1DeriveParams, MechanismParam
@@ -35,12 +35,20 @@ def peer_point(param: MechanismParam) -> bytes:
 
 
 def derived_length(value_len: object) -> int:
-    """Bytes the derived key keeps: CKA_VALUE_LEN if given (1..32), else all 32.
+    """Bytes the derived key keeps: CKA_VALUE_LEN if given (16..32), else all 32.
 
-    :raises errors.TemplateInconsistent: a length the shared secret cannot provide.
+    A key shorter than ``limits.MIN_SECRET_KEY_BYTES`` could be guessed a byte at a time from
+    anything computed with it (C_DigestKey, a MAC), so it is refused.
+
+    :raises errors.TemplateInconsistent: longer than the shared secret.
+    :raises errors.AttributeValueInvalid: shorter than the minimum.
     """
     if value_len is None:
         return SECRET_BYTES
-    if not isinstance(value_len, int) or not 1 <= value_len <= SECRET_BYTES:
-        raise errors.TemplateInconsistent("CKA_VALUE_LEN must be 1..32 for P-256 ECDH")
+    if not isinstance(value_len, int) or value_len > SECRET_BYTES:
+        raise errors.TemplateInconsistent("CKA_VALUE_LEN must be at most 32 for P-256 ECDH")
+    if value_len < limits.MIN_SECRET_KEY_BYTES:
+        raise errors.AttributeValueInvalid(
+            f"derived keys keep at least {limits.MIN_SECRET_KEY_BYTES} bytes (CKA_VALUE_LEN)"
+        )
     return value_len

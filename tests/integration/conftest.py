@@ -97,8 +97,8 @@ def export_public_key(
         else "id=" + "".join(f"%{key_id[i : i + 2]}" for i in range(0, len(key_id), 2))
     )
     url = f"pkcs11:token=00ABC;{selector};type=public"
-    out = run(
-        [require("p11tool"), "--provider", module_path, "--export-pubkey", url], env=env
-    ).stdout
+    # ``--export`` reads the public key object itself; ``--export-pubkey`` looks up the
+    # *private* key of that label instead, which a private (CKA_PRIVATE) key hides before login.
+    out = run([require("p11tool"), "--provider", module_path, "--export", url], env=env).stdout
     start = out.index("-----BEGIN PUBLIC KEY-----")
     return out[start:].encode()

@@ -76,7 +76,7 @@ GCM_CT_TAG = (
 )
 
 AES_BODY = """
-with token.open(rw=True) as s:
+with token.open(rw=True, user_pin="any") as s:  # private keys need a login
     def imp(hexkey, label):
         return s.create_object({Attribute.CLASS: ObjectClass.SECRET_KEY,
                                 Attribute.KEY_TYPE: KeyType.AES,
@@ -254,7 +254,7 @@ def test_hmac_rfc4231_through_the_library(module_path, token_env, tmp_path, key,
 
 ECDH_BODY = """
 from pkcs11 import KDF
-with token.open() as s:
+with token.open(user_pin="any") as s:  # python-pkcs11 derives private keys: a login (any PIN)
     dev = s.get_key(ObjectClass.PRIVATE_KEY, KeyType.EC, label="device")
     pub = s.get_key(ObjectClass.PUBLIC_KEY, KeyType.EC, label="device")
     out["point"] = pub[Attribute.EC_POINT].hex()

@@ -128,6 +128,11 @@ def test_generated_key_pair_is_found_and_used_by_another_process(module_path, to
             "generated",
             "--id",
             "4242",
+            # pkcs11-tool asks for a private (CKA_PRIVATE) key, which needs a login, as on
+            # SoftHSM2; without ``user_pin = required`` any PIN logs in.
+            "--login",
+            "--pin",
+            "0000",
         ],
         env=token_env,
     )
@@ -146,6 +151,9 @@ def test_generated_key_pair_is_found_and_used_by_another_process(module_path, to
             "ECDSA",
             "--id",
             "4242",
+            "--login",
+            "--pin",
+            "0000",
             "--input-file",
             str(data),
             "--output-file",

@@ -15,7 +15,7 @@ import pytest
 from p11util import attr, find, find_one, ulong
 
 from cryptoki import errors
-from cryptoki.constants import CKA, CKF, CKK, CKM, CKO, P256_EC_PARAMS
+from cryptoki.constants import CKA, CKF, CKK, CKM, CKO, CKU, P256_EC_PARAMS
 from cryptoki.library import Library
 from cryptoki.types import Mechanism
 
@@ -84,11 +84,14 @@ def test_free_slots_run_out(lib, rw_session, tngtls_filestore):
     assert os.stat(tngtls_filestore / "0.pkcs11.json").st_mode & 0o777 == 0o600
     with pytest.raises(errors.DeviceMemory):
         lib.generate_key_pair(rw_session, GEN, *templates(b"k4"))
-    # Destroying one frees its slot (both halves of the pair go).
+    # Destroying the private key frees its slot; the public key is data and stays.
     victim = find_one(lib, rw_session, CKO.PRIVATE_KEY, "k1")
     lib.destroy_object(rw_session, victim)
-    assert find(lib, rw_session, [(CKA.LABEL, b"k1")]) == []
+    (public,) = find(lib, rw_session, [(CKA.LABEL, b"k1")])
+    assert attr(lib, rw_session, public, CKA.CLASS) == ulong(CKO.PUBLIC_KEY)
     lib.generate_key_pair(rw_session, GEN, *templates(b"again"))
+    lib.destroy_object(rw_session, public)
+    assert find(lib, rw_session, [(CKA.LABEL, b"k1")]) == []
 
 
 def test_template_errors(lib, session, rw_session):
@@ -115,10 +118,15 @@ def test_template_errors(lib, session, rw_session):
     assert find(lib, rw_session, [(CKA.CLASS, ulong(CKO.PRIVATE_KEY))]) != []
 
 
-def test_private_true_is_downgraded_without_pin(lib, rw_session):
+def test_private_true_is_honoured_without_a_pin_not_stored_as_false(lib, rw_session):
     pub, priv = templates()
+    with pytest.raises(errors.UserNotLoggedIn):  # a private object needs the user (any PIN)
+        lib.generate_key_pair(rw_session, GEN, pub, [*priv, (CKA.PRIVATE, TRUE)])
+    lib.login(rw_session, CKU.USER, b"any")
     _, handle = lib.generate_key_pair(rw_session, GEN, pub, [*priv, (CKA.PRIVATE, TRUE)])
-    assert attr(lib, rw_session, handle, CKA.PRIVATE) == FALSE
+    assert attr(lib, rw_session, handle, CKA.PRIVATE) == TRUE
+    lib.logout(rw_session)
+    assert find(lib, rw_session, [(CKA.CLASS, ulong(CKO.PRIVATE_KEY)), (CKA.LABEL, b"k")]) == []
 
 
 def test_empty_id_means_derived_id(lib, rw_session):

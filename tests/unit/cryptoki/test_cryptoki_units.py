@@ -16,7 +16,7 @@ from cryptoki import attributes, der, errors, policy, schema
 from cryptoki import log as cryptoki_log
 from cryptoki.constants import CKA, CKK, CKM, CKO, P256_EC_PARAMS
 from cryptoki.session import SIGN, Session
-from cryptoki.store import KeyRecord, MetadataStore
+from cryptoki.store import KeyRecord, MetadataError, MetadataStore
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -118,12 +118,17 @@ def test_store_round_trip_and_serial_binding(tmp_path):
         mechanisms=(CKM.ECDSA,),
         subject=b"\x30\x00",
     )
-    store.update(lambda records: [*records, rec])
+    store.modify(lambda meta: meta.keys.append(rec))
     assert store.read() == [rec]
     assert os.stat(path).st_mode & 0o777 == 0o600
-    assert MetadataStore(path, "0123BB").read() == []  # another chip's file is not trusted
+    with pytest.raises(MetadataError, match="written for chip 0123AA"):
+        MetadataStore(path, "0123BB").read()  # another chip's file is not trusted
     path.write_text("{not json")
-    assert store.read() == []
+    with pytest.raises(MetadataError):
+        store.read()
+    with pytest.raises(MetadataError):  # and a file that cannot be trusted is never rewritten
+        store.modify(lambda meta: meta.keys.clear())
+    assert path.read_text() == "{not json"
 
 
 def test_store_session_records_die_with_their_process(tmp_path):
