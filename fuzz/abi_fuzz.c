@@ -20,7 +20,8 @@
  *
  * Build: fuzz/run.sh (clang -fsanitize=fuzzer[,address]); -DREPLAY gives a main() that runs the
  * files named on the command line once each (tests/abi/test_fuzz_corpus.py, plain gcc).
- * Environment: ATECC_FUZZ_MODULE = path of libatecc_pkcs11.so, ATECC_PKCS11_FILESTORE.
+ * Environment: ATECC_FUZZ_MODULE = path of libatecc_pkcs11.so, ATECC_PKCS11_FILESTORE;
+ * ATECC_FUZZ_PYCOV=0 turns off the Python-side coverage feedback (see pycov_start).
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -50,6 +51,65 @@ static CK_FUNCTION_LIST *fl;
 /* ---- feedback: one counter per (call, CK_RV), as the module itself is not instrumented ---- */
 #ifndef REPLAY
 __attribute__((section("__libfuzzer_extra_counters"))) static uint8_t rv_counters[32 * 64];
+
+/* Python coverage: a profile hook in the embedded interpreter records (caller, callee) code
+ * pairs during an input; at its end they are written into these counters (libFuzzer clears them
+ * before each input). Off with ATECC_FUZZ_PYCOV=0 (faster, blind to the Python side). */
+#define PY_COUNTERS 65536
+__attribute__((section("__libfuzzer_extra_counters"))) static uint8_t py_counters[PY_COUNTERS];
+static int (*py_run)(const char *);
+static int (*py_ensure)(void);
+static void (*py_release)(int);
+static int pycov_on;
+
+static void py_exec(const char *code)
+{
+    int g = py_ensure();
+    if (py_run(code) != 0) {
+        fprintf(stderr, "fuzz: the Python coverage hook failed\n");
+        abort();
+    }
+    py_release(g);
+}
+
+/* Called once the module has started Python (after the first C_Initialize). */
+static void pycov_start(void)
+{
+    char code[1024];
+    const char *env = getenv("ATECC_FUZZ_PYCOV");
+    if (pycov_on || (env && strcmp(env, "0") == 0))
+        return;
+    py_run = (int (*)(const char *))dlsym(RTLD_DEFAULT, "PyRun_SimpleString");
+    py_ensure = (int (*)(void))dlsym(RTLD_DEFAULT, "PyGILState_Ensure");
+    py_release = (void (*)(int))dlsym(RTLD_DEFAULT, "PyGILState_Release");
+    if (!py_run || !py_ensure || !py_release)
+        return;
+    snprintf(code, sizeof code,
+             "import sys, ctypes\n"
+             "_fz_c = (ctypes.c_uint8 * %d).from_address(%lu)\n"
+             "_fz_seen = set()\n"
+             "def _fz_prof(frame, event, arg, add=_fz_seen.add):\n"
+             "    if event == 'call':\n"
+             "        back = frame.f_back\n"
+             "        add(hash((id(back.f_code) if back else 0, id(frame.f_code))))\n"
+             "def _fz_flush():\n"
+             "    for h in _fz_seen:\n"
+             "        _fz_c[h %% %d] = 1\n"
+             "    _fz_seen.clear()\n"
+             "sys.setprofile(_fz_prof)\n",
+             PY_COUNTERS, (unsigned long)(uintptr_t)py_counters, PY_COUNTERS);
+    py_exec(code);
+    pycov_on = 1;
+}
+
+static void pycov_flush(void)
+{
+    if (pycov_on)
+        py_exec("_fz_flush()\n");
+}
+#else
+static void pycov_start(void) {}
+static void pycov_flush(void) {}
 #endif
 
 static void feedback(unsigned call, CK_RV rv)
@@ -561,6 +621,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     restore();
     if ((rv = fl->C_Initialize(NULL)) != CKR_OK)
         finding("C_Initialize failed", "C_Initialize", rv);
+    pycov_start();
     rv = fl->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sess);
     if (rv != CKR_OK)
         finding("C_OpenSession failed", "C_OpenSession", rv);
@@ -574,6 +635,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         step(&in);
     if ((rv = fl->C_Finalize(NULL)) != CKR_OK)
         finding("C_Finalize failed", "C_Finalize", rv);
+    pycov_flush();
     for (i = 0; i < n_owned; i++)
         free(owned[i]);
     n_owned = 0;
