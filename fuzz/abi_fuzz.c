@@ -3,7 +3,7 @@
  * Owns: turning one input into a short sequence of PKCS#11 calls (C_CreateObject,
  * C_FindObjectsInit, C_GetAttributeValue, C_SetAttributeValue, C_CopyObject, C_DestroyObject,
  * C_SignInit/C_Sign, C_DigestInit/Update/Final, C_EncryptInit/Encrypt, C_DecryptInit/Decrypt,
- * C_GenerateRandom, C_GenerateKey) with random templates, mechanisms and lengths, made by a C host
+ * C_GenerateRandom, C_GenerateKey, C_Login/C_Logout) with random templates, mechanisms and lengths, made by a C host
  * against an emulated Trust&GO chip, and the checks that make a run a finding:
  *   - CKR_GENERAL_ERROR from any call (an error path the module did not foresee);
  *   - a write past a caller's buffer (canary bytes after every output buffer; ASan too when
@@ -40,6 +40,7 @@
 #define LIM_DATA (1024UL * 1024)
 #define LIM_RANDOM (64UL * 1024)
 #define LIM_PARAM (4UL * 1024)
+#define LIM_PIN 255UL
 /* largest output the module can produce for one call (data + a block, or one attribute) */
 #define OUT_MAX (LIM_DATA + 64)
 #define CANARY 32
@@ -379,7 +380,7 @@ static CK_OBJECT_HANDLE handle_of(Input *in)
 
 static void step(Input *in)
 {
-    uint8_t op = u8(in) % 20;
+    uint8_t op = u8(in) % 22;
     CK_MECHANISM m;
     CK_ATTRIBUTE *t;
     CK_ULONG n, len;
@@ -513,11 +514,23 @@ static void step(Input *in)
         check(22, "C_Verify", fl->C_Verify(sess, data, len, sig, slen));
         break;
     }
-    default:
+    case 19:
         mechanism_of(in, &m);
         n = template_of(in, &t);
         if (check(23, "C_GenerateKey", fl->C_GenerateKey(sess, &m, t, n, &h)) == CKR_OK)
             remember(h);
+        break;
+    case 20: {
+        static const CK_USER_TYPE users[] = {CKU_USER, CKU_SO, CKU_CONTEXT_SPECIFIC};
+        uint8_t b = u8(in);
+        CK_USER_TYPE user = b == 0xFF ? u32(in) : users[b % 3];
+        len = length(in, LIM_PIN, 4);
+        data = u8(in) % 16 ? in_buffer(in, len, LIM_PIN) : NULL;
+        check(24, "C_Login", fl->C_Login(sess, user, data, len));
+        break;
+    }
+    default:
+        check(25, "C_Logout", fl->C_Logout(sess));
         break;
     }
 }
@@ -625,6 +638,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rv = fl->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sess);
     if (rv != CKR_OK)
         finding("C_OpenSession failed", "C_OpenSession", rv);
+    /* Private objects need a login; without a configured PIN any PIN logs in. */
+    fl->C_Login(sess, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4);
     n_handles = 0;
     if (fl->C_FindObjectsInit(sess, NULL, 0) == CKR_OK) {
         fl->C_FindObjects(sess, handles, MAX_HANDLES / 2, &found);

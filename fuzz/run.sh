@@ -54,4 +54,9 @@ export ATECC_PKCS11_LOG=$PWD/$out/module.log:WARNING
 if grep -q Traceback "$out/module.log" 2>/dev/null; then
     echo "fuzz: a traceback reached the module's log ($out/module.log)" >&2
 fi
-ls "$out/findings"
+if [ -n "$(ls -A "$out/findings")" ]; then
+    echo "fuzz: findings in $out/findings:" >&2
+    ls "$out/findings" >&2
+    exit 1
+fi
+echo "fuzz: no findings"
