@@ -5,11 +5,16 @@ function the token implements), attached by :func:`register` from the library's 
 code. This is the ONLY module that touches ``ffi``/``lib`` or CK pointers, and the ONLY place an
 exception becomes a ``CK_RV``: ``ffi.def_extern(error=CKR_GENERAL_ERROR, onerror=...)`` maps a
 :class:`~cryptoki.errors.Pkcs11Error` to its ``rv``, :class:`~cryptoki.errors.BufferTooSmall` to the
-required length plus ``CKR_BUFFER_TOO_SMALL``, and anything else to ``CKR_GENERAL_ERROR`` with a
-logged traceback. An entry point that raises can never return 0 (``CKR_OK``).
+required length plus ``CKR_BUFFER_TOO_SMALL``, and anything else to ``CKR_GENERAL_ERROR`` with one
+ERROR log line (the traceback only at DEBUG). An entry point that raises can never return 0
+(``CKR_OK``); one of C_Encrypt/Decrypt/Digest/Sign/Verify(+Update/Final) that fails ends the
+session's operation of its kind, whoever raised (``@entry(ends=...)``).
 
 Each ``C_X`` does, in order: NULL-pointer checks that make the call meaningless
-(``CKR_ARGUMENTS_BAD``), decoding into :mod:`cryptoki.types` values, one call on the core object
+(``CKR_ARGUMENTS_BAD``), every count and length from C checked against :mod:`cryptoki.limits`
+before the memory it describes is read (each limit has its own CK_RV), decoding into
+:mod:`cryptoki.types` values (mechanism parameters lazily: :class:`CMechanism` decodes them when
+the core first reads ``param``, after its session and state checks), one call on the core object
 (``cryptoki.library.LIBRARY``, imported lazily on first use so this module builds and loads before
 the core exists), and encoding of the result (blank-padded fixed-width strings, native
 ``unsigned long``, the two-call length convention). Everything else (initialised? handle valid?
