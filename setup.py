@@ -1,6 +1,8 @@
-"""Build glue: compile the cffi-embedded Cryptoki library to ``cryptoki/libatecc_pkcs11.so``.
+"""Build glue: compile the cffi-embedded Cryptoki library to ``cryptoki/libatecc_pkcs11.so`` and
+the I2C preload shim of ``atecc emulator run`` to ``atecc/emulator/libatecc_i2c_preload.so``.
 
-Owns: the custom ``build_ext`` that calls ``native.build_module.build()`` and the
+Owns: the custom ``build_ext`` that calls ``native.build_module.build()`` and
+``native.build_preload.build()``, and the
 ``Distribution`` that always reports extension modules (so ``build_ext`` runs and the wheel is
 tagged for this CPython X.Y and platform: the library embeds one specific libpython).
 Metadata lives in ``pyproject.toml``.
@@ -27,6 +29,7 @@ from setuptools.errors import SetupError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_NAME = "libatecc_pkcs11.so"
+PRELOAD_NAME = "libatecc_i2c_preload.so"
 
 
 class BinaryDistribution(Distribution):
@@ -45,6 +48,10 @@ class BuildCryptokiLibrary(build_ext):
     def _target(self) -> str:
         base = HERE if self._in_source_tree() else self.build_lib
         return os.path.join(base, "cryptoki", LIBRARY_NAME)
+
+    def _preload_target(self) -> str:
+        base = HERE if self._in_source_tree() else self.build_lib
+        return os.path.join(base, "atecc", "emulator", PRELOAD_NAME)
 
     def run(self) -> None:
         if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
@@ -65,9 +72,12 @@ class BuildCryptokiLibrary(build_ext):
             verbose=bool(self.verbose),
         )
         print(f"built {built} (Python {sys.executable})")
+        from native.build_preload import build as build_preload
+
+        print(f"built {build_preload(self._preload_target(), verbose=bool(self.verbose))}")
 
     def get_outputs(self) -> list[str]:
-        return [self._target()]
+        return [self._target(), self._preload_target()]
 
     def get_output_mapping(self) -> dict[str, str]:
         # Editable wheels ask which built files map to which source-tree files; ours is built
@@ -75,7 +85,10 @@ class BuildCryptokiLibrary(build_ext):
         return {}
 
     def get_source_files(self) -> list[str]:
-        return [os.path.join("native", "build_module.py"), os.path.join("native", "cdefs.py")]
+        return [
+            os.path.join("native", name)
+            for name in ("build_module.py", "cdefs.py", "build_preload.py", "i2c_preload.c")
+        ]
 
 
 setup(

@@ -5,18 +5,27 @@ printing. Every read goes through :class:`atecc.device.Device`, so what this too
 the PKCS#11 module sees. Commands::
 
     atecc emulator init [--device D] [--filestore DIR] [--slot N] [--force]
+    atecc emulator run [--bus N] [--state FILE] [--timing T] [--log FILE] -- COMMAND ...
     atecc info | config | random | certs       [--json]
     atecc raw "07 30 00 00 00 03 5D"           [--json]
     atecc module-path
 
 Errors never show a traceback: each becomes one line ``atecc: error: ...`` on stderr and a
 non-zero exit status (``-v`` adds the traceback, for bug reports).
+
+Other layers add their subcommands (the fleet's ``ca``, ``csr``, ``serve``...) without this module
+naming them: each declares an entry point in the ``atecc.commands`` group whose object is
+``add_subcommands(subparsers)``. Entry points rather than a list of module names here, because
+``atecc`` sits below every other layer and must import none of them, not even by name through
+importlib; and a layer that is not installed simply adds nothing. The group is consulted lazily
+(:func:`_wants_plugins`): a command of this module's own (``info``, ``config``...) never pays
+for ``importlib.metadata`` (about 80 ms of imports), only ``--help``, no command, or a command this
+module does not know does.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -152,8 +161,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         revision = device.revision()
     finally:
         device.close()
+    from atecc.certs.csr import device_id_for_serial
+
     data = {
         "serial": config.serial.hex().upper(),
+        "device_id": device_id_for_serial(bytes(config.serial)),
         "revision": bytes(revision).hex().upper(),
         "model": config.model,
         "config_locked": config.is_config_locked,
@@ -166,6 +178,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     text = "\n".join(
         [
             f"serial        {data['serial']}",
+            f"device id     {data['device_id']} (the CN of 'atecc csr')",
             f"model         {data['model']} (revision {data['revision']})",
             f"i2c address   {data['i2c_address']} (7-bit)",
             f"config zone   {'locked' if data['config_locked'] else 'UNLOCKED'}",
@@ -279,14 +292,65 @@ def cmd_raw(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Entry-point group naming the function that returns the PKCS#11 library's path.
+MODULE_PATH_GROUP = "atecc.pkcs11_module"
+
+
 def cmd_module_path(args: argparse.Namespace) -> int:
-    # Imported by name: the Cryptoki package is optional for the driver and this tool.
+    # The PKCS#11 layer registers where its library is (pyproject.toml); this layer never
+    # imports it.
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=MODULE_PATH_GROUP))
+    if not found:
+        raise CliError("no PKCS#11 module is installed with this tool")
     try:
-        paths = importlib.import_module("cryptoki._paths")
+        module_path = found[0].load()
     except ImportError as exc:
         raise CliError(f"the Cryptoki module is not available ({exc})") from None
-    print(paths.module_path())
+    print(module_path())
     return 0
+
+
+def _add_emulator_run(emulator_commands: Any) -> None:
+    """``atecc emulator run [--bus N] [--state FILE] ... -- COMMAND ...`` (atecc.emulator.run)."""
+    run = emulator_commands.add_parser(
+        "run",
+        parents=[_common(json_option=False)],
+        help="run a program with /dev/i2c-N served by an emulated chip",
+        description="Start COMMAND with /dev/i2c-N served by an emulated ATECC608 (any program "
+        "using the Linux I2C device, e.g. cryptoauthlib or this project's i2c slot files).",
+    )
+    run.add_argument("--bus", type=int, default=1, metavar="N", help="I2C bus number (default 1)")
+    run.add_argument(
+        "--state",
+        metavar="FILE",
+        help="chip state file, created with --device if missing (default: a throwaway chip)",
+    )
+    run.add_argument("--device", default="ATECC608-TNGTLS", help="profile for a new chip")
+    run.add_argument("--timing", default="fast", choices=("fast", "realistic"))
+    run.add_argument("--log", metavar="FILE", help="write every I2C transfer, decoded, to FILE")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG ...]")
+
+    def cmd_emulator_run(args: argparse.Namespace) -> int:
+        from atecc.emulator.run import RunError, run
+
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if args.device not in DEVICES:
+            raise CliError(f"unknown device {args.device!r} (choose {', '.join(DEVICES)})")
+        try:
+            return run(
+                command,
+                state_path=args.state,
+                bus_number=args.bus,
+                timing=args.timing,
+                device=args.device,
+                log_path=args.log,
+            )
+        except RunError as exc:
+            raise CliError(str(exc)) from None
+
+    run.set_defaults(func=cmd_emulator_run)
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -323,7 +387,7 @@ def _common(json_option: bool) -> _Parser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="ATECC608 secure element: emulator setup and chip inspection.",
@@ -345,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--force", action="store_true", help="replace an existing chip")
     init.set_defaults(func=cmd_emulator_init)
+    _add_emulator_run(emulator_commands)
 
     read_commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
         ("info", "serial number, revision, model, locks, I2C address", cmd_info),
@@ -367,10 +432,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     module.set_defaults(func=cmd_module_path)
 
-    from atecc.pki.cli import add_subcommands as add_pki_subcommands
-
-    add_pki_subcommands(commands)
+    if with_plugins:
+        for add_subcommands in _plugin_registrars():
+            add_subcommands(commands)
     return parser
+
+
+#: Entry-point group through which other layers register subcommands (see the module docstring).
+COMMAND_GROUP = "atecc.commands"
+#: The commands this module defines itself.
+OWN_COMMANDS = frozenset({"emulator", "info", "config", "random", "certs", "raw", "module-path"})
+#: Options of the top-level parser that take a value (to find the command word in argv).
+_VALUE_OPTIONS = frozenset({"--filestore", "--slot"})
+
+
+def _plugin_registrars() -> list[Callable[[Any], None]]:
+    from importlib.metadata import entry_points
+
+    found = []
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        try:
+            found.append(entry.load())
+        except ImportError as exc:  # a broken layer must not take the driver's commands down
+            log.warning("subcommands of %s not available: %s", entry.value, exc)
+    return found
+
+
+def _wants_plugins(argv: Sequence[str]) -> bool:
+    """Whether the command line needs another layer's subcommands (or the full --help)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif arg in ("-h", "--help"):
+            return True
+        elif not arg.startswith("-"):
+            return arg not in OWN_COMMANDS
+    return True  # no command: the usage error lists every command
 
 
 def _one_line(exc: BaseException) -> str:
@@ -382,7 +482,8 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``atecc`` console script; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_plugins=_wants_plugins(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error already printed as one line

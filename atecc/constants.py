@@ -176,16 +176,63 @@ EXEC_TIME_MAX_MS: dict[Opcode, int] = {
 }
 
 
-#: exec_time_max_s() by opcode byte, precomputed: the transport looks it up twice per command,
-#: and building an ``Opcode`` enum member per lookup cost more than the rest of the function.
-_EXEC_TIME_S: tuple[float, ...] = tuple(
-    EXEC_TIME_MAX_MS[Opcode(op)] / 1000.0 if op in Opcode._value2member_map_ else 0.005
-    for op in range(256)
-)
+#: ChipMode (config byte 19) bits 7:3: the clock divider (chip §3.1; cryptoauthlib's
+#: ATCA_CHIPMODE_CLOCK_DIV_*). The chip is slower at M1 and M2; Sign goes from 115 to 665 ms.
+CLOCK_DIVIDER_MASK = 0xF8
+CLOCK_M0, CLOCK_M1, CLOCK_M2 = 0x00, 0x28, 0x68
+
+#: Worst-case times at M1 and M2 where they differ from M0 (cryptoauthlib's
+#: device_execution_time_608_m1/_m2, ``lib/calib/calib_execution.c``).
+_SLOWER_MS: dict[int, dict[Opcode, int]] = {
+    CLOCK_M1: {
+        Opcode.ECDH: 172,
+        Opcode.GENDIG: 35,
+        Opcode.GENKEY: 215,
+        Opcode.SECUREBOOT: 160,
+        Opcode.SELFTEST: 625,
+        Opcode.SHA: 42,
+        Opcode.SIGN: 220,
+        Opcode.VERIFY: 295,
+    },
+    CLOCK_M2: {
+        Opcode.ECDH: 531,
+        Opcode.GENDIG: 35,
+        Opcode.GENKEY: 653,
+        Opcode.SECUREBOOT: 480,
+        Opcode.SELFTEST: 2324,
+        Opcode.SHA: 75,
+        Opcode.SIGN: 665,
+        Opcode.VERIFY: 1085,
+    },
+}
 
 
-def exec_time_max_s(opcode: int) -> float:
-    """Worst-case execution time in seconds for ``opcode``; unknown opcodes get 5 ms."""
-    if 0 <= opcode <= 0xFF:
-        return _EXEC_TIME_S[opcode]
-    return 0.005
+def _table(divider: int) -> tuple[float, ...]:
+    ms = {**EXEC_TIME_MAX_MS, **_SLOWER_MS.get(divider, {})}
+    return tuple(
+        ms[Opcode(op)] / 1000.0 if op in Opcode._value2member_map_ else 0.005 for op in range(256)
+    )
+
+
+#: exec_time_max_s() by divider and opcode byte, precomputed: the transport looks it up twice per
+#: command, and building an ``Opcode`` enum member per lookup cost more than the rest.
+_EXEC_TIME_S: dict[int, tuple[float, ...]] = {d: _table(d) for d in (CLOCK_M0, CLOCK_M1, CLOCK_M2)}
+#: Per opcode the slowest of the known dividers: the bound to use when the divider is unknown.
+EXEC_TIME_SLOWEST_S: tuple[float, ...] = tuple(map(max, *_EXEC_TIME_S.values()))
+
+
+def known_clock_divider(chip_mode: int) -> bool:
+    """True when ChipMode's divider is one of the documented M0, M1, M2."""
+    return chip_mode & CLOCK_DIVIDER_MASK in _EXEC_TIME_S
+
+
+def exec_time_max_s(opcode: int, chip_mode: int | None = CLOCK_M0) -> float:
+    """Worst-case execution time in seconds for ``opcode`` on a chip whose ChipMode byte is
+    ``chip_mode`` (only bits 7:3 matter); None or an undocumented divider give the slowest known
+    time. Unknown opcodes get 5 ms."""
+    if not 0 <= opcode <= 0xFF:
+        return 0.005
+    if chip_mode is None:
+        return EXEC_TIME_SLOWEST_S[opcode]
+    table = _EXEC_TIME_S.get(chip_mode & CLOCK_DIVIDER_MASK)
+    return (table or EXEC_TIME_SLOWEST_S)[opcode]

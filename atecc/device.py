@@ -34,6 +34,7 @@ from atecc import commands as cmd
 from atecc.config_zone import ConfigZone
 from atecc.constants import (
     BLOCK_SIZE,
+    CFG_CHIP_MODE,
     CONFIG_ZONE_SIZE,
     DIGEST_SIZE,
     OTP_ZONE_SIZE,
@@ -162,7 +163,15 @@ class Device:
         return self._run(self._read_config)
 
     def _read_config(self) -> bytes:
-        return b"".join(self._exec(cmd.read(Zone.CONFIG, block=b)) for b in range(4))
+        config = b"".join(self._exec(cmd.read(Zone.CONFIG, block=b)) for b in range(4))
+        self._learn_chip_mode(config)
+        return config
+
+    def _learn_chip_mode(self, config: bytes) -> None:
+        # ChipMode's clock divider sets how long commands take; the transport times its polls by
+        # it (chip §3.1 byte 19). Any config read teaches it; there is no extra command for this.
+        if len(config) == CONFIG_ZONE_SIZE and hasattr(self.transport, "chip_mode"):
+            self.transport.chip_mode = config[CFG_CHIP_MODE]
 
     def config_zone(self) -> ConfigZone:
         return ConfigZone(self.read_config_zone())
@@ -586,10 +595,12 @@ class Sha256Stream:
         self._buffer += data
         if len(self._buffer) < 64:
             return
-        if self._device._sha_context_supported is None:
-            self._probe()
-            if self._host is not None:
-                return
+        supported = self._device._sha_context_supported
+        if supported is None:
+            supported = self._probe()
+        if not supported:  # known for this device: every stream hashes on the host
+            self._switch_to_host()
+            return
         # Keep the remainder (< 64 bytes) and also one full block back if nothing would remain,
         # so End always has the tail: simpler, and End with 0 bytes is valid anyway.
         full = len(self._buffer) - len(self._buffer) % 64
@@ -606,7 +617,7 @@ class Sha256Stream:
         dev._sha_blocks(blocks)
         return dev._exec(cmd.sha_context_read())
 
-    def _probe(self) -> None:
+    def _probe(self) -> bool:
         dev = self._device
 
         def body() -> bool:
@@ -618,9 +629,9 @@ class Sha256Stream:
                 return False
             return True
 
-        dev._sha_context_supported = dev._run(body)
-        if not dev._sha_context_supported:
-            self._switch_to_host()
+        supported: bool = dev._run(body)
+        dev._sha_context_supported = supported
+        return supported
 
     def _switch_to_host(self) -> None:
         import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)

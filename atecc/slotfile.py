@@ -24,6 +24,9 @@ from logging import getLogger
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from atecc.environment import secure_getenv
+from atecc.fileio import FileRefusedError, read_limited
+
 if TYPE_CHECKING:
     from atecc.device import Device
 
@@ -141,7 +144,19 @@ def parse_interface(value: str, *, base_dir: Path, where: str = "") -> Interface
     raise SlotFileError(f"{prefix}unknown interface {parts[0]!r} (expected i2c or emulator)")
 
 
-_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Largest slot file read (a real one is a few hundred bytes); a larger one is refused.
+MAX_SLOT_FILE_BYTES = 64 * 1024
+
+
+def _key_value(line: str) -> tuple[str, str] | None:
+    """``key = value`` split at the first ``=`` (linear in the line's length; a regular
+    expression with a lazy value and trailing blanks took minutes on a long line)."""
+    key, sep, value = line.partition("=")
+    key = key.strip()
+    if not sep or not _KEY.fullmatch(key):
+        return None
+    return key, value.strip()
 
 
 #: Keys that belong to the PKCS#11 layer (read there from ``SlotFile.extra``), not to cryptoauthlib.
@@ -155,7 +170,12 @@ def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
     :raises OSError: the file cannot be read.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_limited(path, max_bytes=MAX_SLOT_FILE_BYTES).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SlotFileError(f"{path}: not UTF-8 text") from exc
+    except FileRefusedError as exc:
+        raise SlotFileError(f"{path}: {exc.strerror}") from exc
     stem = path.name.removesuffix(".conf")
     slot_number = int(stem) if stem.isdigit() else None
     interface: Interface | None = None
@@ -170,10 +190,10 @@ def parse_slot_file(path: str | os.PathLike[str]) -> SlotFile:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        match = _LINE.match(line)
-        if match is None:
-            raise SlotFileError(f"{where}: expected 'key = value', got {line!r}")
-        key, value = match.group(1).lower(), match.group(2)
+        pair = _key_value(line)
+        if pair is None:
+            raise SlotFileError(f"{where}: expected 'key = value', got {line[:80]!r}")
+        key, value = pair[0].lower(), pair[1]
         if key != "object" and key in seen:
             log.warning(
                 "%s: %s repeated (first on line %d); the last one wins", where, key, seen[key]
@@ -270,7 +290,7 @@ def filestore_dir(
     ``filestore`` key of cryptoauthlib.conf, else ``/var/lib/cryptoauthlib``."""
     if explicit is not None:
         return Path(explicit)
-    env = os.environ.get(FILESTORE_ENV)
+    env = secure_getenv(FILESTORE_ENV)  # a path: never from a setuid caller's environment
     if env:
         return Path(env)
     try:
@@ -278,9 +298,9 @@ def filestore_dir(
     except OSError:
         return DEFAULT_FILESTORE
     for raw in text.splitlines():
-        match = _LINE.match(raw.split("#", 1)[0])
-        if match and match.group(1).lower() == "filestore" and match.group(2):
-            return Path(match.group(2))
+        pair = _key_value(raw.split("#", 1)[0])
+        if pair is not None and pair[0].lower() == "filestore" and pair[1]:
+            return Path(pair[1])
     return DEFAULT_FILESTORE
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from atecc import i2c
 from atecc.constants import (
+    CLOCK_M0,
     MAX_GROUP_COUNT,
     MIN_GROUP_COUNT,
     STATUS_GROUP_COUNT,
@@ -53,6 +54,14 @@ NACK_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO, errno.EIO})
 
 #: General-call address the wake pulse is sent to (chip §1.3 step 2).
 WAKE_ADDRESS = 0x00
+#: Data byte of the wake write. The wake itself is the address byte 0x00: SDA low for eight bit
+#: times, then released for the acknowledge slot -- the rising edge after >= tWLO low that the
+#: datasheet asks for. Nobody acknowledges, so the master stops and this byte never reaches the
+#: wire, unless another device on the bus answers general calls: then the I2C-bus specification
+#: (§3.1.13) gives 0x06 (reset) and 0x04 (re-program the address) a meaning and forbids 0x00,
+#: while 0x01 (a hardware general call) is ignored by devices that do not implement it.
+#: cryptoauthlib sends 0x01 for the same reason.
+WAKE_DATA = b"\x01"
 #: Read polls while the chip is busy: cryptoauthlib polls every 2 ms; 1.5 ms halves its latency
 #: cost while keeping bus traffic trivial (a NACKed read is one address byte).
 POLL_INTERVAL_S = 0.0015
@@ -137,6 +146,10 @@ class I2CTransport:
             lock_path = getattr(bus, "lock_path", None)
         self.lock_path: Path | None = Path(lock_path) if lock_path is not None else None
         self.awake = False
+        #: ChipMode byte (config byte 19) once known: its clock divider (bits 7:3) sets the
+        #: chip's execution times. None until someone reads the config zone (``Device`` does);
+        #: meanwhile the poll deadline allows for the slowest divider (M2: Sign 665 ms).
+        self.chip_mode: int | None = None
         #: Clock time of the last successful wake pulse; the watchdog counts from it.
         self.wake_time = 0.0
         #: Inter-process lock around each transaction; a process-local one without a lock path.
@@ -175,7 +188,7 @@ class I2CTransport:
             try:
                 # The 0x00 address byte holds SDA low for 8+ bit times (>= 60 us at 100 kHz);
                 # nobody ACKs it, so the OSError is the expected outcome (chip §1.3 step 2).
-                self.bus.i2c_rdwr(i2c.write_msg(WAKE_ADDRESS, b"\x00"))
+                self.bus.i2c_rdwr(i2c.write_msg(WAKE_ADDRESS, WAKE_DATA))
             except OSError:
                 pass
             pulse = self.clock.monotonic()
@@ -221,7 +234,8 @@ class I2CTransport:
         if not self.awake:
             return
         elapsed = self.clock.monotonic() - self.wake_time
-        if elapsed + exec_time_max_s(opcode) + EXEC_MARGIN_S > WATCHDOG_BUDGET_S:
+        expected = exec_time_max_s(opcode, self.chip_mode or CLOCK_M0)
+        if elapsed + expected + EXEC_MARGIN_S > WATCHDOG_BUDGET_S:
             self.idle()
             self.wake()
 
@@ -269,11 +283,14 @@ class I2CTransport:
         self._refresh_watchdog(opcode)
         self._send(packet)
         sent = self.clock.monotonic()
-        max_s = exec_time_max_s(opcode)
-        deadline = sent + max_s + EXEC_MARGIN_S
+        # Poll from a fraction of the time at the known divider (M0 when unknown, the fast
+        # common case); give up only past the worst case at the known divider, or at the
+        # slowest documented one when the divider is unknown (chip §1.8, §3.1 ChipMode).
+        expected = exec_time_max_s(opcode, self.chip_mode or CLOCK_M0)
+        deadline = sent + exec_time_max_s(opcode, self.chip_mode) + EXEC_MARGIN_S
         if self.awake:
             deadline = min(deadline, max(self.wake_time + WATCHDOG_MAX_S, sent + POLL_INTERVAL_S))
-        self.clock.sleep(max_s * FIRST_POLL_FRACTION)
+        self.clock.sleep(expected * FIRST_POLL_FRACTION)
         group = self._poll_group(deadline, _reply_hint(packet))
         for _ in range(self.retries):
             if check_crc(group):
@@ -281,7 +298,17 @@ class I2CTransport:
             # A corrupted reply: rewind the output buffer with word address 0x00 and read the
             # same bytes again (chip §1.4); the chip does not recompute anything.
             self._send_word_checked(WordAddress.RESET)
-            group = self._read_group(len(group) if MIN_GROUP_COUNT <= len(group) else 4)
+            try:
+                group = self._read_group(len(group) if MIN_GROUP_COUNT <= len(group) else 4)
+            except OSError as exc:
+                if not _is_nack(exc):
+                    raise TransportError(f"I2C read failed: {exc}") from exc
+                # Nobody answers the re-read (the chip fell asleep meanwhile): the reply is
+                # lost, so the caller resends the command from a wake.
+                self.awake = False
+                raise ResponseCrcError(
+                    "chip stopped answering while its reply was re-read"
+                ) from exc
         if check_crc(group):
             return group
         raise ResponseCrcError("reply CRC mismatch after re-reading")

@@ -492,7 +492,7 @@ def tls_setup(work: Path) -> None:
 def tls_client_cert(work: Path, tok: Token, engine: str, tag: str) -> tuple[Path, Path]:
     """Engine config for ``tok`` and a client certificate for its key (CSR signed on the token)."""
     conf = work / f"engine-{tag}.cnf"
-    template = (ROOT / "conf" / "openssl-pkcs11-engine.cnf.in").read_text()
+    template = (ROOT / "fleet" / "openssl-pkcs11-engine.cnf.in").read_text()
     conf.write_text(template.replace("@ENGINE_PATH@", engine).replace("@MODULE_PATH@", tok.module))
     env = {**tok.env, "OPENSSL_CONF": str(conf)}
     run(

@@ -125,10 +125,6 @@ class TokenBackend(Protocol):
         """SHA-256 of ``data`` on the chip in one transaction."""
         ...
 
-    def sha256_stream(self) -> object:
-        """An object with ``update(data)`` and ``digest()`` (``atecc.device.Sha256Stream``)."""
-        ...
-
     def hmac_sha256(self, slot: int, data: bytes, *, random_nonce: bool) -> bytes:
         """HMAC-SHA256 of ``data`` with the key in ``slot``, on the chip."""
         ...

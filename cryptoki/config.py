@@ -18,6 +18,8 @@ from logging import getLogger
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cryptoki import limits
+
 if TYPE_CHECKING:
     from atecc.slotfile import SlotFile, SlotObject
 
@@ -97,6 +99,7 @@ def load(directory: Path | None = None) -> list[TokenConfig]:
 
     :param directory: override the filestore (tests); default :func:`filestore`.
     """
+    from atecc.fileio import ownership_problem
     from atecc.slotfile import SlotFileError, parse_slot_file
 
     directory = directory if directory is not None else filestore()
@@ -105,14 +108,27 @@ def load(directory: Path | None = None) -> list[TokenConfig]:
     except OSError as exc:
         log.warning("filestore %s cannot be read: %s; no slots", directory, exc.strerror)
         return []
+    problem = ownership_problem(directory)
+    if problem:
+        # Whoever can replace a slot file chooses the device and the files the module opens.
+        log.error("filestore %s refused: %s; no slots", directory, problem)
+        return []
     configs: list[TokenConfig] = []
     for name in names:
         m = _SLOT_FILE_RE.match(name)
         if not m:
             continue
         path = Path(directory) / name
+        slot_id = int(m.group(1))
+        if slot_id > limits.MAX_SLOT_ID:
+            log.error("slot file skipped: %s: slot IDs go up to %d", path, limits.MAX_SLOT_ID)
+            continue
+        problem = ownership_problem(path)
+        if problem:
+            log.error("slot file skipped: %s: %s", path, problem)
+            continue
         try:
-            configs.append(token_config(int(m.group(1)), parse_slot_file(path)))
+            configs.append(token_config(slot_id, parse_slot_file(path)))
         except SlotFileError as exc:
             # The parser's message already reads "<file>:<line>: what is wrong".
             log.error("slot file skipped: %s", exc)

@@ -519,7 +519,7 @@ class Library:
         entry = mechanisms.lookup(mechanism, use, token.aes_enabled)
         obj = self._object(sess, token, key, key=True)
         entry.check_key(use, obj)
-        sess.begin(use.kind, entry.operation(mechanism, use, obj, token))
+        sess.begin(use.kind, entry.operation(mechanism, use, obj, token.chip))
 
     def encrypt_init(self, session: int, mechanism: Mechanism, key: int) -> None:
         """C_EncryptInit (§5.8.1): AES-ECB/CBC/CBC_PAD/GCM with a chip AES key."""
@@ -533,7 +533,7 @@ class Library:
     def encrypt_update(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_EncryptUpdate (§5.8.3)."""
         sess, _ = self._session(session)
-        return sess.run(ENCRYPT, lambda op: op.update(data, out_len), final=False)
+        return sess.run(ENCRYPT, lambda op: op.update(data, out_len), final=False, fed=len(data))
 
     def encrypt_final(self, session: int, out_len: int | None) -> Output:
         """C_EncryptFinal (§5.8.4)."""
@@ -552,7 +552,13 @@ class Library:
     def decrypt_update(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_DecryptUpdate (§5.9.3)."""
         sess, _ = self._session(session)
-        return sess.run(DECRYPT, lambda op: op.update(data, out_len), final=False)
+        return sess.run(
+            DECRYPT,
+            lambda op: op.update(data, out_len),
+            final=False,
+            fed=len(data),
+            too_long=errors.EncryptedDataLenRange,
+        )
 
     def decrypt_final(self, session: int, out_len: int | None) -> Output:
         """C_DecryptFinal (§5.9.4)."""
@@ -565,7 +571,7 @@ class Library:
         sess, token = self._session(session)
         sess.check_idle(DIGEST)
         mechanisms.lookup(mechanism, mechanisms.DIGEST, token.aes_enabled)
-        sess.begin(DIGEST, digest.DigestOperation(token.sha256, token.sha256_stream))
+        sess.begin(DIGEST, digest.DigestOperation(token.chip.sha256))
 
     def digest(self, session: int, data: bytes, out_len: int | None) -> Output:
         """C_Digest (§5.10.2)."""
@@ -575,7 +581,7 @@ class Library:
     def digest_update(self, session: int, data: bytes) -> None:
         """C_DigestUpdate (§5.10.3)."""
         sess, _ = self._session(session)
-        sess.run(DIGEST, lambda op: op.update(data), final=False)
+        sess.run(DIGEST, lambda op: op.update(data), final=False, fed=len(data))
 
     def digest_key(self, session: int, key: int) -> None:
         """C_DigestKey (§5.10.4): session secret keys whose value the host holds (ECDH
@@ -591,7 +597,7 @@ class Library:
         if len(value) < limits.MIN_SECRET_KEY_BYTES:
             # a digest over a short secret would give its value away by trying every value
             raise errors.KeyIndigestible("the key is too short to be digested safely")
-        sess.run(DIGEST, lambda op: op.update(value), final=False)
+        sess.run(DIGEST, lambda op: op.update(value), final=False, fed=len(value))
 
     def digest_final(self, session: int, out_len: int | None) -> Output:
         """C_DigestFinal (§5.10.5)."""
@@ -612,7 +618,7 @@ class Library:
     def sign_update(self, session: int, data: bytes) -> None:
         """C_SignUpdate (§5.11.3)."""
         sess, _ = self._session(session)
-        sess.run(SIGN, lambda op: op.update(data), final=False)
+        sess.run(SIGN, lambda op: op.update(data), final=False, fed=len(data))
 
     def sign_final(self, session: int, out_len: int | None) -> Output:
         """C_SignFinal (§5.11.4)."""
@@ -632,7 +638,7 @@ class Library:
     def verify_update(self, session: int, data: bytes) -> None:
         """C_VerifyUpdate (§5.12.3)."""
         sess, _ = self._session(session)
-        sess.run(VERIFY, lambda op: op.update(data), final=False)
+        sess.run(VERIFY, lambda op: op.update(data), final=False, fed=len(data))
 
     def verify_final(self, session: int, signature: bytes) -> None:
         """C_VerifyFinal (§5.12.4)."""
@@ -705,7 +711,7 @@ class Library:
             private=bool(values.get(CKA.PRIVATE, False)),
             what="key",
         )
-        secret = token.ecdh(obj, peer)[:length]
+        secret = token.chip.ecdh(obj, peer)[:length]
         derived = objects.derived_secret(token.new_handle(), secret, values, sess.handle)
         del secret
         return token.add_session_object(derived).handle
@@ -719,6 +725,8 @@ class Library:
     def generate_random(self, session: int, length: int) -> bytes:
         """C_GenerateRandom (§5.15.2): from the chip, 32 bytes per Random command."""
         _, token = self._session(session)
+        if length > limits.MAX_RANDOM_BYTES:
+            raise errors.DataLenRange(f"at most {limits.MAX_RANDOM_BYTES} random bytes per call")
         if length <= 0:
             return b""
         return token.random(length)

@@ -33,9 +33,14 @@ MAX_DATA_PER_OPERATION = 64 * MIB
 #: Bytes sent to the chip in one locked transaction of a long operation: the chip lock is
 #: released between chunks so that other processes are served.
 CHIP_CHUNK_BYTES = 4 * KIB
+#: Messages up to this size are hashed on the chip's SHA engine (C_Digest with CKM_SHA256);
+#: longer ones on the host (same result: no key is involved), since the chip takes a command per
+#: 64-byte block.
+CHIP_DIGEST_BYTES = 4 * KIB
 #: Bytes of one C_GenerateRandom call; over it: CKR_DATA_LEN_RANGE.
 MAX_RANDOM_BYTES = 64 * KIB
-#: Size of a slot file (``<N>.conf``); a larger one is skipped with a logged reason.
+#: Size of a slot file (``<N>.conf``); a larger one is skipped with a logged reason (the
+#: parser's own bound, ``atecc.slotfile.MAX_SLOT_FILE_BYTES``, is this number).
 MAX_SLOT_FILE_BYTES = 64 * KIB
 #: Largest slot ID a slot file name may carry (``<N>.conf``); larger ones are skipped.
 MAX_SLOT_ID = 0xFFFF

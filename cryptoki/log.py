@@ -23,9 +23,10 @@ for DEBUG records, which callers log next to the ERROR line.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
+
+from atecc.environment import secure_getenv
 
 LOGGER_NAME = "cryptoki"
 ENV_VAR = "ATECC_PKCS11_LOG"
@@ -87,7 +88,8 @@ def configure(force: bool = False) -> logging.Logger:
             logger.removeHandler(_handler)
             _handler.close()
             _handler = None
-        target, level = _parse(os.environ.get(ENV_VAR, "stderr"))
+        # The log target is a path: a setuid/setgid host never takes it from its caller.
+        target, level = _parse(secure_getenv(ENV_VAR) or "stderr")
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         problem = None
         if target.lower() != "stderr":

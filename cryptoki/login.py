@@ -35,10 +35,18 @@ class Login:
     :param name: for log lines ("slot 0").
     """
 
-    def __init__(self, pin_configured: bool, store: Callable[[], MetadataStore], name: str) -> None:
+    def __init__(
+        self,
+        pin_configured: bool,
+        store: Callable[[], MetadataStore],
+        name: str,
+        chip_ecdh: Callable[[], pin.ChipEcdh | None] = lambda: None,
+    ) -> None:
         self.pin_configured = pin_configured
         self._store = store
         self._name = name
+        #: the chip's ECDH with a key that binds PIN records to this chip, if it has one
+        self._ecdh = chip_ecdh
         #: CKU_USER, CKU_SO or None; shared by all sessions of the token (PKCS#11 §5.6).
         self.user: int | None = None
 
@@ -68,7 +76,7 @@ class Login:
         if user_type == CKU.SO and ro_session_exists:
             raise errors.SessionReadOnlyExists("the SO needs every session to be read/write")
         if self.pin_configured:
-            pin.verify(self._store(), user_type, pin_value)
+            pin.verify(self._store(), user_type, pin_value, self._ecdh())
         del pin_value  # never stored or logged
         self.user = user_type
         log.info("%s: %s logged in", self._name, "user" if user_type == CKU.USER else "SO")
@@ -90,7 +98,7 @@ class Login:
             return  # any SO PIN, as any PIN logs in (see the module docstring)
         store = self._store()
         if pin.has_pin(store, CKU.SO):
-            pin.verify(store, CKU.SO, so_pin)
+            pin.verify(store, CKU.SO, so_pin, self._ecdh())
 
             def clear_user(meta: Metadata) -> None:
                 meta.pins.pop("user", None)
@@ -98,16 +106,17 @@ class Login:
 
             store.modify(clear_user)
         else:
-            pin.set_pin(store, CKU.SO, so_pin)
+            pin.set_pin(store, CKU.SO, so_pin, self._ecdh())
 
     def init_pin(self, new_pin: bytes | None) -> None:
         """C_InitPIN by the SO (the caller checked the SO is logged in): set the user PIN."""
-        pin.set_pin(self._pin_store(), CKU.USER, new_pin)
+        pin.set_pin(self._pin_store(), CKU.USER, new_pin, self._ecdh())
 
     def set_pin(self, old_pin: bytes | None, new_pin: bytes | None) -> None:
         """C_SetPIN: the logged-in user's PIN (the user's when nobody is logged in)."""
         store = self._pin_store()
         who = CKU.SO if self.user == CKU.SO else CKU.USER
         pin.check_length(new_pin)
-        pin.verify(store, who, old_pin)
-        pin.set_pin(store, who, new_pin)
+        ecdh = self._ecdh()
+        pin.verify(store, who, old_pin, ecdh)
+        pin.set_pin(store, who, new_pin, ecdh)

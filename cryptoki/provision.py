@@ -5,6 +5,11 @@ that the C library exposes (a private :class:`~cryptoki.library.Library` in this
 C_Initialize / C_OpenSession / C_FindObjects / C_CreateObject rules), so what it writes is exactly
 what ``pkcs11-tool --write-object`` would write, and every PKCS#11 client then sees the
 certificate with the key's CKA_ID.
+
+Idempotent: the same certificate stored again changes nothing; a different certificate for a key
+that already has a stored one (a destroyable token object with the key's CKA_ID -- the chip's
+own factory certificates do not count) is refused unless ``replace`` is given, which destroys the
+old one and stores the new one.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from cryptoki import errors
 from cryptoki.constants import CKA, CKC, CKF, CKO
@@ -30,10 +36,16 @@ class StoredCertificate:
     label: str
     key_id: bytes
     key_label: str
+    action: str = "stored"  # "stored", "unchanged" or "replaced"
 
 
 def store_certificate(
-    filestore: str | os.PathLike[str], slot_id: int, cert_der: bytes, label: str
+    filestore: str | os.PathLike[str],
+    slot_id: int,
+    cert_der: bytes,
+    label: str,
+    *,
+    replace: bool = False,
 ) -> StoredCertificate:
     """Store ``cert_der`` as a token certificate object next to the private key it certifies.
 
@@ -69,6 +81,18 @@ def store_certificate(
                 "certificate was not issued for a key of this chip"
             )
         (key_label,) = lib.get_attribute_value(session, keys[0], [CKA.LABEL])
+        name = key_label.decode(errors="replace") if isinstance(key_label, bytes) else "?"
+        stored = _stored_certificates(lib, session, key_id)
+        if any(value == cert_der for _, value, _ in stored):
+            return StoredCertificate(slot_id, label, key_id, name, "unchanged")
+        if stored and not replace:
+            labels = ", ".join(repr(old_label) for _, _, old_label in stored)
+            raise ValueError(
+                f"a different certificate ({labels}) is stored for this key already: "
+                "--force replaces it"
+            )
+        for handle, _, _ in stored:
+            lib.destroy_object(session, handle)
         lib.create_object(
             session,
             [
@@ -85,5 +109,20 @@ def store_certificate(
         raise ValueError(f"the token refused: {exc}") from None
     finally:
         lib.finalize()
-    name = key_label.decode(errors="replace") if isinstance(key_label, bytes) else "?"
-    return StoredCertificate(slot_id, label, key_id, name)
+    return StoredCertificate(slot_id, label, key_id, name, "replaced" if stored else "stored")
+
+
+def _stored_certificates(lib: Any, session: int, key_id: bytes) -> list[tuple[int, bytes, str]]:
+    """``(handle, DER, label)`` of the destroyable certificates filed under ``key_id``."""
+    lib.find_objects_init(session, [(CKA.CLASS, _ulong(CKO.CERTIFICATE)), (CKA.ID, key_id)])
+    handles = lib.find_objects(session, 64)
+    lib.find_objects_final(session)
+    found = []
+    for handle in handles:
+        value, destroyable, cert_label = lib.get_attribute_value(
+            session, handle, [CKA.VALUE, CKA.DESTROYABLE, CKA.LABEL]
+        )
+        if destroyable == _TRUE:
+            text = cert_label.decode(errors="replace") if isinstance(cert_label, bytes) else "?"
+            found.append((handle, bytes(value), text))
+    return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cryptoki import errors
+from cryptoki import errors, limits
 from cryptoki.constants import CKF, CKS, CKU
 
 T = TypeVar("T")
@@ -64,6 +64,7 @@ class Session:
         self.flags = int(flags)  #: fixed for the session's life, so ``rw`` is computed once
         self.rw = bool(self.flags & CKF.RW_SESSION)  #: a read/write session
         self._ops: dict[str, Any] = {}
+        self._fed: dict[str, int] = {}  #: input bytes each multi-part operation took so far
 
     def state(self, logged_in: int | None) -> CKS:
         """CK_STATE from the token-wide login state (PKCS#11 §5.6, Table 7)."""
@@ -92,27 +93,46 @@ class Session:
 
     def end(self, kind: str) -> None:
         self._ops.pop(kind, None)
+        self._fed.pop(kind, None)
 
     def end_all(self) -> None:
         self._ops.clear()
+        self._fed.clear()
 
-    def run(self, kind: str, call: Callable[[Any], T], *, final: bool = True) -> T:
+    def run(
+        self,
+        kind: str,
+        call: Callable[[Any], T],
+        *,
+        final: bool = True,
+        fed: int = 0,
+        too_long: type[errors.Pkcs11Error] = errors.DataLenRange,
+    ) -> T:
         """Run ``call(op)`` on the active operation of ``kind`` and decide whether it ends.
 
         :param final: the call finishes the operation when it succeeds with a result (C_Sign,
             C_SignFinal, C_Verify...); False for *_Update calls.
+        :param fed: input bytes this call gives the operation; an operation takes at most
+            ``limits.MAX_DATA_PER_OPERATION`` in all (else ``too_long``, which ends it).
 
         A result that is an ``int`` is the answer to a length query (NULL buffer): the operation
         stays active. CKR_BUFFER_TOO_SMALL also keeps it; every other error ends it.
         """
         op = self.active(kind)
+        total = self._fed.get(kind, 0) + fed
         try:
+            if total > limits.MAX_DATA_PER_OPERATION:
+                raise too_long(f"an operation takes at most {limits.MAX_DATA_PER_OPERATION} bytes")
             result = call(op)
         except errors.BufferTooSmall:
             raise
         except BaseException:
             self.end(kind)
             raise
-        if final and not isinstance(result, int):
+        if isinstance(result, int):
+            return result
+        if final:
             self.end(kind)
+        else:
+            self._fed[kind] = total
         return result

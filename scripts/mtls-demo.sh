@@ -29,7 +29,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 engine_so=$("$here/find-pkcs11-engine.sh")
 sed -e "s|@ENGINE_PATH@|$engine_so|" -e "s|@MODULE_PATH@|$module|" \
-    "$here/../conf/openssl-pkcs11-engine.cnf.in" > engine.cnf
+    "$here/../fleet/openssl-pkcs11-engine.cnf.in" > engine.cnf
 with_engine() { OPENSSL_CONF="$PWD/engine.cnf" "$@"; }
 
 step "p11tool --provider $module --list-all"

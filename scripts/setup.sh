@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a Debian/Ubuntu machine; safe to run again.
 #   - system packages: the PKCS#11 peers the tests and the demo drive (GnuTLS p11tool, OpenSC
-#     pkcs11-tool, libp11's OpenSSL engine), SoftHSM2 for comparison, a C compiler, curl
+#     pkcs11-tool, libp11's OpenSSL engine), SoftHSM2 for comparison, a C compiler, curl, and
+#     PostgreSQL (the fleet registry's tests start throwaway clusters of their own)
+#   - as root: the system user atecc-pg, which those clusters run as (PostgreSQL refuses root)
 #   - a virtual environment in .venv with the project installed editable, compat mode (this builds the
 #     cffi-embedded Cryptoki library cryptoki/libatecc_pkcs11.so)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gnutls-bin opensc libengine-pkcs11-openssl softhsm2 p11-kit gcc libc6-dev curl openssl)
+packages=(gnutls-bin opensc libengine-pkcs11-openssl softhsm2 p11-kit gcc libc6-dev curl openssl
+          postgresql)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -18,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "$(id -u)" -eq 0 ] && ! id atecc-pg >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin atecc-pg
 fi
 
 python=${PYTHON:-python3}

@@ -63,3 +63,22 @@ def chip_factory():
 def slot_file_writer():
     """``write_slot_file(filestore, slot_id, state_name, device=..., label=..., extra=...)``."""
     return write_slot_file
+
+
+def _io_decrypt(io_key: bytes, data: bytes, nonce: bytes) -> bytes:
+    """Undo the IO-protection encryption of a chip output: each 32-byte block XOR
+    SHA-256(IO key ‖ 16 bytes of the 32-byte output nonce), the layout cryptoauthlib's
+    atcah_io_decrypt uses. Written here, independently of the emulator's own code."""
+    import hashlib
+
+    out = b""
+    for i in range(0, len(data), 32):
+        pad = hashlib.sha256(io_key + nonce[i // 2 : i // 2 + 16]).digest()
+        out += bytes(a ^ b for a, b in zip(data[i : i + 32], pad, strict=True))
+    return out
+
+
+@pytest.fixture
+def io_decrypt():
+    """``io_decrypt(io_key, data, nonce)``: see :func:`_io_decrypt`."""
+    return _io_decrypt

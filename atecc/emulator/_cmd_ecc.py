@@ -5,9 +5,11 @@ as the hash value itself (``Prehashed``; chip §4.5, confirmed by the real-devic
 random k, ECDH x-coordinate, keys as 32-byte big-endian scalars stored in the slot after 4 zero
 pad bytes (§3.8). Key objects are cached by scalar so that a Sign costs one ECDSA operation.
 
-Simplifications (chip §7.2): GenKey MAC mode (bit 5), Verify validate/invalidate/validate-external
-and MAC output, ECDH encrypted output and ECDH when ChipOptions forces protected output answer
-0x0F "unsupported in emulator".
+Also modelled: Sign internal (the 55-byte message of chip §4.5 with the byte layout cryptoauthlib's
+atcah_sign_internal_msg rebuilds), Verify with a MAC for the host (IO protection key, system nonce
+from the message digest buffer; atcah_verify_mac), Verify validate/invalidate of a stored public
+key signed by its parent (SlotConfig.ReadKey), ECDH output encrypted with the IO protection key.
+Not modelled (0x0F, noted): GenKey MAC mode (bit 5), Verify mode 1 ("validate external").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from atecc.constants import KeyType, Opcode
-from atecc.emulator._core import Exec, Volatile, exec_error, parse_error
+from atecc.emulator._core import Exec, Volatile, exec_error, parse_error, sha256
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -153,7 +155,7 @@ def gen_key(ex: Exec) -> bytes | None:
         raise parse_error("slot out of range")
     ex.gate()
     if mode & 0x20:
-        raise exec_error("GenKey MAC mode is unsupported in the emulator")
+        raise ex.not_modelled("GenKey MAC mode (bit 5)")
     cfg, state, vol, slot = ex.cfg, ex.state, ex.vol, p2
     if not cfg.config_locked:
         raise exec_error("config zone not locked")
@@ -162,7 +164,6 @@ def gen_key(ex: Exec) -> bytes | None:
         scalar = new_scalar(ex.chip.random_bytes)
         vol.set_tempkey(scalar, source_input=False, genkey=True, ecc_key=True)
         vol.seed_eeprom = vol.seed_sram = True
-        ex.tempkey_written = True
         return public_key_of(scalar)
     if stored_digest:
         if cfg.private[slot] or cfg.key_type[slot] != KeyType.P256 or slot < 8:
@@ -177,7 +178,6 @@ def gen_key(ex: Exec) -> bytes | None:
         vol.set_tempkey(
             hashlib.sha256(msg).digest(), source_input=vol.tk_source_input, keyid=slot, genkey=True
         )
-        ex.tempkey_written = True
         return None
     if not cfg.is_p256_private(slot) or not cfg.is_secret[slot]:
         raise exec_error(f"slot {slot} is not a secret P-256 private-key slot")
@@ -218,7 +218,6 @@ def gen_key(ex: Exec) -> bytes | None:
         vol.set_tempkey(
             hashlib.sha256(msg).digest(), source_input=vol.tk_source_input, keyid=slot, genkey=True
         )
-        ex.tempkey_written = True
     return pub
 
 
@@ -241,7 +240,7 @@ def sign(ex: Exec) -> bytes:
     if not cfg.read_key[slot] & (0x1 if external else 0x2):
         kind = "external" if external else "internal"
         raise exec_error(f"slot {slot} does not allow {kind} sign")
-    ex.require_usable(slot)
+    ex.use_key(slot)
     if chip.strict and not vol.seed_eeprom:
         # [U] strict: insist on Random (seed update) first, as cryptoauthlib always does.
         raise exec_error("no RNG seed update since wake (run Random first)")
@@ -252,6 +251,17 @@ def sign(ex: Exec) -> bytes:
     ex.require_auth(slot)
     ex.ecc_point()
     return ecdsa_sign(_stored_scalar(ex, slot), message)
+
+
+def _validated(ex: Exec, slot: int) -> bool:
+    cfg = ex.cfg
+    return (
+        slot >= 8
+        and not cfg.private[slot]
+        and cfg.key_type[slot] == KeyType.P256
+        and cfg.pub_info[slot]
+        and ex.state.slots[slot][0] >> 4 == 0x5
+    )
 
 
 def _internal_message(ex: Exec, slot: int) -> bytes:
@@ -275,8 +285,10 @@ def _internal_message(ex: Exec, slot: int) -> bytes:
         + (sn[4:8] if full_sn else bytes(4))
         + sn[0:2]
         + (sn[2:4] if full_sn else bytes(2))
-        # SlotLocked of TempKey's source slot; PubKeyValid reported as 0 [U].
-        + bytes((1 if cfg.slot_locked(kid) else 0, 0, 0))
+        # The raw SlotLocked bit of TempKey's source slot (1 = unlocked), as cryptoauthlib's
+        # atcah_sign_internal_msg sets it, then PubKeyValid: 1 when that slot holds a public key
+        # that must be validated and is (validity nibble 0x5).
+        + bytes((0 if cfg.slot_locked(kid) else 1, 1 if _validated(ex, kid) else 0, 0))
     )
     assert len(msg) == 55
     import hashlib
@@ -285,7 +297,7 @@ def _internal_message(ex: Exec, slot: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------- Verify §4.6 ----
-def verify(ex: Exec) -> int:
+def verify(ex: Exec) -> bytes | int:
     mode, p2, data = ex.p1, ex.p2, ex.data
     kind = mode & 0x07
     if mode & 0x58 or kind in (4, 5, 6):
@@ -303,10 +315,10 @@ def verify(ex: Exec) -> int:
     elif kind in (0x03, 0x07) and len(data) != 64 + 19:
         raise parse_error("Verify validate/invalidate takes R S OtherData")
     ex.gate()
-    if mode & 0x80:
-        raise exec_error("Verify MAC output (IO protection) is unsupported in the emulator")
-    if kind not in (0x00, 0x02):
-        raise exec_error("Verify validate modes are unsupported in the emulator")
+    if kind == 0x01:
+        raise ex.not_modelled("Verify mode 1 (validate external)")
+    if kind in (0x03, 0x07):
+        return _validate(ex, invalidate=kind == 0x07)
     cfg, vol = ex.cfg, ex.vol
     message = _message(vol, mode)
     if kind == 0x02:
@@ -322,11 +334,60 @@ def verify(ex: Exec) -> int:
         ex.require_auth(slot)
         xy = _stored_public_key(ex, slot)
     peer_key(xy)  # off-curve ⇒ 0x0F before the ECC unit runs
+    io_key = ex.io_key() if mode & 0x80 else b""
+    if mode & 0x80 and not vol.mdb_valid:
+        raise exec_error("Verify MAC needs the system nonce in the message digest buffer")
     ex.ecc_point()
     ok = ecdsa_verify(xy, message, data[:64])
     if ok and kind == 0x00:
         vol.auth_valid, vol.auth_key_id = True, p2
-    return 0x00 if ok else 0x01
+    if not ok:
+        return 0x01
+    if mode & 0x80:
+        # The MAC proves the result to a host that does not trust the bus: IO protection key,
+        # the message, the system nonce (second half of the message digest buffer when the
+        # message is its first half, else its first half), the signature, the command.
+        nonce = bytes(vol.mdb[32:64] if mode & 0x20 else vol.mdb[0:32])
+        params = bytes((Opcode.VERIFY, mode, p2 & 0xFF, p2 >> 8))
+        return sha256(io_key, message, nonce, bytes(data[:64]), params)
+    return 0x00
+
+
+def _validate(ex: Exec, *, invalidate: bool) -> int:
+    """Verify validate (mode 3) / invalidate (mode 7) of the public key in slot Param2: the
+    signature (by the parent key in SlotConfig.ReadKey's slot) is over SHA-256 of TempKey and
+    the 19 bytes of OtherData arranged as a Sign-internal message; TempKey must come from GenKey
+    over that key [B]. Success sets the validity nibble to 0x5 or 0xA (chip §3.6)."""
+    cfg, vol, state, slot = ex.cfg, ex.vol, ex.state, ex.p2
+    if slot > 15 or not (cfg.key_type[slot] == KeyType.P256 and cfg.pub_info[slot]):
+        raise exec_error(f"slot {slot} does not hold a public key that needs validation")
+    if cfg.private[slot]:
+        raise exec_error(f"slot {slot} holds a private key")
+    if not (vol.tk_valid and vol.tk_genkey) or vol.tk_keyid != slot:
+        raise exec_error("validation needs a TempKey made by GenKey over that public key")
+    parent = cfg.read_key[slot]
+    if cfg.private[parent] or cfg.key_type[parent] != KeyType.P256 or parent < 8:
+        raise exec_error(f"parent slot {parent} does not hold a P-256 public key")
+    other, sn = bytes(ex.data[64:83]), cfg.sn
+    message = sha256(
+        bytes(vol.tempkey[:32]),
+        bytes((Opcode.SIGN,)),
+        other[0:10],
+        bytes((sn[8],)),
+        other[10:14],
+        sn[0:2],
+        other[14:19],
+    )
+    xy = _stored_public_key(ex, parent)
+    peer_key(xy)
+    ex.ecc_point()
+    if not ecdsa_verify(xy, message, ex.data[:64]):
+        return 0x01
+    buf = state.slots[slot]
+    buf[0] = (0xA0 if invalidate else 0x50) | (buf[0] & 0x0F)
+    state.key_valid[slot] = not invalidate
+    ex.dirty = True
+    return 0x00
 
 
 # ------------------------------------------------------------------------------ ECDH §4.7 ----
@@ -343,8 +404,7 @@ def ecdh(ex: Exec) -> bytes | None:
     if p2 > 15:
         raise parse_error("slot out of range")
     ex.gate()
-    if mode & 0x02:
-        raise exec_error("ECDH encrypted output is unsupported in the emulator")
+    encrypted = bool(mode & 0x02)
     cfg, state, vol = ex.cfg, ex.state, ex.vol
     protection = (cfg.chip_options >> 8) & 0x03
     if from_tempkey:
@@ -361,8 +421,8 @@ def ecdh(ex: Exec) -> bytes | None:
             raise exec_error(f"slot {slot} does not allow ECDH")
         if not state.key_valid[slot]:
             raise exec_error(f"slot {slot} holds no valid private key")
-        ex.require_usable(slot)
         ex.require_auth(slot)
+        ex.use_key(slot)
         scalar = _stored_scalar(ex, slot)
         source_slot = slot
     target: int | None = None
@@ -377,18 +437,21 @@ def ecdh(ex: Exec) -> bytes | None:
             raise exec_error("ECDH target slot unusable")
     if target is not None and cfg.slot_locked(target):
         raise exec_error(f"ECDH target slot {target} is locked")
-    clear_output = dest == 0x03 or (dest == 0x00 and target is None)
-    if clear_output and protection:
-        # ChipOptions bits 9:8 forbid clear output (1 ⇒ encrypted, 2/3 ⇒ TempKey/slot only [U]).
-        raise exec_error("ChipOptions ECDH protection forbids clear output")
+    to_output = dest == 0x03 or (dest == 0x00 and target is None)
+    if to_output and (protection >= 2 or (protection == 1 and not encrypted)):
+        # ChipOptions bits 9:8: 1 ⇒ output encrypted only, 2/3 ⇒ TempKey/slot only [U].
+        raise exec_error("ChipOptions ECDH protection forbids this output")
+    io_key_check = ex.io_key() if to_output and encrypted else b""
     peer = peer_key(data)
     ex.ecc_point()
     secret = private_key(scalar).exchange((_crypto or _c()).ec.ECDH(), peer)
-    if clear_output:
+    if to_output:
+        if io_key_check:
+            enc, nonce = ex.io_encrypt(secret)
+            return enc + nonce
         return secret
     if dest == 0x02:
         vol.set_tempkey(secret, source_input=False, keyid=source_slot)
-        ex.tempkey_written = True
         return None
     assert target is not None
     state.slots[target][:32] = secret

@@ -1,6 +1,6 @@
 """Emulated commands that manage the chip itself: Info, Random, Nonce, Counter, SelfTest,
-UpdateExtra and Lock (chip §4.1-§4.3, §4.10, §4.13-§4.15, §3.7), plus the 0x0F stubs for
-commands the PKCS#11 provider does not need (§7.2).
+UpdateExtra and Lock (chip §4.1-§4.3, §4.10, §4.13-§4.15, §3.7), and SecureBoot, which is
+not modelled (0x0F, noted as such).
 
 Each handler takes an :class:`~atecc.emulator._core.Exec` and returns output bytes, a one-byte
 result (int) or None for plain success; errors are raised as ``CmdError``. Order inside each
@@ -24,10 +24,9 @@ from atecc.constants import (
     Opcode,
 )
 from atecc.emulator._core import Exec, exec_error, parse_error
-from atecc.emulator.faults import SELFTEST_UNITS
+from atecc.emulator.counters import COUNTER_MAX
+from atecc.emulator.faults import SELFTEST_UNITS, same_units
 
-#: Largest monotonic counter value (chip §4.13).
-COUNTER_MAX = 2_097_151
 #: RNG output before the config zone is locked (chip §3.7) [508].
 RNG_TEST_PATTERN = b"\xff\xff\x00\x00" * 8
 
@@ -160,7 +159,6 @@ def nonce(ex: Exec) -> bytes | None:
         vol.tempkey = digest.ljust(64, b"\x00")
     else:
         vol.set_tempkey(digest, source_input=False)
-    ex.tempkey_written = True
     return rand_out
 
 
@@ -170,13 +168,16 @@ def counter(ex: Exec) -> bytes:
     if ex.p1 not in (0x00, 0x01) or ex.p2 not in (0, 1):
         raise parse_error("Counter mode must be 0/1 and counter id 0/1")
     ex.gate()
-    counters = ex.state.counters
+    # The value lives in config bytes 52-67 in the chip's own encoding, so a value preset there
+    # before the config lock counts, and an increment shows in a config read (chip §3.1).
+    value = ex.state.counters[ex.p2]
     if ex.p1 == 0x01:
-        if counters[ex.p2] >= COUNTER_MAX:
+        if value >= COUNTER_MAX:
             raise exec_error("counter at its maximum")
-        counters[ex.p2] += 1
+        value += 1
+        ex.state.set_counter(ex.p2, value)
         ex.dirty = True
-    return counters[ex.p2].to_bytes(4, "little")
+    return value.to_bytes(4, "little")
 
 
 # -------------------------------------------------------------------------- SelfTest §4.14 ---
@@ -189,7 +190,8 @@ def selftest(ex: Exec) -> int:
     if ex.p1 == 0:
         return chip.selftest_register
     failed = ex.p1 & chip.faults.selftest_broken
-    chip.selftest_register = (chip.selftest_register & ~ex.p1) | failed
+    passed = same_units(ex.p1 & ~failed)  # a unit that passes clears every bit naming it
+    chip.selftest_register = (chip.selftest_register & ~passed) | failed
     return failed
 
 
@@ -201,10 +203,9 @@ def update_extra(ex: Exec) -> None:
         raise parse_error("UpdateExtra mode 0..2, param2 MSB 0")
     ex.gate()
     if mode == 0x02:
-        raise exec_error("limited-use counter decrement is not modelled by the emulator")
-    # [508] UpdateExtra works only once the config zone is locked.
-    if not ex.cfg.config_locked:
-        raise exec_error("config zone not locked")
+        raise ex.not_modelled("UpdateExtra mode 2 (508A limited-use counter decrement)")
+    # Works with the config zone locked or not: cryptoauthlib's atcab_write_config_zone sends
+    # it before the lock (the 508A datasheet's "config locked" precondition is not the 608's).
     offset = CFG_USER_EXTRA + mode
     config = ex.state.config
     if config[offset] != 0x00:
@@ -262,11 +263,10 @@ def lock(ex: Exec) -> None:
     ex.dirty = True
 
 
-# -------------------------------------------------------------------- not modelled §4.17 ----
-def not_modelled(ex: Exec) -> None:
-    """MAC, GenDig, CheckMac, DeriveKey, KDF, SecureBoot: 0x0F "unsupported in emulator"."""
+# ---------------------------------------------------------------------- SecureBoot §4.17 ---
+def secure_boot(ex: Exec) -> None:
     ex.gate()
-    raise exec_error(f"opcode 0x{ex.opcode:02X} is not modelled by the emulator")
+    raise ex.not_modelled(f"SecureBoot (mode 0x{ex.p1:02X})")
 
 
 HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
@@ -277,10 +277,5 @@ HANDLERS: dict[int, Callable[[Exec], bytes | int | None]] = {
     Opcode.SELFTEST: selftest,
     Opcode.UPDATEEXTRA: update_extra,
     Opcode.LOCK: lock,
-    Opcode.MAC: not_modelled,
-    Opcode.GENDIG: not_modelled,
-    Opcode.CHECKMAC: not_modelled,
-    Opcode.DERIVEKEY: not_modelled,
-    Opcode.KDF: not_modelled,
-    Opcode.SECUREBOOT: not_modelled,
+    Opcode.SECUREBOOT: secure_boot,
 }

@@ -1,10 +1,13 @@
 """Emulated EEPROM access commands: Read, Write and PrivWrite (chip §3.1-§3.3, §3.6, §4.8,
 §4.9, §4.16).
 
-Owns the zone/address decoding of Param1/Param2 and the read/write permission procedure of §3.6.
-Encrypted transfers (Zone bit 6, EncryptRead slots, PrivWrite mode 0x40, WriteConfig "Encrypt")
-need GenDig, which the emulator does not model: they end with 0x0F "unsupported in emulator"
-(§7.2). Writes to the private-key slots go only through GenKey/PrivWrite.
+Owns the zone/address decoding of Param1/Param2 and the read/write permission procedure of §3.6,
+including the encrypted transfers: EncryptRead slots come back XORed with a TempKey made by GenDig
+from the slot's ReadKey; encrypted Write (WriteConfig "Encrypt", or Zone bit 6 before the data
+lock) and PrivWrite mode 0x40 carry data XORed with a GenDig TempKey (from the WriteKey after the
+data lock) and a SHA-256 MAC over TempKey, the command and the plaintext (chip §3.6, §4.16;
+cryptoauthlib's atcah_write_auth_mac and atcah_privwrite_auth_mac). The TempKey is used up.
+Writes to the private-key slots go only through GenKey/PrivWrite.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from atecc.constants import (
     Opcode,
     slot_size,
 )
-from atecc.emulator._core import Exec, exec_error, parse_error
+from atecc.emulator._core import Exec, exec_error, parse_error, sha256, xor
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -47,6 +50,36 @@ def _decode(ex: Exec, zone: int, big: bool) -> tuple[int, int]:
     return slot, block * 32 + (0 if big else word * 4)
 
 
+def _gendig_tempkey(ex: Exec, key_id: int | None, *, random: bool = False) -> bytes:
+    """TempKey made by GenDig (from slot ``key_id`` when given) for an encrypted transfer."""
+    vol = ex.vol
+    if not (vol.tk_valid and vol.tk_gendig) or vol.tk_nomac:
+        raise exec_error("encrypted transfer needs a TempKey made by GenDig")
+    if key_id is not None and vol.tk_keyid != key_id:
+        raise exec_error(f"TempKey was made from slot {vol.tk_keyid}, not slot {key_id}")
+    if random and vol.tk_source_input:
+        raise exec_error("encrypted read needs a TempKey from a random nonce")
+    return bytes(vol.tempkey[:32])
+
+
+def _check_mac(ex: Exec, tempkey: bytes, zeros: int, plaintext: bytes, mac: bytes) -> None:
+    import hmac as _hmac
+
+    params = bytes((ex.opcode, ex.p1, ex.p2 & 0xFF, ex.p2 >> 8))
+    expected = sha256(tempkey, params, ex.cfg.sn_tail(zeros), plaintext)
+    ex.vol.tk_valid = False  # used up, whatever the outcome [B]
+    if not _hmac.compare_digest(expected, bytes(mac)):
+        raise exec_error("input MAC does not match")
+
+
+def _decrypt_write(ex: Exec, key_id: int | None) -> bytes:
+    """Plaintext of an encrypted Write (32 bytes XOR TempKey, then the MAC)."""
+    tempkey = _gendig_tempkey(ex, key_id)
+    plaintext = xor(bytes(ex.data[:32]), tempkey)
+    _check_mac(ex, tempkey, 25, plaintext, ex.data[32:64])
+    return plaintext
+
+
 # ------------------------------------------------------------------------------ Read §4.8 ----
 def read(ex: Exec) -> bytes:
     if ex.data:
@@ -71,12 +104,17 @@ def read(ex: Exec) -> bytes:
         raise exec_error("data zone reads need the data zone locked")
     if cfg.private[slot]:
         raise exec_error(f"slot {slot} holds a private key")
-    if cfg.is_secret[slot]:
-        # IsSecret=1: clear reads prohibited; EncryptRead needs GenDig (not modelled).
-        raise exec_error(f"slot {slot} is secret")
     # IsSecret=0 with EncryptRead=1 is undefined; treated as a clear read [U] (chip §3.6).
-    chunk = bytes(state.slots[slot][offset : offset + length])
-    return chunk.ljust(length, b"\x00")  # short last block reads back zero-filled [508]
+    chunk = bytes(state.slots[slot][offset : offset + length]).ljust(length, b"\x00")
+    if not cfg.is_secret[slot]:
+        return chunk  # a short last block reads back zero-filled [508]
+    if not cfg.encrypt_read[slot]:
+        raise exec_error(f"slot {slot} is secret")
+    if not big:
+        raise exec_error(f"slot {slot} is read encrypted: 32-byte reads only")
+    tempkey = _gendig_tempkey(ex, cfg.read_key[slot], random=True)
+    ex.vol.tk_valid = False  # used up [B]
+    return xor(chunk, tempkey)
 
 
 # ----------------------------------------------------------------------------- Write §4.9 ----
@@ -112,7 +150,7 @@ def write(ex: Exec) -> None:
         if not big:
             raise exec_error("OTP writes before data lock are 32 bytes only")
         if encrypted:
-            raise exec_error("encrypted writes are unsupported in the emulator")
+            value = _decrypt_write(ex, None)
         state.otp[offset : offset + 32] = value
         ex.dirty = True
         return None
@@ -124,16 +162,19 @@ def write(ex: Exec) -> None:
         if not big:
             raise exec_error("data writes before data lock are 32 bytes only")
         if encrypted:
-            raise exec_error("encrypted writes are unsupported in the emulator")
+            value = _decrypt_write(ex, None)  # any GenDig TempKey before the data lock
     else:
         wc = cfg.write_config[slot]
         if wc & 0x4:
-            # "Encrypt": writes must be encrypted with WriteKey (needs GenDig).
-            raise exec_error("encrypted writes are unsupported in the emulator")
-        if wc & 0x8 or wc & 0x2:
+            # "Encrypt": 32-byte writes encrypted with a GenDig TempKey from the WriteKey.
+            if not (big and encrypted):
+                raise exec_error(f"slot {slot} takes encrypted 32-byte writes only")
+            value = _decrypt_write(ex, cfg.write_key[slot])
+        elif wc & 0x8 or wc & 0x2:
             raise exec_error(f"slot {slot} WriteConfig is Never")
-        if encrypted:
-            raise exec_error("encrypted writes are unsupported in the emulator")
+        elif encrypted:
+            # Zone bit 6 on a slot that takes clear writes: the chip's answer is not public.
+            raise ex.not_modelled("encrypted Write to a slot whose WriteConfig is not Encrypt")
         if wc == 0x1 and state.slots[slot][0] >> 4 == 0x5:
             raise exec_error(f"slot {slot} holds a validated public key (PubInvalid)")
         if not big and cfg.is_secret[slot]:
@@ -165,10 +206,18 @@ def priv_write(ex: Exec) -> None:
         raise exec_error(f"slot {slot} is not a P-256 private-key slot")
     if cfg.slot_locked(slot):
         raise exec_error(f"slot {slot} is locked")
-    if ex.p1 == 0x40 or cfg.data_locked:
-        # After data lock PrivWrite must be encrypted with the WriteKey (needs GenDig).
-        raise exec_error("encrypted PrivWrite is unsupported in the emulator")
-    key = ex.data[:36]
+    key = bytes(ex.data[:36])
+    if cfg.data_locked and ex.p1 != 0x40:
+        raise exec_error("after the data lock PrivWrite must be encrypted")
+    if ex.p1 == 0x40:
+        write_key = None
+        if cfg.data_locked:
+            if not cfg.write_config[slot] & 0x4:
+                raise exec_error(f"slot {slot} does not take PrivWrite (WriteConfig bit 14)")
+            write_key = cfg.write_key[slot]
+        tempkey = _gendig_tempkey(ex, write_key)
+        key = xor(key[:32], tempkey) + xor(key[32:36], sha256(tempkey)[:4])
+        _check_mac(ex, tempkey, 21, key, ex.data[36:68])
     scalar = int.from_bytes(key[4:], "big")
     if key[:4] != bytes(4) or not 0 < scalar < P256_ORDER:
         raise exec_error("not a valid P-256 private key")  # [B]

@@ -1,10 +1,11 @@
 """Emulated symmetric commands: SHA (SHA-256 and HMAC-SHA256 sequences) and AES (single-block
 AES-128 and GFM) (chip §4.11, §4.12).
 
-Owns the streaming hash context (``hashlib``/``hmac`` objects do the device-side padding), the
-End-mode digest targets (00 TempKey, 01 message digest buffer, 11 output only), and GF(2^128)
-multiplication with GCM's bit order. SHA context read/write (modes 6/7) and the 508A "Public"
-mode 3 answer 0x0F "unsupported in emulator".
+Owns the streaming hash context (:class:`~atecc.emulator.sha256.Sha256` for SHA, whose state
+SHA context read and write (modes 6/7) carry; ``hmac`` for HMAC), the End-mode digest targets
+(00 TempKey, 01 message digest buffer, 11 output only), and GF(2^128) multiplication with GCM's
+bit order. Not modelled (0x0F, noted): the 508A "Public" mode 3, context read of an HMAC
+sequence.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from atecc.constants import KeyType, Opcode
 from atecc.emulator._core import Exec, exec_error, parse_error
+from atecc.emulator.sha256 import Sha256
 
 _HMAC_TEMPKEY = 0xFFFF
 
@@ -33,9 +35,7 @@ def sha(ex: Exec) -> bytes | None:
         if p2 or data:
             raise parse_error("SHA start takes no parameters")
         ex.gate()
-        import hashlib  # lazy: loads libcrypto (start-up cost: bench/results.md)
-
-        vol.sha, vol.sha_is_hmac = hashlib.sha256(), False
+        vol.sha, vol.sha_is_hmac = Sha256(), False
         return None
     if op == 0x01:  # Update: 1-64 bytes on the 608 (508A: exactly 64)
         if p2 != len(data) or not 1 <= p2 <= 64:
@@ -68,13 +68,29 @@ def sha(ex: Exec) -> bytes | None:
 
         vol.sha, vol.sha_is_hmac = hmac.new(key, digestmod=hashlib.sha256), True
         return None
-    if op == 0x03:
-        if p2 > 15 or data:
-            raise parse_error("SHA public: slot 0-15, no data")
-    elif op == 0x06 and (p2 or data):
-        raise parse_error("SHA context read takes no parameters")
+    if op == 0x06:  # read context
+        if p2 or data:
+            raise parse_error("SHA context read takes no parameters")
+        ex.gate()
+        if vol.sha is None:
+            raise exec_error("no SHA sequence started")
+        if vol.sha_is_hmac:
+            raise ex.not_modelled("SHA context read of an HMAC sequence")
+        return vol.sha.context()
+    if op == 0x07:  # write context
+        if p2 != len(data):
+            raise parse_error("SHA context write: param2 must equal the context length")
+        try:
+            restored = Sha256.from_context(bytes(data))
+        except ValueError as exc:
+            raise parse_error(f"SHA context write: {exc}") from None
+        ex.gate()
+        vol.sha, vol.sha_is_hmac = restored, False
+        return None
+    if p2 > 15 or data:
+        raise parse_error("SHA public: slot 0-15, no data")
     ex.gate()
-    raise exec_error(f"SHA mode {op} is unsupported in the emulator")
+    raise ex.not_modelled("SHA mode 3 (508A public-key hash)")
 
 
 def _hmac_key(ex: Exec, key_id: int) -> bytes:
@@ -92,7 +108,7 @@ def _hmac_key(ex: Exec, key_id: int) -> bytes:
         raise exec_error(f"slot {slot} has NoMac set")
     ex.require_random_tempkey(slot)
     ex.require_auth(slot)
-    ex.require_usable(slot)
+    ex.use_key(slot)
     return bytes(ex.state.slots[slot][:32])
 
 
@@ -142,7 +158,7 @@ def aes(ex: Exec) -> bytes:
         if 16 * key_block + 16 > len(buf):
             raise exec_error(f"key block {key_block} is outside slot {slot}")
         ex.require_auth(slot)
-        ex.require_usable(slot)
+        ex.use_key(slot)
         key = bytes(buf[16 * key_block : 16 * key_block + 16])
     # Imported here: the emulator should not pay for ``cryptography`` until a command needs it.
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes

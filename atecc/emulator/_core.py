@@ -55,6 +55,16 @@ def exec_error(why: str) -> CmdError:
     return CmdError(EXEC, why)
 
 
+def sha256(*parts: bytes) -> bytes:
+    import hashlib  # lazy: libcrypto via _hashlib, ~2 ms of every start
+
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
 @dataclass(slots=True)
 class Volatile:
     """SRAM contents; a fresh instance is what sleep, watchdog expiry and power-up leave behind."""
@@ -72,7 +82,7 @@ class Volatile:
     mdb_valid: bool = False
     altkey: bytes = bytes(32)
     altkey_valid: bool = False
-    sha: Any = None  #: hashlib / hmac object while a SHA or HMAC sequence is open
+    sha: Any = None  #: Sha256 / hmac object while a SHA or HMAC sequence is open
     sha_is_hmac: bool = False
     seed_eeprom: bool = False  #: "EEPROM RNG seed updated" since power-up/sleep
     seed_sram: bool = False
@@ -131,6 +141,7 @@ class Cfg:
         "is_secret",
         "key_config",
         "key_type",
+        "limited_use",
         "lockable",
         "no_mac",
         "persistent_disable",
@@ -156,6 +167,7 @@ class Cfg:
         # SlotConfig (chip §3.4)
         self.read_key = [v & 0x0F for v in sc]
         self.no_mac = [bool(v & 0x0010) for v in sc]
+        self.limited_use = [bool(v & 0x0020) for v in sc]
         self.encrypt_read = [bool(v & 0x0040) for v in sc]
         self.is_secret = [bool(v & 0x0080) for v in sc]
         self.write_key = [(v >> 8) & 0x0F for v in sc]
@@ -176,6 +188,11 @@ class Cfg:
         self.aes_enabled = bool(raw[13] & 0x01)
         self.sn = raw[0:4] + raw[8:13]
 
+    def sn_tail(self, zeros: int = 25) -> bytes:
+        """SN[8] ‖ SN[0:1] ‖ zeros: the part every SHA-256 message of chip §4.17 shares."""
+        sn = self.sn
+        return bytes((sn[8], sn[0], sn[1])) + bytes(zeros)
+
     def slot_locked(self, slot: int) -> bool:
         """SlotLocked bit n = 0 means locked (chip §3.1 bytes 88-89)."""
         return not (self.slot_locked_bits >> slot) & 1
@@ -190,8 +207,7 @@ class Exec:
     Handlers validate parameters first (raising 0x03), then call :meth:`gate` (self-test failure
     0x07 and watchdog 0xEE, chip §2 precedence), then check state and permissions (0x0F), then
     call :meth:`ecc_point` right before any ECC computation (injected 0x05), then act. They set
-    ``dirty`` when they changed the EEPROM and ``tempkey_written`` when they loaded TempKey, which
-    exempts the command from the TempKey invalidation rule (chip §4.0).
+    ``dirty`` when they changed the EEPROM.
     """
 
     __slots__ = (
@@ -204,7 +220,6 @@ class Exec:
         "p1",
         "p2",
         "state",
-        "tempkey_written",
         "vol",
     )
 
@@ -221,7 +236,6 @@ class Exec:
         self.data = data
         self.dirty = False
         self.gated = False
-        self.tempkey_written = False
 
     def load_target(self, target: int, value: bytes) -> None:
         """Put a Nonce pass-through input or a SHA End digest where param1 bits 7:6 say:
@@ -229,7 +243,6 @@ class Exec:
         Other targets are the caller's business (alternate key buffer, output only)."""
         if target == 0x00:
             self.vol.set_tempkey(value, source_input=True)
-            self.tempkey_written = True
         elif target == 0x01:
             self.vol.mdb = value.ljust(64, b"\x00")
             self.vol.mdb_valid = True
@@ -257,6 +270,53 @@ class Exec:
         """PersistentDisable (KeyConfig bit 12): usable only while the persistent latch is set."""
         if self.cfg.persistent_disable[slot] and not self.chip.persistent_latch:
             raise exec_error(f"slot {slot} needs the persistent latch")
+
+    def use_key(self, slot: int) -> None:
+        """A command is about to use the key in ``slot``: the persistent latch rule, then
+        LimitedUse (SlotConfig bit 5): on the 608 each use counts on monotonic counter 0 and the
+        key is refused once the counter is at its limit -- the CountMatch value when CountMatch
+        is enabled (config byte 18 bit 0; the value is bytes 0-3, little-endian, of the
+        CountMatchKey slot named by bits 7:4, as cryptoauthlib's atcah_encode_counter_match
+        writes it), else the counter's maximum [U: the public 608 documents name the feature,
+        not every detail]."""
+        self.require_usable(slot)
+        if not self.cfg.limited_use[slot]:
+            return
+        from atecc.emulator.counters import COUNTER_MAX
+
+        state, count_match = self.state, self.cfg.raw[18]
+        limit = COUNTER_MAX
+        if count_match & 0x01:
+            limit = int.from_bytes(state.slots[count_match >> 4][0:4], "little")
+        used = state.counters[0]
+        if used >= limit:
+            raise exec_error(f"slot {slot} is a limited-use key and counter 0 is at its limit")
+        state.set_counter(0, used + 1)
+        self.dirty = True
+
+    def not_modelled(self, what: str) -> CmdError:
+        """0x0F for something the emulator does not model, recorded and logged as such."""
+        self.chip.note_not_modelled(what)
+        return exec_error(f"not modelled: {what}")
+
+    def io_key(self) -> bytes:
+        """The IO protection key (ChipOptions bit 1 enables it, bits 15:12 name its slot)."""
+        options = self.cfg.chip_options
+        if not options & 0x0002:
+            raise exec_error("IO protection key is not enabled (ChipOptions bit 1)")
+        return bytes(self.state.slots[(options >> 12) & 0x0F][:32])
+
+    def io_encrypt(self, data: bytes) -> tuple[bytes, bytes]:
+        """Encrypt output for the host with the IO protection key: each 32-byte block is XORed
+        with SHA-256(IO key ‖ 16 bytes of a fresh 32-byte nonce); returns (data, nonce)
+        (cryptoauthlib's atcah_io_decrypt undoes it)."""
+        key = self.io_key()
+        nonce = self.chip.random_bytes(32)
+        out = b"".join(
+            xor(data[i : i + 32], sha256(key, nonce[i // 2 : i // 2 + 16]))
+            for i in range(0, len(data), 32)
+        )
+        return out, nonce
 
     def require_random_tempkey(self, slot: int) -> None:
         """ReqRandom (chip §3.5): TempKey must come from the RNG (Nonce random mode)."""

@@ -34,7 +34,7 @@ class EmulatedBus:
     :param state_path: the chip's JSON state file (see :mod:`atecc.emulator.profiles`)
     :param timing: ``"fast"`` (no busy time, virtual clock) or ``"realistic"`` (busy time from
         chip §4.0 × ``busy_fraction``, tWHI, real clock)
-    :param strict: strict TempKey/seed/MDB rules (see :mod:`atecc.emulator.chip`)
+    :param strict: strict RNG-seed and message-digest-buffer rules (see :mod:`atecc.emulator.chip`)
     :param busy_fraction: fraction of the worst-case execution time the chip stays busy
     :param clock: override the clock (tests use a :class:`VirtualClock` with realistic timing)
     :param seed: deterministic RNG for Random/Nonce/GenKey (ECDSA k stays random)

@@ -21,18 +21,23 @@ Modelling choices (spec tags in brackets):
   ``realistic`` timing; in ``fast`` timing the chip answers at once. The watchdog runs in both
   modes on the bus clock, and the 0xEE check ("not enough watchdog time left") uses the
   command's modelled execution time (§4.0 maximum × busy_fraction) in both modes.
-* ``strict`` (default) applies the 508A TempKey invalidation rule to the 608 [508]/[U]:
-  every command except Nonce, GenKey, GenDig, Info and CheckMac clears TempKey.Valid on every
-  outcome except 0xFF and 0x05 (Nonce/GenKey/GenDig clear it only on error). SHA falls under the
-  rule too (a SHA End with target TempKey loads it instead) — the 608's separate SHA engine may
-  not touch TempKey [B], so the strict choice is the one that catches drivers relying on it.
-  Strict mode also makes Sign require an RNG seed update since the last sleep [U] (§4.2) and
-  invalidates the message digest buffer after Sign and Verify [U] (§4.5, §8).
+* TempKey follows the 608, not the 508A: a command changes TempKey only when it writes it
+  (Nonce, GenDig, GenKey digest or ephemeral key, SHA End to TempKey, ECDH or KDF to TempKey,
+  CheckMac copy) or consumes it as an ephemeral private key (ECDH from TempKey); sleep and the
+  watchdog clear it. Evidence: cryptoauthlib's own 608 tests load TempKey once and then run
+  sixteen AES commands with it (``atca_tests_aes.c``), and run Random, Nonce to the message
+  digest buffer and Sign between a random Nonce and a Verify that uses its TempKey
+  (``atca_tests_verify.c``). The 508A rule "every other command clears TempKey" (chip §4.0)
+  would fail both; there is no 508A profile, so it is not kept.
+* ``strict`` (default) makes Sign require an RNG seed update since the last sleep [U] (§4.2)
+  and invalidates the message digest buffer after Sign and Verify [U] (§4.5, §8): both catch a
+  driver that skips a step cryptoauthlib always takes.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Callable
 
@@ -41,6 +46,10 @@ from atecc.constants import (
     CFG_CHIP_MODE,
     CFG_I2C_ADDRESS,
     CFG_USER_EXTRA_ADD,
+    CLOCK_DIVIDER_MASK,
+    CLOCK_M0,
+    CLOCK_M1,
+    CLOCK_M2,
     MAX_GROUP_COUNT,
     MIN_COMMAND_COUNT,
     WAKE_HIGH_S,
@@ -49,11 +58,20 @@ from atecc.constants import (
     Status,
     exec_time_max_s,
 )
-from atecc.emulator import _cmd_ecc, _cmd_general, _cmd_memory, _cmd_symmetric
+from atecc.emulator import (
+    _cmd_auth,
+    _cmd_ecc,
+    _cmd_general,
+    _cmd_kdf,
+    _cmd_memory,
+    _cmd_symmetric,
+)
 from atecc.emulator._core import Cfg, CmdError, Exec, Volatile
 from atecc.emulator.clock import Clock
 from atecc.emulator.faults import Faults
 from atecc.emulator.state import StateFile
+
+log = logging.getLogger("atecc.emulator")
 
 #: Long watchdog (ChipMode bit 2): ≈10 s on the 508A, ≈13 s per cryptoauthlib for the 608 [U].
 WATCHDOG_LONG_S = 13.0
@@ -67,6 +85,8 @@ HANDLERS: dict[int, Handler] = {
     **_cmd_memory.HANDLERS,
     **_cmd_ecc.HANDLERS,
     **_cmd_symmetric.HANDLERS,
+    **_cmd_auth.HANDLERS,
+    **_cmd_kdf.HANDLERS,
 }
 
 
@@ -79,10 +99,10 @@ _STATUS_GROUPS = {s: _group(bytes((s,))) for s in range(256)}
 WAKE_RESPONSE = _STATUS_GROUPS[Status.WAKE_OK]  # 04 11 33 43
 POST_FAILED_RESPONSE = _STATUS_GROUPS[Status.SELFTEST_ERROR]  # 04 07 40 C2 (computed, §1.3)
 
-# Commands exempt from "every other command invalidates TempKey" (§4.0).
-_TEMPKEY_KEEPERS = frozenset((Opcode.NONCE, Opcode.GENKEY, Opcode.GENDIG))
-_TEMPKEY_UNTOUCHED = frozenset((Opcode.INFO, Opcode.CHECKMAC))
+# Commands that consume the message digest buffer in strict mode [U] (§4.5, §8).
 _MDB_CONSUMERS = frozenset((Opcode.SIGN, Opcode.VERIFY))
+#: Outcomes after which the command did not run: nothing it would consume is consumed.
+_NOT_RUN = frozenset((Status.CRC_ERROR, Status.ECC_FAULT))
 
 
 def nack(why: str) -> OSError:
@@ -121,8 +141,16 @@ class Chip:
         self.realistic = realistic
         self.strict = strict
         self.busy_fraction = busy_fraction
-        # Modelled execution time per opcode, precomputed: it is looked up twice per command.
-        self._exec_s = tuple(exec_time_max_s(op) * busy_fraction for op in range(256))
+        # Modelled execution time per ChipMode clock divider and opcode, precomputed: it is
+        # looked up twice per command. An undocumented divider is timed as the slowest known.
+        self._exec_s = {
+            d: tuple(exec_time_max_s(op, d) * busy_fraction for op in range(256))
+            for d in (CLOCK_M0, CLOCK_M1, CLOCK_M2)
+        }
+        self._exec_slowest = tuple(exec_time_max_s(op, None) * busy_fraction for op in range(256))
+        #: What the chip was asked to do that the emulator does not model, with counts: the
+        #: answer given (0x0F, or a guess) is not chip behaviour. Also logged, once per kind.
+        self.not_modelled: dict[str, int] = {}
         self._watchdog_override = watchdog_s
         self._rng: Callable[[int], bytes] = os.urandom
         if seed is not None:  # `random` is imported only for seeded chips (start-up cost)
@@ -315,7 +343,23 @@ class Chip:
         return self._rng(n)
 
     def exec_time_s(self, opcode: int) -> float:
-        return self._exec_s[opcode]
+        """Modelled execution time at the clock divider of ChipMode (config byte 19 bits 7:3)."""
+        divider = self._cfg.raw[CFG_CHIP_MODE] & CLOCK_DIVIDER_MASK if self._cfg else CLOCK_M0
+        table = self._exec_s.get(divider)
+        if table is None:
+            self.note_not_modelled(f"ChipMode clock divider 0x{divider:02X} (timed as M2)")
+            table = self._exec_slowest
+        return table[opcode]
+
+    def note_not_modelled(self, what: str) -> None:
+        """Record (and log once per kind) something the emulator does not model."""
+        count = self.not_modelled.get(what)
+        if count is None:
+            if len(self.not_modelled) >= 256:
+                return  # bounded: a client cannot grow this without limit
+            log.warning("not modelled: %s", what)
+            count = 0
+        self.not_modelled[what] = count + 1
 
     def check_gate(self, opcode: int, selftest_exempt: bool) -> None:
         if self.selftest_register and not selftest_exempt:
@@ -350,21 +394,7 @@ class Chip:
                     self.vol.sha = None  # an error ends the SHA sequence (§4.11)
             if ctx.dirty:
                 txn.dirty = True
-        self._tempkey_rule(opcode, status, ctx)
+        if self.strict and opcode in _MDB_CONSUMERS and status not in _NOT_RUN:
+            self.vol.mdb_valid = False
         response = _group(result) if isinstance(result, bytes) else _STATUS_GROUPS[status]
         return response, self.exec_time_s(opcode)
-
-    def _tempkey_rule(self, opcode: int, status: int, ctx: Exec) -> None:
-        if not self.strict or ctx.tempkey_written:
-            return
-        if status in (Status.CRC_ERROR, Status.ECC_FAULT):
-            return
-        if opcode in _MDB_CONSUMERS:
-            self.vol.mdb_valid = False  # [U] strict: Sign/Verify consume the MDB (§4.5, §8)
-        if opcode in _TEMPKEY_UNTOUCHED:
-            return
-        if opcode in _TEMPKEY_KEEPERS:
-            if status != 0:
-                self.vol.tk_valid = False
-            return
-        self.vol.tk_valid = False

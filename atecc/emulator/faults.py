@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from atecc.emulator.chip import Chip
 
-#: SelfTest bitmap bits that name real test units: RNG 0x01, ECDSA sign/verify 0x02, ECDH 0x08,
-#: AES 0x10, SHA 0x20; "all" = 0x3B. Spec §4.14 puts ECDSA at bit 2, which contradicts its own
-#: "0x3B = all"; we follow 0x3B (ECDSA = bit 1, bit 2 reserved) [B].
-SELFTEST_UNITS = 0x3B
+#: SelfTest bitmap bits that name test units: RNG 0x01, ECDSA sign/verify 0x04 (the TNG
+#: datasheets' bit 2, cryptoauthlib's SELFTEST_MODE_ECDSA_SIGN_VERIFY), ECDH 0x08, AES 0x10,
+#: SHA 0x20. Bit 1 is in cryptoauthlib's "all" (0x3B) and real parts accept it; what it tests is
+#: not public [U], so it is a second name of the ECDSA unit. Bits 7:6 are reserved.
+SELFTEST_UNITS = 0x3F
+#: The two bits that name the ECDSA unit.
+SELFTEST_ECDSA = 0x06
+
+
+def same_units(mask: int) -> int:
+    """``mask`` with both ECDSA bits set when either is."""
+    return mask | SELFTEST_ECDSA if mask & SELFTEST_ECDSA else mask
 
 
 class Faults:
@@ -68,7 +76,7 @@ class Faults:
     def selftest_fail(self, mask: int) -> None:
         """Break the self-test units in ``mask`` (SelfTest bitmap bits) and enter failure state."""
         mask &= SELFTEST_UNITS
-        self.selftest_broken |= mask
+        self.selftest_broken |= same_units(mask)
         if self._chip is not None:
             self._chip.selftest_failure(mask)
 

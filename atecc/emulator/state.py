@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atecc.constants import CONFIG_ZONE_SIZE, OTP_ZONE_SIZE, SLOT_COUNT, slot_size
-from atecc.fileio import FileLock, atomic_write
+from atecc.emulator import counters as counter_encoding
+from atecc.fileio import FileLock, atomic_write, read_limited
 
 FORMAT_VERSION = 1
 
 
-class StateFileError(Exception):
+class StateFileError(OSError):
     """The state file is missing, unreadable or not a chip state of a version we understand."""
 
 
@@ -37,7 +38,8 @@ class ChipState:
     ``slots[n]`` has exactly ``slot_size(n)`` bytes. Private keys are stored in slots 0-7 as the
     chip does (4 zero pad bytes followed by the 32-byte big-endian scalar); ``key_valid[n]`` says
     whether slot ``n`` holds a valid private key (for P-256 private slots) or a validated public
-    key (public slots with PubInfo = 1). ``counters`` are the two monotonic counters as integers.
+    key (public slots with PubInfo = 1). The two monotonic counters live where the chip keeps
+    them, in config bytes 52-67 (:mod:`atecc.emulator.counters`); :attr:`counters` decodes them.
     """
 
     profile: str
@@ -47,7 +49,6 @@ class ChipState:
         default_factory=lambda: [bytearray(slot_size(n)) for n in range(SLOT_COUNT)]
     )
     key_valid: list[bool] = field(default_factory=lambda: [False] * SLOT_COUNT)
-    counters: list[int] = field(default_factory=lambda: [0, 0])
 
     def __post_init__(self) -> None:
         if len(self.config) != CONFIG_ZONE_SIZE or len(self.otp) != OTP_ZONE_SIZE:
@@ -56,8 +57,16 @@ class ChipState:
             len(s) != slot_size(n) for n, s in enumerate(self.slots)
         ):
             raise StateFileError("data zone slots have the wrong sizes")
-        if len(self.key_valid) != SLOT_COUNT or len(self.counters) != 2:
-            raise StateFileError("key_valid needs 16 entries and counters 2")
+        if len(self.key_valid) != SLOT_COUNT:
+            raise StateFileError("key_valid needs 16 entries")
+
+    @property
+    def counters(self) -> list[int]:
+        """The two monotonic counters' values (decoded from the config zone)."""
+        return [counter_encoding.read(self.config, n) for n in (0, 1)]
+
+    def set_counter(self, counter_id: int, value: int) -> None:
+        counter_encoding.write(self.config, counter_id, value)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -68,7 +77,7 @@ class ChipState:
             "otp": self.otp.hex(),
             "slots": [s.hex() for s in self.slots],
             "key_valid": list(self.key_valid),
-            "counters": list(self.counters),
+            "counters": self.counters,  # informative: the config zone holds them
         }
 
     @classmethod
@@ -78,16 +87,23 @@ class ChipState:
         if doc.get("version") != FORMAT_VERSION:
             raise StateFileError(f"unsupported state file version {doc.get('version')!r}")
         try:
-            return cls(
+            state = cls(
                 profile=str(doc["profile"]),
                 config=bytearray.fromhex(doc["config"]),
                 otp=bytearray.fromhex(doc["otp"]),
                 slots=[bytearray.fromhex(s) for s in doc["slots"]],
                 key_valid=[bool(v) for v in doc["key_valid"]],
-                counters=[int(c) for c in doc["counters"]],
             )
+            stored = [int(c) for c in doc.get("counters", [0, 0])]
+            if len(stored) != 2:
+                raise ValueError("counters needs 2 entries")
+            # Files written before the counters moved into the config zone kept them only here.
+            for n, value in enumerate(stored):
+                if value > state.counters[n]:
+                    state.set_counter(n, value)
         except (KeyError, TypeError, ValueError) as exc:
             raise StateFileError(f"corrupt state file: {exc}") from exc
+        return state
 
     def copy(self) -> ChipState:
         return ChipState.from_json(self.to_json())
@@ -196,15 +212,22 @@ class Transaction:
     dirty: bool = False
 
 
+#: Largest state file read (a chip's state is a few kilobytes of JSON).
+MAX_STATE_BYTES = 1024 * 1024
+
+
 def _read(path: Path) -> ChipState:
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        raw = read_limited(path, max_bytes=MAX_STATE_BYTES)
     except FileNotFoundError as exc:
         raise StateFileError(f"no chip state at {path}") from exc
     except PermissionError as exc:
         raise StateFileError(f"cannot read chip state {path}: permission denied") from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # FileRefusedError (FIFO, device, too large) included
+        raise StateFileError(f"cannot read chip state {path}: {exc.strerror or exc}") from exc
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
         raise StateFileError(f"cannot read chip state {path}: {exc}") from exc
     return ChipState.from_json(doc)
 

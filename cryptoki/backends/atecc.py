@@ -92,9 +92,13 @@ class chip_errors:  # noqa: N801 (used like the function it replaced: ``with chi
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
+        if isinstance(exc, OSError):
+            # Below the driver (the bus device, an emulator state file): device trouble too.
+            log.warning("%s failed: %s -> DeviceError", self.what, exc)
+            raise errors.DeviceError(f"chip I/O: {exc}") from exc
         if exc is None or not isinstance(exc, ae.AteccError):
             return  # success, or not a driver error: propagate unchanged
-        mapped = None
+        mapped: errors.Pkcs11Error | None = None
         if self.overrides:
             for cls in type(exc).__mro__:
                 target = self.overrides.get(cls)
@@ -208,9 +212,10 @@ class AteccBackend:
         try:
             serial = bytes(dev.serial_number())
             revision = bytes(dev.revision())
-        except (ae.NoDevice, ae.TransportError) as exc:
-            # Nothing answers the wake: the token is absent rather than broken. Drop the
-            # device so that the next probe starts from scratch.
+        except (ae.NoDevice, ae.TransportError, OSError) as exc:
+            # Nothing answers the wake (or the bus device or emulator state file went away):
+            # the token is absent rather than broken. Drop the device so that the next probe
+            # starts from scratch.
             self.close()
             log.info("%s: chip does not answer: %s", self._name, exc)
             raise errors.TokenNotPresent(f"{self._name}: {exc}") from exc
@@ -278,9 +283,6 @@ class AteccBackend:
         with chip_errors("SHA-256"):
             return bytes(dev.sha256(data))
 
-    def sha256_stream(self) -> Any:
-        return _Stream(self._open().sha256_stream())
-
     def hmac_sha256(self, slot: int, data: bytes, *, random_nonce: bool) -> bytes:
         dev = self._open()
         with chip_errors(f"HMAC with slot {slot}", _REFUSED):
@@ -346,18 +348,3 @@ class AteccBackend:
         if dev is not None:
             with contextlib.suppress(Exception):  # at process exit the bus may already be gone
                 dev.close()
-
-
-class _Stream:
-    """A driver Sha256Stream whose errors come out as Pkcs11Error."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def update(self, data: bytes) -> None:
-        with chip_errors("SHA-256 update"):
-            self._stream.update(data)
-
-    def digest(self) -> bytes:
-        with chip_errors("SHA-256 end"):
-            return bytes(self._stream.digest())

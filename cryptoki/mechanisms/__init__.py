@@ -9,7 +9,7 @@ exactly when it is implemented, and the key checks (:meth:`MechanismEntry.check_
 CKA_ALLOWED_MECHANISMS check among them) are written once. The default CKA_ALLOWED_MECHANISMS of
 a key is derived from the same table (:func:`usable_with`).
 Must not: hold per-session state (operations live in the session) or touch the chip directly
-(operations receive callables the token binds to one key).
+(operations receive callables ``chip_use.ChipUse`` binds to one key).
 
 Key-check order, the same for every function (matching what SoftHSM2 returns for each case):
 a key of the wrong type or in the wrong place (CKR_KEY_TYPE_INCONSISTENT), a key of the wrong
@@ -92,7 +92,7 @@ class KeyRule:
         return obj.public_key is not None
 
 
-#: Builds an operation: (mechanism, entry, use, key object, token) -> operation.
+#: Builds an operation: (mechanism, entry, use, key object, the token's ``ChipUse``) -> operation.
 Factory = Callable[[Mechanism, "MechanismEntry", Use, "Pkcs11Object", Any], Any]
 
 
@@ -134,9 +134,9 @@ class MechanismEntry:
         if self.type not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
             raise errors.MechanismInvalid("mechanism not in the key's CKA_ALLOWED_MECHANISMS")
 
-    def operation(self, mechanism: Mechanism, use: Use, obj: Pkcs11Object, token: Any) -> Any:
+    def operation(self, mechanism: Mechanism, use: Use, obj: Pkcs11Object, chip: Any) -> Any:
         assert self.factory is not None
-        return self.factory(mechanism, self, use, obj, token)
+        return self.factory(mechanism, self, use, obj, chip)
 
 
 def _info(min_size: int, max_size: int, flags: int) -> MechanismInfo:
@@ -145,27 +145,27 @@ def _info(min_size: int, max_size: int, flags: int) -> MechanismInfo:
 
 
 # -- operation factories (the modules are imported when first used) ----------------------------
-def _ecdsa(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, token: Any) -> Any:
+def _ecdsa(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, chip: Any) -> Any:
     from cryptoki.mechanisms import ecdsa
 
     if use is SIGN:
-        return ecdsa.SignOperation(entry, token.signer(obj))
+        return ecdsa.SignOperation(entry, chip.signer(obj))
     return ecdsa.VerifyOperation(entry, obj.public_key)
 
 
-def _hmac(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, token: Any) -> Any:
+def _hmac(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, chip: Any) -> Any:
     from cryptoki.mechanisms import digest
 
     length = digest.hmac_length(mechanism)
     if use is SIGN:
-        return digest.HmacSignOperation(token.hmac(obj), length)
-    return digest.HmacVerifyOperation(token.hmac(obj), length)
+        return digest.HmacSignOperation(chip.hmac(obj), length)
+    return digest.HmacVerifyOperation(chip.hmac(obj), length)
 
 
-def _aes(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, token: Any) -> Any:
+def _aes(mechanism: Mechanism, entry: MechanismEntry, use: Use, obj: Any, chip: Any) -> Any:
     from cryptoki.mechanisms import aes
 
-    return aes.AesOperation(mechanism, encrypt=use is ENCRYPT, cipher=token.aes_cipher(obj))
+    return aes.AesOperation(mechanism, encrypt=use is ENCRYPT, cipher=chip.aes_cipher(obj))
 
 
 _EC = frozenset({CKK.EC})

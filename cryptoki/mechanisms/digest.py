@@ -2,11 +2,9 @@
 
 Owns: single- vs multi-part bookkeeping for C_Digest*/C_Sign*/C_Verify* with these mechanisms,
 output lengths and their length-query behaviour, the HMAC_GENERAL output-length parameter, and the
-constant-time MAC comparison on verify. Must not: hash on the host itself: every byte goes to the
-chip through callables the token binds (single-part C_Digest is one SHA start/update/end
-transaction; multi-part uses the driver's ``Sha256Stream``, which saves and restores the chip's
-SHA context between calls where the chip supports it and otherwise hashes on the host, see
-docs/mechanisms.md).
+constant-time MAC comparison on verify, and where a plain digest is computed (the chip up to
+``limits.CHIP_DIGEST_BYTES``, the host beyond: :class:`DigestOperation`). Must not: touch the chip
+except through the callables the token binds.
 
 HMAC multi-part: the chip's HMAC context cannot be saved and restored like a plain SHA context
 (it holds the key), and keeping the bus locked between an application's calls would block every
@@ -18,19 +16,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any
 
-from cryptoki import errors
+from cryptoki import errors, limits
 from cryptoki.constants import CKM
 from cryptoki.types import Mechanism, Output
 
 DIGEST_SIZE = 32
 _ULONG = struct.Struct("@L")
-
-
-class Stream(Protocol):
-    def update(self, data: bytes) -> None: ...
-    def digest(self) -> bytes: ...
 
 
 def _room(out_len: int | None, size: int) -> int | None:
@@ -45,38 +38,57 @@ def _room(out_len: int | None, size: int) -> int | None:
 class DigestOperation:
     """An active C_DigestInit(CKM_SHA256).
 
-    :param one_shot: SHA-256 of a whole message on the chip (one transaction).
-    :param new_stream: a fresh chip-backed stream for multi-part digests.
+    A message of up to ``limits.CHIP_DIGEST_BYTES`` is hashed on the chip's SHA engine in one
+    transaction (single-part as given; multi-part collected until C_DigestFinal). A longer one is
+    hashed on the host: the chip takes a command per 64-byte block (up to 36 ms each), so 2 MiB
+    would hold it for many minutes, and a SHA-256 without a key gives the same result wherever it
+    is computed.
+
+    :param on_chip: SHA-256 of a whole message on the chip (one transaction).
     """
 
     kind = "digest"
 
-    def __init__(self, one_shot: Callable[[bytes], bytes], new_stream: Callable[[], Stream]):
-        self._one_shot = one_shot
-        self._new_stream = new_stream
-        self._stream: Stream | None = None
+    def __init__(self, on_chip: Callable[[bytes], bytes]) -> None:
+        self._on_chip = on_chip
+        self._parts: bytearray | None = None  #: multi-part input while it fits the chip
+        self._host: Any = None  #: hashlib object once the input outgrew it
+
+    def _hash(self, data: bytes) -> bytes:
+        if len(data) <= limits.CHIP_DIGEST_BYTES:
+            return self._on_chip(data)
+        import hashlib  # lazy: loads libcrypto (start-up cost: bench/design-measurements.md)
+
+        return hashlib.sha256(data).digest()
 
     def digest(self, data: bytes, out_len: int | None) -> Output:
-        if self._stream is not None:
+        if self._parts is not None or self._host is not None:
             raise errors.OperationNotInitialized("a multi-part digest is in progress")
         query = _room(out_len, DIGEST_SIZE)
         if query is not None:
             return query
-        return self._one_shot(bytes(data))
+        return self._hash(bytes(data))
 
     def update(self, data: bytes) -> None:
-        if self._stream is None:
-            self._stream = self._new_stream()
-        if data:
-            self._stream.update(bytes(data))
+        if self._host is not None:
+            self._host.update(data)
+            return
+        if self._parts is None:
+            self._parts = bytearray()
+        self._parts += data
+        if len(self._parts) > limits.CHIP_DIGEST_BYTES:
+            import hashlib
+
+            self._host = hashlib.sha256(self._parts)
+            self._parts = None
 
     def final(self, out_len: int | None) -> Output:
         query = _room(out_len, DIGEST_SIZE)
         if query is not None:
             return query
-        if self._stream is None:
-            return self._one_shot(b"")
-        return self._stream.digest()
+        if self._host is not None:
+            return bytes(self._host.digest())
+        return self._hash(bytes(self._parts or b""))
 
 
 def hmac_length(mechanism: Mechanism) -> int:

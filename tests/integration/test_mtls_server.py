@@ -17,14 +17,13 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -33,34 +32,28 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .conftest import BIN, REPO, require, run
+from .conftest import BIN, require, run
 
 HANDSHAKE_TIMEOUT_S = 1.5
+#: curl exit codes of a refused handshake: 35 (handshake), 55 or 56 (TLS 1.3: the alert comes
+#: while sending or receiving the request).
+CURL_TLS_FAILURES = (35, 55, 56)
 KEY_URI = "pkcs11:token=00ABC;object=device;type=private"
 
 
 # --- the atecc command ---------------------------------------------------------------------------
 
 
-@cache
-def _console_script_has_pki() -> bool:
-    proc = subprocess.run([BIN / "atecc", "serve", "--help"], capture_output=True, timeout=60)
-    return proc.returncode == 0
-
-
 def atecc_cmd() -> list[str]:
-    """``atecc`` once atecc/cli.py registers the PKI subcommands; until then the same handlers
-    through ``python -m atecc.pki.cli`` (test_console_script_has_the_pki_commands says which)."""
-    if _console_script_has_pki():
-        return [str(BIN / "atecc")]
-    return [sys.executable, "-m", "atecc.pki.cli"]
+    """``atecc``, which has the fleet's subcommands through its entry-point group."""
+    return [str(BIN / "atecc")]
 
 
 def atecc(*args, env=None, timeout=60, check=True):
     return run([*atecc_cmd(), *map(str, args)], env=env, timeout=timeout, check=check)
 
 
-def test_console_script_has_the_pki_commands():
+def test_console_script_has_the_fleet_commands():
     for command in (
         ["ca", "init", "--help"],
         ["csr", "--help"],
@@ -138,13 +131,13 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def registered_client(pki: Pki, device_id: str) -> Client:
+def registered_client(pki: Pki, device_id: str, *, cn: str | None = None) -> Client:
     """A PEM key, a CSR, and a certificate issued by `atecc ca sign` (so it is registered)."""
     key_path = pki.root / f"{device_id}.key"
     key = _new_key(key_path)
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(_name(device_id))
+        .subject_name(_name(cn or device_id))
         .sign(key, hashes.SHA256())
     )
     csr_path = pki.root / f"{device_id}.csr"
@@ -152,7 +145,7 @@ def registered_client(pki: Pki, device_id: str) -> Client:
     cert_path = pki.root / f"{device_id}.crt"
     atecc("ca", "sign", "--dir", pki.ca_dir, "--csr", csr_path, "--days", "5", "--out", cert_path)
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return Client(key_path, cert_path, device_id, f"{cert.serial_number:X}")
+    return Client(key_path, cert_path, cn or device_id, f"{cert.serial_number:X}")
 
 
 def handmade_client(pki: Pki, device_id: str, *, self_signed=False, expired=False) -> Client:
@@ -162,7 +155,7 @@ def handmade_client(pki: Pki, device_id: str, *, self_signed=False, expired=Fals
     key = _new_key(key_path)
     now = datetime.now(UTC)
     if expired:
-        from atecc.pki.ca import CertificateAuthority
+        from fleet.ca import CertificateAuthority
 
         csr = (
             x509.CertificateSigningRequestBuilder()
@@ -375,13 +368,16 @@ def test_self_signed_certificate_is_refused_as_unknown_authority(pki, server):
     client = handmade_client(pki, "dev-self", self_signed=True)
     proc = curl(pki, server, client)
     assert proc.returncode != 0
-    server.wait_for(r"device=- serial=- refused: unknown authority")
+    server.wait_for(rf"device=dev-self serial=0?{client.serial} refused: unknown authority")
 
 
-def test_unregistered_certificate_is_refused(pki, server):
+def test_unregistered_certificate_fails_the_handshake(pki, server):
     client = handmade_client(pki, "dev-stranger")  # CA-signed, but never recorded
     proc = curl(pki, server, client)
-    assert proc.stdout.strip().endswith("403"), proc.stdout + proc.stderr
+    assert proc.returncode in CURL_TLS_FAILURES, (
+        proc.stdout + proc.stderr
+    )  # TLS failure, no HTTP at all
+    assert "hello" not in proc.stdout
     line = server.wait_for(r"device=dev-stranger .*refused: unregistered")
     assert client.serial in line
 
@@ -405,7 +401,9 @@ def test_revocation_takes_effect_on_the_next_connection(pki, server):
     atecc("revoke", "--dir", pki.ca_dir, "--serial", client.serial, "--reason", "keyCompromise")
     mark = server.mark()
     proc = curl(pki, server, client)
-    assert proc.stdout.strip().endswith("403"), proc.stdout + proc.stderr
+    assert proc.returncode in CURL_TLS_FAILURES and "hello" not in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
     server.wait_for(r"device=dev-revoked .*refused: revoked \(keyCompromise", after=mark)
 
 
@@ -419,9 +417,16 @@ def test_crl_is_honoured(pki, start_server):
     atecc("ca", "crl", "--dir", pki.ca_dir, "--out", crl)
     crl_serials = [e.serial_number for e in x509.load_pem_x509_crl(crl.read_bytes())]
     assert crl_serials == [int(client.serial, 16)]
+    # Only the CRL says so now: the registry row is put back to active behind the server's back.
+    with sqlite3.connect(pki.ca_dir / "registry.sqlite3") as db:
+        db.execute("UPDATE fleet_devices SET status = 'active', revoked_at = NULL, reason = NULL")
+    server.wait_for(r"loaded the CRL")
     mark = server.mark()
-    assert curl(pki, server, client).stdout.strip().endswith("403")
-    server.wait_for(r"device=dev-crl .*refused: revoked", after=mark)
+    proc = curl(pki, server, client)
+    assert proc.returncode in CURL_TLS_FAILURES and "hello" not in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
+    server.wait_for(r"device=dev-crl .*refused: revoked \(listed in the CRL\)", after=mark)
 
 
 def test_each_refusal_is_one_log_line_with_its_reason(pki, server):
@@ -536,14 +541,8 @@ def test_emulated_chip_key_through_curl_and_the_pkcs11_engine(
     atecc("ca", "sign", "--dir", pki.ca_dir, "--csr", csr, "--days", "5", "--out", cert)
     server = start_server()
 
-    engine = run(["bash", str(REPO / "scripts" / "find-pkcs11-engine.sh")]).stdout.strip()
     conf = tmp_path / "engine.cnf"
-    conf.write_text(
-        (REPO / "conf" / "openssl-pkcs11-engine.cnf.in")
-        .read_text()
-        .replace("@ENGINE_PATH@", engine)
-        .replace("@MODULE_PATH@", module_path)
-    )
+    atecc("engine-conf", "--out", conf, "--module", module_path)
     env = dict(token_env, OPENSSL_CONF=str(conf))
     proc = subprocess.run(
         [
@@ -573,3 +572,106 @@ def test_emulated_chip_key_through_curl_and_the_pkcs11_engine(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == f"hello {device_id}\n"
     server.wait_for(rf"device={re.escape(device_id)} .*accepted")
+
+
+# --- hardening (issue 11): log lines, idle clients, trickling clients -----------------------------
+
+
+def test_a_newline_in_the_cn_cannot_forge_a_log_line(pki, server):
+    """A device whose CN holds a newline and a fake 'accepted' line gets exactly one log line,
+    with the newline escaped; no line of the log starts with the forged text."""
+    forged = "2026-01-01T00:00:00Z 10.9.9.9:1 device=v accepted"
+    cn = f"evil\n{forged}\r\x1b[2J"  # a CN has at most 64 characters
+    client = registered_client(pki, "evil", cn=cn)
+    stranger = handmade_client(pki, "nobody")
+    before = server.mark()
+    curl(pki, server, client)
+    curl(pki, server, stranger)
+    server.wait_for(r"device=nobody .*refused", after=before)
+    new = server.lines()[before:]
+    assert len(new) == 2, new
+    assert not any(line.startswith("2026-01-01T00:00:00Z") for line in server.lines())
+    assert "device=evil\\x0a2026-01-01T00:00:00Z\\x2010.9.9.9:1\\x20device=v" in new[0], new[0]
+    assert new[0].endswith(" accepted") and "\\x1b[2J" in new[0] and "\\x0d" in new[0]
+
+
+def test_idle_connections_cannot_lock_out_a_good_client(pki, start_server):
+    """More idle connections than the server's limit, all within their handshake time: a good
+    client still gets through at once (the oldest idle connection makes room)."""
+    server = start_server("--max-connections", "8")
+    good = registered_client(pki, "dev-patient")
+    idlers = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(30)]
+    try:
+        started = time.monotonic()
+        response = python_get(pki, server, good, timeout=10)
+        assert response.startswith("HTTP/1.1 200 OK"), response
+        assert time.monotonic() - started < HANDSHAKE_TIMEOUT_S  # not after the idlers timed out
+    finally:
+        for sock in idlers:
+            sock.close()
+    assert any("evicted" in line for line in server.lines())
+
+
+def _closed_by_peer(tls: ssl.SSLSocket) -> bool:
+    try:
+        return tls.recv(1) == b""
+    except TimeoutError:
+        return False
+    except (ssl.SSLError, OSError):
+        return True
+
+
+def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(pki, start_server):
+    """An accepted client that sends its request one byte at a time is disconnected when the
+    request deadline passes, however regularly the bytes come."""
+    server = start_server("--request-timeout", "1.5")
+    client = registered_client(pki, "dev-trickle")
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    context.load_cert_chain(str(client.cert), str(client.key))
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.settimeout(0.25)
+        started = time.monotonic()
+        request = b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 200
+        closed = False
+        for byte in request:
+            try:
+                tls.sendall(bytes([byte]))
+            except (ssl.SSLError, OSError):
+                closed = True
+                break
+            if _closed_by_peer(tls):
+                closed = True
+                break
+            if time.monotonic() - started > 10:
+                break
+        elapsed = time.monotonic() - started
+    assert closed, "the server kept a trickling client for 10 s"
+    assert 1.0 < elapsed < 5.0, elapsed
+
+
+def test_a_client_trickling_its_handshake_is_cut_off_at_the_deadline(pki, server):
+    hello = client_hello()
+    mark = server.mark()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.settimeout(0.2)
+        started = time.monotonic()
+        closed = False
+        for byte in hello:
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+            except OSError:
+                closed = True
+                break
+            if time.monotonic() - started > 10:
+                break
+        elapsed = time.monotonic() - started
+    assert closed and elapsed < HANDSHAKE_TIMEOUT_S + 3, elapsed
+    server.wait_for(r"refused: handshake error \(timeout\)", after=mark)

@@ -55,3 +55,49 @@ def test_issued_certificate_is_stored_next_to_the_chip_key(module_path, token_en
     assert "Traceback" not in proc.stderr
     again = run([require("p11tool"), "--provider", module_path, "--list-all"], env=token_env).stdout
     assert len(_objects(again)) == len(objects)
+
+
+def test_cert_store_is_idempotent_and_replaces_only_with_force(module_path, token_env, tmp_path):
+    atecc = str(BIN / "atecc")
+    ca = tmp_path / "ca"
+    run([atecc, "ca", "init", "--dir", str(ca), "--subject", "/CN=Device CA"], env=token_env)
+    csr = tmp_path / "device.csr"
+    run([atecc, "csr", "--out", str(csr)], env=token_env)
+    first, second = tmp_path / "first.crt", tmp_path / "second.crt"
+    for crt in (first, second):  # two certificates for the same chip key
+        run(
+            [atecc, "ca", "sign", "--dir", str(ca), "--csr", str(csr), "--out", str(crt)],
+            env=token_env,
+        )
+
+    def stored() -> list[dict[str, str]]:
+        listing = run(
+            [require("p11tool"), "--provider", module_path, "--list-all"], env=token_env
+        ).stdout
+        return [o for o in _objects(listing) if o.get("Label") == "device-tls"]
+
+    run([atecc, "cert-store", "--in", str(first)], env=token_env)
+    out = run([atecc, "cert-store", "--in", str(first), "--json"], env=token_env).stdout
+    assert '"action": "unchanged"' in out
+    assert len(stored()) == 1
+
+    proc = run([atecc, "cert-store", "--in", str(second)], env=token_env, check=False)
+    assert proc.returncode == 2 and "--force replaces it" in proc.stderr
+    assert len(stored()) == 1
+
+    out = run([atecc, "cert-store", "--in", str(second), "--force"], env=token_env).stdout
+    assert out.startswith("replaced")
+    assert len(stored()) == 1
+    exported = run(
+        [
+            require("p11tool"),
+            "--provider",
+            module_path,
+            "--export",
+            "pkcs11:token=00ABC;object=device-tls;type=cert",
+        ],
+        env=token_env,
+    ).stdout
+    assert x509.load_pem_x509_certificate(exported.encode()) == x509.load_pem_x509_certificate(
+        second.read_bytes()
+    )

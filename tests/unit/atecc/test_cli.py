@@ -286,3 +286,17 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
         bad = atecc(*argv)
         assert bad.returncode != 0
         assert_one_error_line(bad.stderr)
+
+
+def test_info_shows_the_device_id_the_csr_carries(
+    filestore: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from atecc.certs.csr import device_id_for_serial
+
+    assert main(["--filestore", str(filestore), "info", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["device_id"] == device_id_for_serial(bytes.fromhex(data["serial"]))
+    assert main(["--filestore", str(filestore), "info"]) == 0
+    assert f"device id     {data['device_id']}" in capsys.readouterr().out

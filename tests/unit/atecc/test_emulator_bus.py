@@ -54,8 +54,11 @@ def test_asleep_chip_nacks_until_woken(tng):
     assert h.wake() == WAKE
 
 
-def test_wake_is_a_write_to_general_call_and_is_nacked(tng):
-    assert nacks(tng.i2c_rdwr, i2c_msg.write(0x00, [0x00]))
+@pytest.mark.parametrize("data", [[0x00], [0x01], []], ids=["project-0x00", "vendor-0x01", "none"])
+def test_wake_is_a_write_to_general_call_and_is_nacked(tng, data):
+    """The wake is the address byte; whatever data byte follows (this project's driver once
+    sent 0x00, cryptoauthlib sends 0x01) never changes that."""
+    assert nacks(tng.i2c_rdwr, i2c_msg.write(0x00, data))
     assert tng.chip.power == "awake"
     msg = i2c_msg.read(0x35, 4)
     tng.i2c_rdwr(msg)
@@ -209,10 +212,32 @@ def test_selftest_failure_state(host):
     assert host.command(0x02, 0x80, 0x0000)[0] == 35  # config read still works
     assert host.run(0x77, 0x00) == 0x02  # failure register
     assert host.run(0x77, 0x3B) == 0x02  # still broken
-    assert host.command(0x77, 0x04) == bytes.fromhex("04038342")  # bit 2 reserved
+    assert host.run(0x77, 0x04) == 0x04  # the same unit under its datasheet bit
     f.clear_selftest()
     assert host.run(0x77, 0x02) == 0x00
     assert host.command(0x30) == bytes.fromhex("07000060028038")
+
+
+@pytest.mark.parametrize("mode", [0x04, 0x02, 0x3B, 0x3F, 0x01, 0x08, 0x10, 0x20])
+def test_selftest_accepts_the_ecdsa_bit_2_and_cryptoauthlibs_all(host, mode):
+    """The TNG datasheets put ECDSA (sign, verify) at bit 2 and cryptoauthlib names 0x04
+    SELFTEST_MODE_ECDSA_SIGN_VERIFY, while its SELFTEST_MODE_ALL (0x3B) sets bit 1 instead: real
+    parts accept 0x04, 0x02 and 0x3B. What bit 1 tests on silicon is not public [U]: the
+    emulator treats it as a second name of the ECDSA unit."""
+    assert host.run(0x77, mode) == 0x00
+
+
+@pytest.mark.parametrize("mode", [0x40, 0x80, 0xFF])
+def test_selftest_bits_7_6_are_a_parse_error(host, mode):
+    assert host.command(0x77, mode) == bytes.fromhex("04038342")
+
+
+def test_broken_ecdsa_unit_fails_under_either_bit(host):
+    host.bus.faults.selftest_fail(0x04)
+    assert host.run(0x77, 0x06) == 0x06
+    host.bus.faults.clear_selftest()
+    assert host.run(0x77, 0x04) == 0x00  # a passing ECDSA test clears both of its bits
+    assert host.run(0x77, 0x00) == 0x00
 
 
 def test_selftest_register_cleared_by_wake(host):

@@ -193,14 +193,49 @@ def test_sign_requires_seed_update_in_strict_mode(tmp_path):
     assert len(h2.run(SIGN, 0xA0, 0)) == 64
 
 
-def test_tempkey_invalidated_by_other_commands(tng):
+def test_608_tempkey_survives_repeated_aes_with_the_tempkey_key(tng):
+    """cryptoauthlib's aes_encrypt_key_tempkey: one 64-byte Nonce load, then 16 AES commands
+    with key 0xFFFF (key blocks 0-3) on a 608. The 508A rule would kill TempKey after one."""
+    keys = bytes(range(64))
+    assert tng.run(NONCE, 0x23, 0, keys) == OK
+    for block in range(4):
+        key = keys[16 * block : 16 * block + 16]
+        for n in range(4):
+            plain = bytes([block * 16 + n]) * 16
+            enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+            assert tng.run(AES, block << 6, 0xFFFF, plain) == enc.update(plain) + enc.finalize()
+
+
+def test_608_tempkey_survives_random_nonce_to_mdb_and_sign(tng):
+    """cryptoauthlib's verify_stored_with_tempkey: Nonce (random) sets TempKey, then Random,
+    Nonce to the message digest buffer and Sign from it; TempKey is still the Nonce's value."""
+    num_in = bytes(range(20))
+    rand_out = tng.run(NONCE, 0x00, 0, num_in)
+    tempkey = hashlib.sha256(rand_out + num_in + bytes((NONCE, 0x00, 0x00))).digest()
+    pub = tng.run(GENKEY, 0x00, 0)
+    assert len(sign_flow(tng, 0, hashlib.sha256(b"other").digest())) == 64
+    assert tng.run(INFO, 2, 0)[1] & 0x80  # TempKey.Valid
     tng.run(RANDOM)
-    tng.run(NONCE, 0x03, 0, bytes(32))
-    assert tng.run(READ, 0x00, 0) != EXEC  # Read invalidates TempKey (strict, §4.0)
-    assert tng.run(SIGN, 0x80, 0) == EXEC
-    tng.run(NONCE, 0x03, 0, bytes(32))
-    tng.run(INFO)  # Info never touches it
-    assert len(tng.run(SIGN, 0x80, 0)) == 64
+    verify_p256(pub, tempkey, tng.run(SIGN, 0x80, 0))  # Sign from TempKey: the Nonce's value
+
+
+def test_608_tempkey_untouched_by_read_write_counter_and_info(tng):
+    assert tng.run(NONCE, 0x03, 0, bytes(32)) == OK
+    tng.run(READ, 0x00, 0)
+    tng.run(COUNTER, 0x00, 0)
+    tng.run(INFO)
+    assert tng.run(WRITE, 0x02, (13 << 3), bytes(4)) == OK
+    assert tng.run(INFO, 2, 0)[1] & 0x80
+
+
+def test_tempkey_lost_on_sleep_kept_on_idle(tng):
+    assert tng.run(NONCE, 0x03, 0, bytes(32)) == OK
+    tng.idle()
+    tng.wake()
+    assert tng.run(INFO, 2, 0)[1] & 0x80
+    tng.sleep()
+    tng.wake()
+    assert not tng.run(INFO, 2, 0)[1] & 0x80
 
 
 def test_verify_real_device_vector(tng):
@@ -367,7 +402,6 @@ def test_blank_config_write_rules(blank):
     assert blank.run(WRITE, 0x80, 0x18, bytes(32)) == OK  # block 3 = KeyConfig
     assert blank.run(WRITE, 0x82, 8 << 3, bytes(32)) == EXEC  # data before config lock
     assert blank.run(READ, 0x82, 8 << 3) == EXEC  # data reads before data lock
-    assert blank.run(UPDATEEXTRA, 0x00, 0x12) == EXEC  # needs config lock
 
 
 def test_lock_config_crc_and_data_lock(blank):
@@ -488,12 +522,45 @@ def test_counter(tng):
     assert tng.run(COUNTER, 2, 0) == PARSE
 
 
+#: Counter values and their config bytes, worked by hand from the encoding cryptoauthlib's
+#: calib_write_config_counter writes (linear words FFFF >> v % 32, binary words v // 32, the
+#: second pair 16 behind).
+COUNTER_IMAGES = {
+    0: "FFFFFFFF00000000",
+    1: "7FFFFFFF00000000",
+    15: "0001FFFF00000000",
+    16: "0000FFFF00000000",
+    17: "00007FFF00000000",
+    32: "FFFF000000010000",
+    1000: "00FF0000001F001E",
+}
+
+
+def test_counter_increment_shows_in_a_config_read(tng):
+    assert tng.run(READ, 0x00, 13) + tng.run(READ, 0x00, 14) == bytes.fromhex(COUNTER_IMAGES[0])
+    for value in range(1, 33):
+        assert tng.run(COUNTER, 1, 0) == value.to_bytes(4, "little")
+        if value in COUNTER_IMAGES:
+            image = tng.run(READ, 0x00, 13) + tng.run(READ, 0x00, 14)
+            assert image == bytes.fromhex(COUNTER_IMAGES[value]), value
+    assert tng.run(READ, 0x00, 15) + tng.run(READ, 0x00, 16) == bytes.fromhex(COUNTER_IMAGES[0])
+
+
+def test_counter_preset_before_the_config_lock_counts(blank):
+    image = bytes.fromhex(COUNTER_IMAGES[1000])
+    assert blank.run(WRITE, 0x00, 15, image[:4]) == OK  # counter 1: bytes 60-67, words 15-16
+    assert blank.run(WRITE, 0x00, 16, image[4:]) == OK
+    assert blank.run(LOCK, 0x80, 0) == OK
+    assert blank.run(COUNTER, 0, 1) == (1000).to_bytes(4, "little")
+    assert blank.run(COUNTER, 1, 1) == (1001).to_bytes(4, "little")
+
+
 def test_counter_max(tmp_path):
     path = tmp_path / "c.json"
     create_chip(path)
     sf = StateFile(path)
     with sf.transaction() as txn:
-        txn.state.counters[0] = 2_097_150
+        txn.state.set_counter(0, 2_097_150)
         txn.dirty = True
     h = _host(path)
     assert h.run(COUNTER, 1, 0) == (2_097_151).to_bytes(4, "little")
@@ -511,6 +578,10 @@ def test_selftest_and_update_extra(tng):
     assert tng.run(UPDATEEXTRA, 0x03, 0) == PARSE
 
 
-def test_unmodelled_commands_answer_execution_error(tng):
-    for opcode in (0x08, 0x15, 0x1C, 0x28, 0x56, 0x80):
-        assert tng.run(opcode) == EXEC
+def test_update_extra_works_while_the_config_zone_is_unlocked(blank):
+    """cryptoauthlib's atcab_write_config_zone sends UpdateExtra (bytes 84 and 85) before the
+    config lock, so a real 608 must take it then (the 508A text asks for a locked zone)."""
+    assert blank.run(UPDATEEXTRA, 0x00, 0x5A) == OK
+    assert blank.run(UPDATEEXTRA, 0x01, 0x00) == OK  # writing zero over zero is allowed
+    assert blank.run(READ, 0x00, 0x15)[:4] == bytes((0x5A, 0x00, 0x55, 0x55))
+    assert blank.run(UPDATEEXTRA, 0x00, 0x5B) == EXEC  # byte 84 is no longer zero

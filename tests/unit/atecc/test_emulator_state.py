@@ -114,3 +114,24 @@ def test_failed_and_read_only_commands_do_not_rewrite_the_file(tmp_path):
         h.run(0x24, 0x01, 1)
         assert path.stat().st_ino != before.st_ino
     assert StateFile(path).load().counters == [0, 1]
+
+
+def test_counters_round_trip_through_the_config_encoding():
+    from atecc.emulator.counters import COUNTER_MAX, decode, encode
+
+    for value in [*range(0, 600), 1000, 65_535, 1_000_001, COUNTER_MAX - 1, COUNTER_MAX]:
+        assert decode(encode(value)) == value
+
+
+def test_state_files_with_counters_outside_the_config_zone_keep_their_values(tmp_path):
+    """Before the counters moved into config bytes 52-67 the file held them separately."""
+    import json
+
+    path = tmp_path / "old.json"
+    create_chip(path)
+    doc = json.loads(path.read_text())
+    doc["counters"] = [5, 70_000]
+    path.write_text(json.dumps(doc))
+    state = StateFile(path).load()
+    assert state.counters == [5, 70_000]
+    assert bytes(state.config[52:60]) == bytes.fromhex("07FFFFFF00000000")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from p11util import find_one
+from p11util import TOKEN_USER_PIN, find_one
 
-from cryptoki.constants import CKF, CKO
+from cryptoki.constants import CKF, CKO, CKU
 from cryptoki.library import Library
 
 
@@ -47,3 +47,23 @@ def device_key(lib: Library, session: int) -> int:
 @pytest.fixture
 def device_pub(lib: Library, session: int) -> int:
     return find_one(lib, session, CKO.PUBLIC_KEY, "device")
+
+
+@pytest.fixture
+def pin_filestore(tmp_path, monkeypatch, chip_factory, slot_file_writer):
+    """A Trust&GO token with ``user_pin = required``, SO PIN ``so-secret`` and user PIN
+    :data:`TOKEN_USER_PIN`; the environment points at it."""
+    filestore = tmp_path / "filestore"
+    chip_factory(filestore, "chip0.json")
+    slot_file_writer(filestore, 0, "chip0.json", extra="user_pin = required\n")
+    monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
+    lib = Library()
+    lib.initialize(None)
+    try:
+        lib.init_token(0, b"so-secret", b"00ABC")
+        rw = lib.open_session(0, CKF.SERIAL_SESSION | CKF.RW_SESSION)
+        lib.login(rw, CKU.SO, b"so-secret")
+        lib.init_pin(rw, TOKEN_USER_PIN)
+    finally:
+        lib.finalize()
+    return filestore

@@ -9,6 +9,9 @@ from cryptoki.constants import CKA
 from cryptoki.library import Library
 from cryptoki.types import AttributeFailure
 
+#: Not hex, so it cannot turn up by chance in the serial, salts or hashes of the metadata file.
+TOKEN_USER_PIN = b"user-pin-\xc3\xa9t\xc3\xa9"
+
 
 def ulong(value: int) -> bytes:
     return struct.pack("@L", value)

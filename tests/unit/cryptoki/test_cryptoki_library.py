@@ -136,7 +136,7 @@ def test_slots_present_absent_and_broken(tmp_path, monkeypatch, chip_factory, sl
                 lib.open_session(absent, CKF.SERIAL_SESSION)
         assert lib.get_slot_info(0).flags & CKF.TOKEN_PRESENT
         assert lib.get_token_info(3).label == "second"
-        assert lib.get_token_info(3).serial_number == "0123AABBCCDDEEFF"
+        assert lib.get_token_info(3).serial_number == "23AABBCCDDEEFF01"  # chip serial bytes 1-8
         with pytest.raises(errors.SlotIdInvalid):
             lib.get_slot_info(9)
     finally:
@@ -170,10 +170,26 @@ def test_token_info(lib, tngtls_filestore):
     assert info.label == "00ABC"
     assert info.manufacturer_id == "Microchip Technology Inc"
     assert info.model in ("ATECC608A", "ATECC608B")
-    assert info.serial_number == serial.hex().upper()[:16]
+    assert info.serial_number == serial[1:9].hex().upper()
     assert info.flags & CKF.RNG and info.flags & CKF.TOKEN_INITIALIZED
     assert not info.flags & CKF.LOGIN_REQUIRED
     assert info.session_count == 0 and info.max_session_count > 0
+
+
+def test_token_serial_is_serial_bytes_1_to_8_as_microchips_module_reports_it(
+    tmp_path, monkeypatch, chip_factory, slot_file_writer
+):
+    """libcryptoauth.so shows chip 012326DAE9080CE801 as token serial 2326DAE9080CE801."""
+    filestore = tmp_path / "fs"
+    chip_factory(filestore, "chip0.json", serial=bytes.fromhex("012326DAE9080CE801"))
+    slot_file_writer(filestore, 0, "chip0.json")
+    monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
+    lib = Library()
+    lib.initialize(None)
+    try:
+        assert lib.get_token_info(0).serial_number == "2326DAE9080CE801"
+    finally:
+        lib.finalize()
 
 
 def test_model_follows_revision(tmp_path, monkeypatch, chip_factory, slot_file_writer):

@@ -223,3 +223,51 @@ def test_a_derived_key_too_short_to_hide_its_value_is_refused(lib, rw_session, d
     key = lib.derive_key(rw_session, mech, device_key, [*base, (CKA.VALUE_LEN, ulong(16))])
     lib.digest_init(rw_session, Mechanism(CKM.SHA256))
     lib.digest_key(rw_session, key)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() in a threaded process
+def test_a_child_forked_while_a_thread_writes_metadata_can_use_the_token(tngtls_filestore):
+    """fork() while another thread holds the metadata lock used to leave the child blocked
+    forever on the lock it inherited, even after a fresh C_Initialize."""
+    import threading
+    import time
+
+    lib = Library()
+    lib.initialize(None)
+    store = lib._slots[0].token.store
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.locked():  # what a metadata write holds
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh C_Initialize, then a token write
+        try:
+            lib.initialize(None)
+            rw = lib.open_session(0, CKF.SERIAL_SESSION | CKF.RW_SESSION)
+            lib.create_object(
+                rw, [(CKA.CLASS, ulong(CKO.DATA)), (CKA.TOKEN, TRUE), (CKA.LABEL, b"child")]
+            )
+        except BaseException:
+            os._exit(3)
+        os._exit(0)
+    time.sleep(0.3)
+    release.set()  # the parent's writer finishes; the child must then get the lock
+    thread.join()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the metadata lock")
+    assert os.waitstatus_to_exitcode(status) == 0
+    lib.finalize()

@@ -16,30 +16,9 @@ from p11util import find, ulong
 
 from atecc import fileio
 from cryptoki import errors
-from cryptoki.constants import CKA, CKF, CKO, CKU
+from cryptoki.constants import CKA, CKF, CKO
 from cryptoki.library import Library
 from cryptoki.store import checksum
-
-PIN = b"user-pin-\xc3\xa9t\xc3\xa9"
-
-
-@pytest.fixture
-def pin_filestore(tmp_path, monkeypatch, chip_factory, slot_file_writer) -> Path:
-    """A Trust&GO token with ``user_pin = required`` and a user PIN set."""
-    filestore = tmp_path / "filestore"
-    chip_factory(filestore, "chip0.json")
-    slot_file_writer(filestore, 0, "chip0.json", extra="user_pin = required\n")
-    monkeypatch.setenv("ATECC_PKCS11_FILESTORE", str(filestore))
-    lib = Library()
-    lib.initialize(None)
-    try:
-        lib.init_token(0, b"so-secret", b"00ABC")
-        rw = lib.open_session(0, CKF.SERIAL_SESSION | CKF.RW_SESSION)
-        lib.login(rw, CKU.SO, b"so-secret")
-        lib.init_pin(rw, PIN)
-    finally:
-        lib.finalize()
-    return filestore
 
 
 def _token_state(filestore: Path) -> tuple[list[int], str, Exception | None]:

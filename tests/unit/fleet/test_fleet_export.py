@@ -1,4 +1,4 @@
-"""atecc.pki.export: PEM, DER and xxd-compatible C arrays that compile and hold the DER bytes."""
+"""fleet.export: PEM, DER and xxd-compatible C arrays that compile and hold the DER bytes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from atecc.pki import PkiError
-from atecc.pki.ca import init_ca
-from atecc.pki.export import c_array, c_identifier, default_name, load_certificates, render
+from fleet import FleetError
+from fleet.ca import init_ca
+from fleet.export import c_array, c_identifier, default_name, load_certificates, render
 
 
 @pytest.fixture
@@ -104,21 +104,21 @@ def test_chains_only_in_pem(ca, tmp_path):
     (tmp_path / "chain.pem").write_bytes(pem + pem)
     certs = load_certificates(tmp_path / "chain.pem")
     assert render(certs, "pem", name="x") == pem + pem
-    with pytest.raises(PkiError, match="exactly one"):
+    with pytest.raises(FleetError, match="exactly one"):
         render(certs, "c", name="x")
 
 
 def test_refuses_private_keys_and_garbage(ca, tmp_path):
-    with pytest.raises(PkiError, match="private key"):
+    with pytest.raises(FleetError, match="private key"):
         load_certificates(ca.directory / "ca.key")
     (tmp_path / "junk").write_bytes(b"\x00\x01junk")
-    with pytest.raises(PkiError, match="not a certificate"):
+    with pytest.raises(FleetError, match="not a certificate"):
         load_certificates(tmp_path / "junk")
-    with pytest.raises(PkiError):
+    with pytest.raises(FleetError):
         load_certificates(tmp_path / "missing.pem")
-    with pytest.raises(PkiError):
+    with pytest.raises(FleetError):
         render([ca.certificate], "hex", name="x")
-    with pytest.raises(PkiError):
+    with pytest.raises(FleetError):
         c_array(b"", "not an identifier")
 
 

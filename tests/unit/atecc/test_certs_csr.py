@@ -1,4 +1,4 @@
-"""atecc.pki.csr: PKCS#10 requests built by hand and signed by an emulated chip's key."""
+"""atecc.certs.csr: PKCS#10 requests built by hand and signed by an emulated chip's key."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from atecc.emulator.profiles import create_chip
-from atecc.pki import PkiError
-from atecc.pki.csr import (
+from atecc.certs.csr import (
     DEVICE_ID_NAMESPACE,
+    CsrError,
     build_csr,
     certification_request_info,
     csr_pem,
     device_id_for_serial,
 )
+from atecc.emulator.profiles import create_chip
 from atecc.slotfile import EmulatorInterface, open_device
 
 
@@ -93,11 +93,11 @@ def test_request_info_der_layout():
 
 
 def test_bad_inputs():
-    with pytest.raises(PkiError):
+    with pytest.raises(CsrError):
         device_id_for_serial(b"\x01" * 8)
-    with pytest.raises(PkiError):
+    with pytest.raises(CsrError):
         certification_request_info("", bytes(64))
-    with pytest.raises(PkiError):
+    with pytest.raises(CsrError):
         certification_request_info("x", bytes(65))
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from atecc.pki import PkiError
-from atecc.pki.ca import CA_CERT_NAME
+from fleet import FleetError
+from fleet.ca import CA_CERT_NAME
 
 FORMATS = ("pem", "der", "c")
 BYTES_PER_LINE = 12
@@ -30,7 +30,7 @@ def c_identifier(text: str) -> str:
     """A C identifier from a file name the way ``xxd -i`` makes one (``ca.crt`` → ``ca_crt``)."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", text)
     if not name:
-        raise PkiError("empty C array name")
+        raise FleetError("empty C array name")
     if name[0].isdigit():
         name = "__" + name  # what xxd does; a C identifier cannot start with a digit
     return name
@@ -39,7 +39,7 @@ def c_identifier(text: str) -> str:
 def c_array(data: bytes, name: str) -> str:
     """``xxd -i`` output for ``data`` under the array name ``name``."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise PkiError(f"{name!r} is not a C identifier")
+        raise FleetError(f"{name!r} is not a C identifier")
     lines = [
         "  " + ", ".join(f"0x{b:02x}" for b in data[i : i + BYTES_PER_LINE])
         for i in range(0, len(data), BYTES_PER_LINE)
@@ -60,25 +60,25 @@ def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
     try:
         raw = source.read_bytes()
     except OSError as exc:
-        raise PkiError(f"cannot read {source}: {exc.strerror}") from None
+        raise FleetError(f"cannot read {source}: {exc.strerror}") from None
     if b"PRIVATE KEY-----" in raw:
-        raise PkiError(f"{source} holds a private key; only certificates are exported")
+        raise FleetError(f"{source} holds a private key; only certificates are exported")
     try:
         if b"-----BEGIN" in raw:
             return x509.load_pem_x509_certificates(raw)
         return [x509.load_der_x509_certificate(raw)]
     except ValueError as exc:
-        raise PkiError(f"{source} is not a certificate in PEM or DER ({exc})") from None
+        raise FleetError(f"{source} is not a certificate in PEM or DER ({exc})") from None
 
 
 def render(certs: list[x509.Certificate], fmt: str, *, name: str) -> bytes:
     """``certs`` in ``fmt``; PEM may hold a chain, DER and C exactly one certificate."""
     if fmt not in FORMATS:
-        raise PkiError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
+        raise FleetError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
     if fmt == "pem":
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
     if len(certs) != 1:
-        raise PkiError(f"the input holds {len(certs)} certificates; {fmt} takes exactly one")
+        raise FleetError(f"the input holds {len(certs)} certificates; {fmt} takes exactly one")
     der = certs[0].public_bytes(serialization.Encoding.DER)
     if fmt == "der":
         return der

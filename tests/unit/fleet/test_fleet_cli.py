@@ -1,4 +1,4 @@
-"""atecc.pki.cli: every subcommand end to end on a temporary CA and an emulated chip, and the
+"""fleet.cli: every subcommand end to end on a temporary CA and an emulated chip, and the
 error contract (one ``atecc: error:`` line, exit status 2, never a traceback)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from atecc.certs.csr import device_id_for_serial
 from atecc.emulator.profiles import create_chip
-from atecc.pki.cli import add_subcommands
-from atecc.pki.csr import device_id_for_serial
-from atecc.pki.registry import Registry
 from atecc.slotfile import EmulatorInterface, open_device
+from fleet.cli import add_subcommands
+from fleet.registry import open_registry
 
 
 def atecc(*argv: str) -> int:
@@ -160,7 +160,8 @@ def test_csr_sign_revoke_crl_export(ca_dir, filestore, tmp_path, capsys):
         )
         == 0
     )
-    record = Registry.in_directory(ca_dir).load().devices[0]
+    with open_registry(ca_dir) as registry:
+        (record,) = registry.records()
     assert (record.status, record.reason) == ("revoked", "cessationOfOperation")
     crl_path = tmp_path / "crl.pem"
     assert atecc("ca", "crl", "--dir", ca_dir, "--out", crl_path, "--days", "3") == 0
@@ -250,3 +251,196 @@ def test_serve_rejects_bad_setup(ca_dir, tmp_path, capsys):
     one_error_line(capsys)
     assert atecc("serve", "--ca-dir", tmp_path, "--cert", "a", "--key", "b") == 2
     one_error_line(capsys)
+
+
+# --- what a fleet operator expects (issue 15, point 4) ------------------------------------------
+
+
+def _issue(ca_dir, tmp_path, name, key=None):
+    from fleet_helpers import software_csr
+
+    csr_path = tmp_path / f"{name}.csr"
+    csr_path.write_bytes(software_csr(name, key).public_bytes(serialization.Encoding.PEM))
+    crt = tmp_path / f"{name}.crt"
+    status = atecc("ca", "sign", "--dir", ca_dir, "--csr", csr_path, "--days", "5", "--out", crt)
+    return status, crt
+
+
+def _json(capsys):
+    import json
+
+    return json.loads(capsys.readouterr().out)
+
+
+def test_ca_list_and_show_by_serial_device_id_and_certificate_file(ca_dir, tmp_path, capsys):
+    _issue(ca_dir, tmp_path, "dev-a")
+    _, b = _issue(ca_dir, tmp_path, "dev-b")
+    serial_b = f"{x509.load_pem_x509_certificate(b.read_bytes()).serial_number:X}"
+    capsys.readouterr()
+    assert atecc("ca", "revoke", "--dir", ca_dir, "--serial", serial_b, "--json") == 0
+    assert [r["device_id"] for r in _json(capsys)["revoked"]] == ["dev-b"]
+
+    assert atecc("ca", "list", "--dir", ca_dir, "--json") == 0
+    listing = _json(capsys)
+    assert listing["total"] == 2
+    assert {(r["device_id"], r["status"]) for r in listing["records"]} == {
+        ("dev-a", "active"),
+        ("dev-b", "revoked"),
+    }
+    assert atecc("ca", "list", "--dir", ca_dir, "--status", "revoked") == 0
+    out = capsys.readouterr().out
+    assert "dev-b" in out and "dev-a" not in out and "1 of 1 shown" in out
+
+    for how in (["--serial", serial_b], ["--device-id", "dev-b"], ["--cert", b]):
+        assert atecc("ca", "show", "--dir", ca_dir, *how, "--json") == 0
+        (record,) = _json(capsys)["records"]
+        assert record["device_id"] == "dev-b" and record["status"] == "revoked"
+        assert record["serial"].lstrip("0") == serial_b.lstrip("0")
+        assert record["certificate"] == b.read_text()
+    assert atecc("ca", "show", "--dir", ca_dir, "--device-id", "dev-a") == 0
+    assert "status      active" in capsys.readouterr().out
+    assert atecc("ca", "show", "--dir", ca_dir, "--device-id", "nobody") == 2
+    assert "no certificate" in one_error_line(capsys)
+
+
+def test_revoke_is_under_ca_and_keeps_its_old_spelling(ca_dir, tmp_path, capsys):
+    _issue(ca_dir, tmp_path, "dev-1")
+    _issue(ca_dir, tmp_path, "dev-2")
+    assert atecc("ca", "revoke", "--dir", ca_dir, "--device-id", "dev-1") == 0
+    assert atecc("revoke", "--dir", ca_dir, "--device-id", "dev-2") == 0
+    capsys.readouterr()
+    assert atecc("ca", "list", "--dir", ca_dir, "--status", "revoked", "--json") == 0
+    assert _json(capsys)["total"] == 2
+
+
+def test_a_key_revoked_for_key_compromise_is_not_certified_again_without_force(
+    ca_dir, tmp_path, capsys
+):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    assert _issue(ca_dir, tmp_path, "dev-k", key)[0] == 0
+    assert (
+        atecc("ca", "revoke", "--dir", ca_dir, "--device-id", "dev-k", "--reason", "keyCompromise")
+        == 0
+    )
+    capsys.readouterr()
+    (tmp_path / "dev-k.crt").unlink()
+    status, crt = _issue(ca_dir, tmp_path, "dev-k", key)
+    assert status == 2 and not crt.exists()
+    assert "keyCompromise" in one_error_line(capsys)
+    # A key revoked for another reason may be certified again; a compromised one only by force.
+    csr = tmp_path / "dev-k.csr"
+    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", csr, "--force", "--out", crt) == 0
+    with open_registry(ca_dir) as registry:
+        assert registry.count() == 2
+
+
+def test_every_fleet_command_answers_json(ca_dir, filestore, tmp_path, capsys):
+    """--json on each command (serve excepted: it logs) gives one JSON object on stdout."""
+    _, crt = _issue(ca_dir, tmp_path, "dev-j")
+    capsys.readouterr()
+    runs = [
+        ["ca", "init", "--dir", tmp_path / "ca2", "--subject", "/CN=Two"],
+        [
+            "ca",
+            "server-cert",
+            "--dir",
+            ca_dir,
+            "--dns",
+            "localhost",
+            "--out-key",
+            tmp_path / "s.key",
+            "--out-cert",
+            tmp_path / "s.crt",
+        ],
+        [
+            "ca",
+            "sign",
+            "--dir",
+            ca_dir,
+            "--csr",
+            tmp_path / "dev-j.csr",
+            "--out",
+            tmp_path / "j2.crt",
+        ],
+        ["ca", "crl", "--dir", ca_dir, "--out", tmp_path / "crl.pem"],
+        ["ca", "list", "--dir", ca_dir],
+        ["ca", "show", "--dir", ca_dir, "--device-id", "dev-j"],
+        ["ca", "revoke", "--dir", ca_dir, "--device-id", "dev-j"],
+        ["csr", "--filestore", filestore, "--out", tmp_path / "chip.csr"],
+        ["export", "--in", crt, "--format", "c", "--out", tmp_path / "j.h"],
+        ["engine-conf", "--out", tmp_path / "engine.cnf", "--module", "/m.so", "--engine", "/e.so"],
+    ]
+    for argv in runs:
+        assert atecc(*argv, "--json") == 0, argv
+        assert isinstance(_json(capsys), dict), argv
+
+
+def test_out_dash_is_stdout_and_never_mixes_with_json(ca_dir, tmp_path, capsys):
+    from fleet_helpers import software_csr
+
+    csr_path = tmp_path / "x.csr"
+    csr_path.write_bytes(software_csr("dev-x").public_bytes(serialization.Encoding.PEM))
+    assert atecc("ca", "sign", "--dir", ca_dir, "--csr", csr_path, "--out", "-") == 0
+    captured = capsys.readouterr()
+    x509.load_pem_x509_certificate(captured.out.encode())  # stdout is exactly the certificate
+    assert "issued serial" in captured.err
+    assert atecc("ca", "crl", "--dir", ca_dir, "--out", "-", "--json") == 2
+    assert "both write to stdout" in one_error_line(capsys)
+
+
+def test_an_existing_fifo_device_or_symlink_out_is_written_in_place(ca_dir, tmp_path):
+    """--out naming a FIFO, a character device or a symlink writes through it; the path is
+    never replaced by a regular file (as root, --out /dev/null used to replace /dev/null)."""
+    import os
+    import threading
+
+    # A FIFO, read by a thread.
+    fifo = tmp_path / "crl.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert atecc("ca", "crl", "--dir", ca_dir, "--out", fifo) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    x509.load_pem_x509_crl(received[0])
+
+    # A character device: a private null device (1, 3), so the system's is never at stake.
+    if os.geteuid() == 0:
+        null = tmp_path / "null"
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        assert atecc("ca", "crl", "--dir", ca_dir, "--out", null) == 0
+        assert stat.S_ISCHR(os.lstat(null).st_mode)
+
+    # A symlink to a regular file: the link stays, its target gets the CRL.
+    target = tmp_path / "real.pem"
+    target.write_text("old")
+    link = tmp_path / "link.pem"
+    link.symlink_to(target)
+    assert atecc("ca", "crl", "--dir", ca_dir, "--out", link) == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    x509.load_pem_x509_crl(target.read_bytes())
+
+    # A private key written through a symlink is made 0600 first.
+    key_target = tmp_path / "server.key.real"
+    key_target.write_text("")
+    key_target.chmod(0o644)
+    (tmp_path / "server.key").symlink_to(key_target)
+    assert (
+        atecc(
+            "ca",
+            "server-cert",
+            "--dir",
+            ca_dir,
+            "--dns",
+            "localhost",
+            "--out-key",
+            tmp_path / "server.key",
+            "--out-cert",
+            tmp_path / "server.crt",
+        )
+        == 0
+    )
+    assert stat.S_IMODE(key_target.stat().st_mode) == 0o600

@@ -37,7 +37,11 @@ from atecc.certs.templates import (
     OID_PRIME256V1,
 )
 from atecc.der import bit_string, ecdsa_sig_value, integer, oid, seq, set_of, tlv, utf8
-from atecc.pki import PkiError
+
+
+class CsrError(ValueError):
+    """A request that cannot be built (bad serial, key or CN, or a chip signature that fails)."""
+
 
 #: Namespace of device IDs (a fixed, randomly generated UUID; see the module docstring).
 DEVICE_ID_NAMESPACE = uuid.UUID("6f1d3b0e-7c2a-4e59-9a51-2b8d0c4f7e13")
@@ -59,14 +63,14 @@ class SigningDevice(Protocol):
 def device_id_for_serial(serial: bytes) -> str:
     """The device ID of the chip with this 9-byte serial number (a UUID string)."""
     if len(serial) != 9:
-        raise PkiError(f"a chip serial number has 9 bytes, not {len(serial)}")
+        raise CsrError(f"a chip serial number has 9 bytes, not {len(serial)}")
     return str(uuid.uuid5(DEVICE_ID_NAMESPACE, serial.hex().upper()))
 
 
 def subject_public_key_info(public_key: bytes) -> bytes:
     """DER SubjectPublicKeyInfo of a P-256 point given as 64 bytes ``X || Y``."""
     if len(public_key) != 64:
-        raise PkiError(f"a P-256 public key is 64 bytes X||Y, not {len(public_key)}")
+        raise CsrError(f"a P-256 public key is 64 bytes X||Y, not {len(public_key)}")
     algorithm = seq(oid(OID_EC_PUBLIC_KEY), oid(OID_PRIME256V1))
     return seq(algorithm, bit_string(b"\x04" + public_key))
 
@@ -74,7 +78,7 @@ def subject_public_key_info(public_key: bytes) -> bytes:
 def certification_request_info(common_name: str, public_key: bytes) -> bytes:
     """DER CertificationRequestInfo: version 0, subject CN, the key, empty attributes [0]."""
     if not common_name:
-        raise PkiError("the CN must not be empty")
+        raise CsrError("the CN must not be empty")
     subject = seq(set_of(seq(oid(OID_COMMON_NAME), utf8(common_name))))
     attributes = tlv(0xA0, b"")  # [0] IMPLICIT SET OF Attribute, constructed, empty
     return seq(integer(0), subject, subject_public_key_info(public_key), attributes)
@@ -100,13 +104,13 @@ def build_csr(
     info = certification_request_info(common_name, public_key)
     signature = bytes(device.sign_digest(slot, hashlib.sha256(info).digest()))
     if len(signature) != 64:
-        raise PkiError(f"the chip returned a {len(signature)}-byte signature, not 64")
+        raise CsrError(f"the chip returned a {len(signature)}-byte signature, not 64")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     der = seq(info, seq(oid(OID_ECDSA_WITH_SHA256)), bit_string(ecdsa_sig_value(r, s)))
     csr = x509.load_der_x509_csr(der)
     if not csr.is_signature_valid:
-        raise PkiError(f"the chip's signature over the CSR does not verify (slot {slot})")
+        raise CsrError(f"the chip's signature over the CSR does not verify (slot {slot})")
     return csr
 
 
