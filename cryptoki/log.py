@@ -44,6 +44,19 @@ class _FlushingFileHandler(logging.FileHandler):
         self.flush()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a Python host, or a test,
+    may replace it after the handler was made), as logging's own last-resort handler does."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 class _Formatter(logging.Formatter):
     """One line per record above DEBUG (no traceback, newlines escaped); DEBUG in full."""
 
@@ -90,7 +103,7 @@ def configure(force: bool = False) -> logging.Logger:
             _handler = None
         # The log target is a path: a setuid/setgid host never takes it from its caller.
         target, level = _parse(secure_getenv(ENV_VAR) or "stderr")
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = _StderrHandler()
         problem = None
         if target.lower() != "stderr":
             try:
