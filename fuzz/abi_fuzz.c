@@ -21,7 +21,8 @@
  * Build: fuzz/run.sh (clang -fsanitize=fuzzer[,address]); -DREPLAY gives a main() that runs the
  * files named on the command line once each (tests/abi/test_fuzz_corpus.py, plain gcc).
  * Environment: ATECC_FUZZ_MODULE = path of libatecc_pkcs11.so, ATECC_PKCS11_FILESTORE;
- * ATECC_FUZZ_PYCOV=0 turns off the Python-side coverage feedback (see pycov_start).
+ * ATECC_FUZZ_PYCOV=0 turns off the Python-side coverage feedback (see pycov_start);
+ * ATECC_FUZZ_TRACE=1 prints every call, its CK_RV and the time (to see what a finding did).
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
@@ -131,8 +133,18 @@ static void finding(const char *what, const char *call, CK_RV rv)
     abort();
 }
 
+static int trace = -1;   /* ATECC_FUZZ_TRACE=1: one stderr line per call (replaying a finding) */
+
 static CK_RV check(unsigned id, const char *call, CK_RV rv)
 {
+    if (trace < 0)
+        trace = getenv("ATECC_FUZZ_TRACE") != NULL;
+    if (trace) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        fprintf(stderr, "TRACE %ld.%03ld %s -> 0x%lx\n", (long)ts.tv_sec, ts.tv_nsec / 1000000L,
+                call, (unsigned long)rv);
+    }
     feedback(id, rv);
     if (rv == CKR_GENERAL_ERROR)
         finding("CKR_GENERAL_ERROR", call, rv);

@@ -5,6 +5,7 @@
 #
 #   bash fuzz/run.sh 1200            # 20 minutes
 #   FUZZ_OUT=/tmp/f bash fuzz/run.sh  # where the grown corpus, findings and logs go
+#   bash fuzz/run.sh merge            # fold the grown corpus's new coverage into fuzz/corpus
 #
 # Output (default build/fuzz/): corpus/ (inputs that found new behaviour), findings/ (crash-*,
 # timeout-*: copy each into fuzz/corpus/ once fixed), module.log (the module's own log), and
@@ -48,6 +49,11 @@ EOF
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:handle_abort=1}
 export ATECC_FUZZ_MODULE=$module ATECC_PKCS11_FILESTORE=$store
 export ATECC_PKCS11_LOG=$PWD/$out/module.log:WARNING
+if [ "$seconds" = merge ]; then
+    # Python coverage and hit counts off: keep the committed corpus small (CI replays it).
+    ATECC_FUZZ_PYCOV=0 "$out/abi_fuzz" -merge=1 -use_counters=0 -timeout=30 fuzz/corpus "$out/corpus"
+    exit
+fi
 "$out/abi_fuzz" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -max_len=4096 \
     -artifact_prefix="$out/findings/" -print_final_stats=1 \
     "$out/corpus" fuzz/corpus 2>&1 | tee "$out/fuzz.log" | grep -E '^#[0-9]+.*(pulse|DONE)|FINDING|ERROR|stat::' || true
