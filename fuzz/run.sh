@@ -5,6 +5,7 @@
 #
 #   bash fuzz/run.sh 1200            # 20 minutes
 #   FUZZ_OUT=/tmp/f bash fuzz/run.sh  # where the grown corpus, findings and logs go
+#   FUZZ_FLAGS=-len_control=0 bash fuzz/run.sh 600   # more libFuzzer flags
 #   bash fuzz/run.sh merge            # fold the grown corpus's new coverage into fuzz/corpus
 #
 # Output (default build/fuzz/): corpus/ (inputs that found new behaviour), findings/ (crash-*,
@@ -55,7 +56,7 @@ if [ "$seconds" = merge ]; then
     exit
 fi
 "$out/abi_fuzz" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -max_len=4096 \
-    -artifact_prefix="$out/findings/" -print_final_stats=1 \
+    -artifact_prefix="$out/findings/" -print_final_stats=1 ${FUZZ_FLAGS:-} \
     "$out/corpus" fuzz/corpus 2>&1 | tee "$out/fuzz.log" | grep -E '^#[0-9]+.*(pulse|DONE)|FINDING|ERROR|stat::' || true
 if grep -q Traceback "$out/module.log" 2>/dev/null; then
     echo "fuzz: a traceback reached the module's log ($out/module.log)" >&2
