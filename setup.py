@@ -1,8 +1,9 @@
-"""Build glue: compile the cffi-embedded Cryptoki library to ``cryptoki/libatecc_pkcs11.so`` and
-the I2C preload shim of ``atecc emulator run`` to ``atecc/emulator/libatecc_i2c_preload.so``.
+"""Build glue: compile the cffi-embedded Cryptoki library to ``cryptoki/libatecc_pkcs11.so``, the
+I2C preload shim of ``atecc emulator run`` to ``atecc/emulator/libatecc_i2c_preload.so`` and the
+broker's C relay to ``broker/_relay.*.so``.
 
-Owns: the custom ``build_ext`` that calls ``native.build_module.build()`` and
-``native.build_preload.build()``, and the
+Owns: the custom ``build_ext`` that calls ``native.build_module.build()``,
+``native.build_preload.build()`` and ``native.build_relay.build()``, and the
 ``Distribution`` that always reports extension modules (so ``build_ext`` runs and the wheel is
 tagged for this CPython X.Y and platform: the library embeds one specific libpython).
 Metadata lives in ``pyproject.toml``.
@@ -45,13 +46,18 @@ class BuildCryptokiLibrary(build_ext):
     def _in_source_tree(self) -> bool:
         return bool(self.inplace or getattr(self, "editable_mode", False))
 
+    def _base(self) -> str:
+        return HERE if self._in_source_tree() else self.build_lib
+
     def _target(self) -> str:
-        base = HERE if self._in_source_tree() else self.build_lib
-        return os.path.join(base, "cryptoki", LIBRARY_NAME)
+        return os.path.join(self._base(), "cryptoki", LIBRARY_NAME)
+
+    def _relay_target(self) -> str:
+        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        return os.path.join(self._base(), "broker", f"_relay{suffix}")
 
     def _preload_target(self) -> str:
-        base = HERE if self._in_source_tree() else self.build_lib
-        return os.path.join(base, "atecc", "emulator", PRELOAD_NAME)
+        return os.path.join(self._base(), "atecc", "emulator", PRELOAD_NAME)
 
     def run(self) -> None:
         if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
@@ -75,9 +81,16 @@ class BuildCryptokiLibrary(build_ext):
         from native.build_preload import build as build_preload
 
         print(f"built {build_preload(self._preload_target(), verbose=bool(self.verbose))}")
+        from native.build_relay import build as build_relay
+
+        relay = build_relay(
+            os.path.dirname(self._relay_target()),
+            tmpdir=os.path.join(self.build_temp, "broker-relay"),
+        )
+        print(f"built {relay}")
 
     def get_outputs(self) -> list[str]:
-        return [self._target(), self._preload_target()]
+        return [self._target(), self._preload_target(), self._relay_target()]
 
     def get_output_mapping(self) -> dict[str, str]:
         # Editable wheels ask which built files map to which source-tree files; ours is built
@@ -87,7 +100,14 @@ class BuildCryptokiLibrary(build_ext):
     def get_source_files(self) -> list[str]:
         return [
             os.path.join("native", name)
-            for name in ("build_module.py", "cdefs.py", "build_preload.py", "i2c_preload.c")
+            for name in (
+                "build_module.py",
+                "cdefs.py",
+                "build_preload.py",
+                "i2c_preload.c",
+                "build_relay.py",
+                "broker_relay.c",
+            )
         ]
 
 

@@ -149,9 +149,10 @@ class TokenBackend(Protocol):
         """The whole contents of a data slot (for certificates stored in full DER)."""
         ...
 
-    def certificate_chain(self) -> tuple[bytes, ...]:
+    def certificate_chain(self, device_public_key: bytes | None = None) -> tuple[bytes, ...]:
         """The DER certificates of :attr:`ProductLayout.certificates`, rebuilt from the chip's
-        compressed certificates (Trust&GO: device, signer)."""
+        compressed certificates (Trust&GO: device, signer). ``device_public_key``: the device
+        key's X||Y when the caller has just read it (the chip then need not compute it again)."""
         ...
 
     def close(self) -> None:

@@ -143,8 +143,13 @@ class Catalog:
         key_slot = self._certificates_pending
         if key_slot is None:
             return
+        device_key = StoreKey(StoreKind.TRUST_AND_GO, str(key_slot), Half.PRIVATE)
+        halves = [self.table.by_name(str(k)) for k in (device_key, device_key.other_half())]
+        device = halves[0]
+        public = device.public_key if device else None
         try:
-            chain = self.backend.certificate_chain()
+            # The device key just read: the chip need not compute it again for the rebuild.
+            chain = self.backend.certificate_chain(public)
         except errors.DeviceError as exc:
             log.warning("%s: certificates not read yet (will retry): %s", self.name, exc)
             return
@@ -153,10 +158,7 @@ class Catalog:
             self._certificates_pending = None
             return
         self._certificates_pending = None
-        device_key = StoreKey(StoreKind.TRUST_AND_GO, str(key_slot), Half.PRIVATE)
-        halves = [self.table.by_name(str(k)) for k in (device_key, device_key.other_half())]
-        device = halves[0]
-        key_id = der.key_id(device.public_key) if device and device.public_key else None
+        key_id = der.key_id(public) if public else None
         for cert_spec, value in zip(self.layout.certificates, chain, strict=False):
             fields = der.parse_certificate(value)
             if cert_spec.key_slot == key_slot and key_id is not None:

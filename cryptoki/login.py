@@ -10,6 +10,14 @@ Without ``user_pin = required`` no PIN is configured: any PIN is accepted and ne
 Why accept at all: CKF_LOGIN_REQUIRED is clear, yet libp11, pkcs11-tool and GnuTLS call C_Login
 whenever the user supplied a PIN; refusing would break them for nothing. The state is still
 tracked so CKR_USER_ALREADY_LOGGED_IN / CKR_USER_NOT_LOGGED_IN are exact.
+
+Such a token also sets CKF_PROTECTED_AUTHENTICATION_PATH, which says exactly that (PKCS#11 §5.6.8:
+the user is authenticated without the application passing a PIN; C_Login takes NULL_PTR). Clients
+read it to decide whether to ask for a PIN: the OpenSSL pkcs11-provider logs in before it copies a
+key into its session cache (``pkcs11-module-cache-keys``, on by default), whatever
+CKF_LOGIN_REQUIRED says, and without the flag it prompts for a PIN that does not exist (a failed
+prompt leaves an error that breaks the TLS handshake, or blocks on stdin); pkcs11-tool and GnuTLS
+log in with NULL instead of prompting. With a PIN configured the flag is clear: a PIN is needed.
 """
 
 from __future__ import annotations
@@ -51,9 +59,10 @@ class Login:
         self.user: int | None = None
 
     def token_flags(self) -> int:
-        """CKF_LOGIN_REQUIRED and the PIN state flags of CK_TOKEN_INFO."""
+        """CKF_LOGIN_REQUIRED and the PIN state flags of CK_TOKEN_INFO (without a PIN: logging
+        in needs none, a protected authentication path; see the module docstring)."""
         if not self.pin_configured:
-            return int(CKF.USER_PIN_INITIALIZED)
+            return int(CKF.USER_PIN_INITIALIZED | CKF.PROTECTED_AUTHENTICATION_PATH)
         return pin.token_flags(self._store().load())
 
     def pin_lengths(self) -> tuple[int, int]:

@@ -51,7 +51,6 @@ Readers need no lock: they see the old file or the new one.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -348,6 +347,8 @@ def _canonical(doc: dict[str, Any]) -> bytes:
 
 def checksum(doc: dict[str, Any]) -> str:
     """``sha256:<hex>`` over the canonical JSON of ``doc`` without its checksum."""
+    import hashlib  # lazy: loads libcrypto, which C_Initialize does not need
+
     body = {k: v for k, v in doc.items() if k != "checksum"}
     return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
 

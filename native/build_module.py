@@ -4,11 +4,16 @@ Owns: the C side of the module. :func:`make_ffi` returns an ``FFI`` whose ``set_
 preamble holds everything that must not depend on Python being alive:
 
 * the interpreter start-up (an isolated ``PyConfig`` whose ``program_name`` is the build-time
-  ``sys.executable`` so CPython finds the venv's ``pyvenv.cfg``; libpython promoted to
-  ``RTLD_GLOBAL`` first, because C hosts ``dlopen`` us ``RTLD_LOCAL`` and Python's own extension
-  modules need ``Py*`` symbols in the global scope);
-* the same-X.Y guard for Python hosts (a different X.Y would share our ``Py*`` references and hang
-  or corrupt memory), ``pthread_atfork`` handlers that do what ``os.fork()`` does around the GIL;
+  ``sys.executable`` so CPython finds the venv's ``pyvenv.cfg``, or ``ATECC_PKCS11_PYTHON`` --
+  never in a setuid/setgid process (AT_SECURE), whose caller owns the environment; libpython
+  promoted to ``RTLD_GLOBAL`` first, because C hosts ``dlopen`` us ``RTLD_LOCAL`` and Python's
+  own extension modules need ``Py*`` symbols in the global scope);
+* the checks that the interpreter can run the Python side: a Python host must run the same X.Y
+  (a different X.Y would share our ``Py*`` references and hang or corrupt memory), and every
+  interpreter must find the runtime dependencies (``RUNTIME_MODULES``); a host that fails gets
+  ``CKR_GENERAL_ERROR`` and one line on stderr pointing at the broker, never a traceback (the
+  init code reports its own failures the same way, through ``p11_start_failed``);
+* ``pthread_atfork`` handlers that do what ``os.fork()`` does around the GIL;
 * one ``static`` wrapper per Python-backed function, which returns ``CKR_GENERAL_ERROR`` when
   Python could not be started (cffi's own fallback would return 0, i.e. ``CKR_OK``);
 * typed stubs for the functions the token does not implement, the static 2.40 and 3.0 function
@@ -49,6 +54,9 @@ MODULE_NAME = "_atecc_pkcs11_cffi"
 LIBRARY_NAME = "libatecc_pkcs11.so"
 #: Environment variable that overrides the recorded interpreter (``program_name``).
 PYTHON_ENV_VAR = "ATECC_PKCS11_PYTHON"
+#: Modules the Python side needs on the interpreter's path: the runtime dependencies of
+#: pyproject.toml (cffi's is its ``_cffi_backend``), checked before cffi starts.
+RUNTIME_MODULES = ("_cffi_backend", "cryptography", "smbus2")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TARGET = REPO_ROOT / "cryptoki" / LIBRARY_NAME
@@ -133,6 +141,7 @@ _PRELUDE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #define CKR_OK                      0x000UL
 #define CKR_GENERAL_ERROR           0x005UL
@@ -154,6 +163,7 @@ static int p11_ready = 0;
 static int p11_started = 0;          /* fast path: Python up and p11_ready seen */
 static int p11_preinit_failed = 0;   /* set once, inside pthread_once */
 static int p11_failure_reported = 0;
+static int p11_start_explained = 0;  /* the init code said, in one line, why it failed */
 static pthread_once_t p11_preinit_once = PTHREAD_ONCE_INIT;
 static pthread_once_t p11_atfork_once = PTHREAD_ONCE_INIT;
 
@@ -169,7 +179,31 @@ static void p11_log(const char *fmt, ...)
     va_end(ap);
 }
 
+/* AT_SECURE: a setuid/setgid program, or one that gained capabilities or changed LSM domain. Its
+ * environment belongs to whoever started it, so no setting that chooses code (the interpreter,
+ * and through it the Python path) may come from there. */
+static int p11_secure_mode(void) { return getauxval(AT_SECURE) != 0; }
+
+/* getenv() for settings that choose code; NULL (with one line saying so) in secure mode. */
+static const char *p11_code_setting(const char *name)
+{
+    const char *value = getenv(name);
+    if (value && *value && p11_secure_mode()) {
+        p11_log("ignoring %s in a setuid/setgid process (its caller controls the environment)",
+                name);
+        return NULL;
+    }
+    return value;
+}
+
 static const char *p11_package_version(void) { return P11_PACKAGE_VERSION; }
+
+/* Called by the embedding init code when it cannot start: one line, then every call fails. */
+static void p11_start_failed(const char *why)
+{
+    __atomic_store_n(&p11_start_explained, 1, __ATOMIC_RELEASE);
+    p11_log("the Python side could not start (%s); every call returns CKR_GENERAL_ERROR", why);
+}
 static const char *p11_python_function_names(void) { return P11_PYTHON_FUNCTIONS; }
 
 /* Absolute path of this shared object (for the init code's sys.path fallback). */
@@ -181,6 +215,10 @@ static const char *p11_module_file(void)
     return "";
 }
 
+/* What a Python host that cannot run the module in-process is told to do instead. */
+#define P11_BROKER_HINT "use it through the broker: run `atecc broker` and load " \
+    "p11-kit-client.so (README: Broker mode)"
+
 /* A Python host must run the X.Y we were compiled for: our Py* references bind to the host's
  * libpython through the global scope, so any other X.Y is an ABI mismatch (and cffi's start-up
  * spin lock never clears on 3.12+). */
@@ -188,12 +226,61 @@ static int p11_same_python_version(void)
 {
     char want[16];
     const char *have = Py_GetVersion();
+    size_t have_len = strcspn(have, " ");
     int n = snprintf(want, sizeof want, "%d.%d", PY_MAJOR_VERSION, PY_MINOR_VERSION);
     if (strncmp(have, want, (size_t)n) == 0 && !(have[n] >= '0' && have[n] <= '9'))
         return 1;
-    p11_log("this module was built for Python %s but the host process runs Python %.16s; "
-            "install the package with that Python and load its own libatecc_pkcs11.so", want, have);
+    p11_log("cannot run in this process: it runs Python %.*s and this module was built for "
+            "Python %s; %s", (int)(have_len > 32 ? 32 : have_len), have, want, P11_BROKER_HINT);
     return 0;
+}
+
+/* The modules the Python side needs from the interpreter's sys.path (the package's runtime
+ * dependencies), checked before cffi starts: cffi's own failure is a traceback on the host's
+ * stderr and a dead module. The first, _cffi_backend, is imported (cffi's start-up needs it
+ * next anyway); the others are imported lazily by the Python side, so they are only looked up,
+ * and only in a Python host (in a C host the interpreter is the package's own environment, and
+ * looking costs start-up time). Takes the GIL if need be. */
+static int p11_has_dependencies(int hosted)
+{
+    static const char *const needed[] = { P11_RUNTIME_MODULES, NULL };
+    char missing[160] = "";
+    const char *where = "?";
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *util = NULL, *exe;
+    size_t i;
+    for (i = 0; needed[i] && (i == 0 || hosted); i++) {
+        PyObject *found;
+        if (i == 0) {
+            found = PyImport_ImportModule(needed[0]);
+        } else {
+            if (!util && !(util = PyImport_ImportModule("importlib.util")))
+                PyErr_Clear();
+            found = util ? PyObject_CallMethod(util, "find_spec", "s", needed[i]) : NULL;
+        }
+        if (!found)
+            PyErr_Clear();
+        if (!found || found == Py_None) {
+            if (missing[0])
+                strncat(missing, ", ", sizeof missing - strlen(missing) - 1);
+            strncat(missing, needed[i], sizeof missing - strlen(missing) - 1);
+        }
+        Py_XDECREF(found);
+    }
+    Py_XDECREF(util);
+    exe = PySys_GetObject("executable");     /* borrowed */
+    if (missing[0] && exe && PyUnicode_Check(exe) && !(where = PyUnicode_AsUTF8(exe))) {
+        PyErr_Clear();
+        where = "?";
+    }
+    if (missing[0] && hosted)
+        p11_log("cannot run in this process: its Python (%s) lacks %s, which the module needs "
+                "in-process; install the package there, or %s", where, missing, P11_BROKER_HINT);
+    else if (missing[0])
+        p11_log("the module's Python (%s) lacks %s: reinstall the package (pip install) in that "
+                "environment", where, missing);
+    PyGILState_Release(gil);
+    return missing[0] == '\0';
 }
 
 static void p11_report_status(const char *what, PyStatus st)
@@ -211,7 +298,7 @@ static void p11_preinit(void)
     const char *program;
 
     if (Py_IsInitialized()) {               /* loaded into a running Python: reuse it */
-        if (!p11_same_python_version())
+        if (!p11_same_python_version() || !p11_has_dependencies(1))
             p11_preinit_failed = 1;
         return;
     }
@@ -233,7 +320,7 @@ static void p11_preinit(void)
     PyConfig_InitIsolatedConfig(&config);
     config.install_signal_handlers = 0;     /* the host owns signals */
     config.site_import = 1;                 /* venv site-packages and .pth (editable installs) */
-    program = getenv(P11_PYTHON_ENV_VAR);
+    program = p11_code_setting(P11_PYTHON_ENV_VAR);
     if (!program || !*program)
         program = P11_PYTHON_EXECUTABLE;
     /* program_name = the venv's python: CPython then finds pyvenv.cfg and sets up sys.prefix and
@@ -249,6 +336,8 @@ static void p11_preinit(void)
         return;
     }
     PyEval_SaveThread();                    /* cffi expects the GIL to be free */
+    if (!p11_has_dependencies(0))
+        p11_preinit_failed = 1;
 }
 
 /* fork() while another thread holds the GIL leaves the child waiting for a GIL owner that does
@@ -298,9 +387,10 @@ static __attribute__((noinline)) int p11_start_slow(void)
     if (p11_preinit_failed)
         return -1;
     if (cffi_start_python() != 0 || !__atomic_load_n(&p11_ready, __ATOMIC_ACQUIRE)) {
-        if (!__atomic_exchange_n(&p11_failure_reported, 1, __ATOMIC_ACQ_REL))
+        if (!__atomic_load_n(&p11_start_explained, __ATOMIC_ACQUIRE) &&
+            !__atomic_exchange_n(&p11_failure_reported, 1, __ATOMIC_ACQ_REL))
             p11_log("the Python side (cryptoki._abi) did not start; every call returns "
-                    "CKR_GENERAL_ERROR (see the traceback above)");
+                    "CKR_GENERAL_ERROR");
         return -1;
     }
     pthread_once(&p11_atfork_once, p11_register_atfork);
@@ -468,6 +558,8 @@ def _cdef() -> str:
         + "const char *p11_package_version(void);\n"
         + "const char *p11_python_function_names(void);\n"
         + "const char *p11_module_file(void);\n"
+        + "int p11_secure_mode(void);\n"
+        + "void p11_start_failed(const char *why);\n"
         + 'extern "Python" {\n'
         + externs
         + "}\n"
@@ -475,21 +567,44 @@ def _cdef() -> str:
 
 
 def _init_code() -> str:
-    """Python run once inside the module, after PyInit (so _cffi_backend is importable)."""
+    """Python run once inside the module, after PyInit (so _cffi_backend is importable).
+
+    Whatever goes wrong becomes one line on stderr (``p11_start_failed``) and a dead module whose
+    every call fails, never a traceback in the host's output; the traceback goes to the module's
+    log at DEBUG when the log can be set up at all."""
     return f"""\
 import sys
 from {MODULE_NAME} import ffi, lib
+def _start():
+    try:
+        import cryptoki._abi as _abi
+    except ImportError:
+        # The host's sys.path keeps priority; fall back to the tree this library sits in.
+        import os
+        _root = os.path.dirname(os.path.dirname(ffi.string(lib.p11_module_file()).decode()))
+        if _root and _root not in sys.path:
+            sys.path.append(_root)
+        import cryptoki._abi as _abi
+    import cryptoki
+    want = ffi.string(lib.p11_package_version()).decode()
+    if getattr(cryptoki, "__version__", None) != want:
+        raise ImportError(
+            f"this process imports cryptoki {{getattr(cryptoki, '__version__', '?')}} from "
+            f"{{cryptoki.__file__}}, the library is {{want}}"
+        )
+    _abi.register(ffi, lib)
 try:
-    import cryptoki._abi as _abi
-except ImportError:
-    # The host's sys.path keeps priority; fall back to the tree this library sits in.
-    import os
-    _root = os.path.dirname(os.path.dirname(ffi.string(lib.p11_module_file()).decode()))
-    if _root and _root not in sys.path:
-        sys.path.append(_root)
-    import cryptoki._abi as _abi
-_abi.register(ffi, lib)
-lib.p11_ready = 1
+    _start()
+except BaseException as exc:
+    why = " ".join(f"{{type(exc).__name__}}: {{exc}}".split())[:300]
+    lib.p11_start_failed(why.encode("utf-8", "replace"))
+    try:
+        from cryptoki.log import get_logger
+        get_logger().debug("start-up failed", exc_info=True)
+    except BaseException:
+        pass
+else:
+    lib.p11_ready = 1
 """
 
 
@@ -516,6 +631,7 @@ def make_ffi(
         f"#define P11_LIBPYTHON_SONAME {_c_string(sysconfig.get_config_var('INSTSONAME'))}\n"
         f"#define P11_PACKAGE_VERSION {_c_string(_package_version())}\n"
         f"#define P11_PYTHON_FUNCTIONS {_c_string(' '.join(names))}\n"
+        f"#define P11_RUNTIME_MODULES {', '.join(_c_string(m) for m in RUNTIME_MODULES)}\n"
     )
     ffi = cffi.FFI()
     ffi.cdef(_cdef())

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
-.venv/bin/mypy atecc cryptoki fleet
+.venv/bin/mypy atecc cryptoki fleet broker
 echo "style: ruff, ruff format and mypy are clean"

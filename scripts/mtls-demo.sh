@@ -3,42 +3,60 @@
 #
 #   scripts/mtls-demo.sh WORKDIR MODULE_PATH [KEY_URI]
 #
+# With MTLS_DEMO_PROVIDER_CONF set to an OpenSSL configuration file that loads the OpenSSL 3
+# pkcs11-provider (README, "OpenSSL 3 provider"), steps 2 and 5 use the provider instead of the
+# engine: `-key <pkcs11 URI>` with OPENSSL_CONF set to that file, no `-engine`.
+#
 # Steps (each printed as it runs):
 #   1. list the token's objects with p11tool
 #   2. make a CSR with the device key through the OpenSSL pkcs11 engine (the tutorial's command)
+#      or the provider
 #   3. create a local CA with plain OpenSSL and issue the device certificate from the CSR
 #   4. create a server key and certificate signed by the same CA
 #   5. run `openssl s_server -Verify 2 -verify_return_error` on 127.0.0.1 and connect with
-#      `openssl s_client -engine pkcs11 -keyform engine -key <pkcs11 URI>`; check that the
-#      handshake completed and that the server saw the device certificate
+#      `openssl s_client -engine pkcs11 -keyform engine -key <pkcs11 URI>` (with the provider:
+#      `openssl s_client -key <pkcs11 URI>`); check that the handshake completed and that the
+#      server saw the device certificate
 #
 # Loopback only; every process it starts is stopped on exit; bounded by timeouts. Safe to rerun:
-# WORKDIR's CA and certificates are made afresh each time. The engine is configured only for the
-# commands that use the token (OPENSSL_CONF scoped per command): loading it globally breaks
-# OpenSSL's own software EC keys on Debian 12's OpenSSL/libp11 pair.
+# WORKDIR's CA and certificates are made afresh each time. The engine (or provider) is configured
+# only for the commands that use the token (OPENSSL_CONF scoped per command): loading the engine
+# globally breaks OpenSSL's own software EC keys on Debian 12's OpenSSL/libp11 pair.
 set -euo pipefail
 
 workdir=${1:?usage: mtls-demo.sh WORKDIR MODULE_PATH [KEY_URI]}
 module=${2:?usage: mtls-demo.sh WORKDIR MODULE_PATH [KEY_URI]}
 key_uri=${3:-"pkcs11:token=00ABC;object=device;type=private"}
 here=$(cd "$(dirname "$0")" && pwd)
+provider_conf=${MTLS_DEMO_PROVIDER_CONF:-}
+if [ -n "$provider_conf" ]; then
+    [ -f "$provider_conf" ] || { echo "mtls-demo: no file $provider_conf" >&2; exit 1; }
+    provider_conf=$(cd "$(dirname "$provider_conf")" && pwd)/$(basename "$provider_conf")
+fi
 
 mkdir -p "$workdir"
 cd "$workdir"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-engine_so=$("$here/find-pkcs11-engine.sh")
-sed -e "s|@ENGINE_PATH@|$engine_so|" -e "s|@MODULE_PATH@|$module|" \
-    "$here/../fleet/openssl-pkcs11-engine.cnf.in" > engine.cnf
-with_engine() { OPENSSL_CONF="$PWD/engine.cnf" "$@"; }
+if [ -n "$provider_conf" ]; then
+    via="the pkcs11-provider"
+    key_args=(-key "$key_uri")
+    with_token() { OPENSSL_CONF="$provider_conf" "$@"; }
+else
+    engine_so=$("$here/find-pkcs11-engine.sh")
+    sed -e "s|@ENGINE_PATH@|$engine_so|" -e "s|@MODULE_PATH@|$module|" \
+        "$here/../fleet/openssl-pkcs11-engine.cnf.in" > engine.cnf
+    via="the pkcs11 engine"
+    key_args=(-engine pkcs11 -keyform engine -key "$key_uri")
+    with_token() { OPENSSL_CONF="$PWD/engine.cnf" "$@"; }
+fi
 
 step "p11tool --provider $module --list-all"
 p11tool --provider "$module" --list-all ${P11TOOL_URL:+"$P11TOOL_URL"}
 
-step "CSR signed by the device key: openssl req -engine pkcs11 -keyform engine -key \"$key_uri\""
+step "CSR signed by the device key through $via: openssl req ${key_args[*]}"
 rm -f client_csr.csr
-with_engine openssl req -engine pkcs11 -keyform engine -key "$key_uri" \
-    -new -out client_csr.csr -subj "/CN=KE CLIENT"
+with_token openssl req "${key_args[@]}" -new -out client_csr.csr -subj "/CN=KE CLIENT"
 openssl req -in client_csr.csr -noout -verify
 
 step "Local CA issues the device certificate"
@@ -93,9 +111,9 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 
-step "openssl s_client -engine pkcs11 -keyform engine -key \"$key_uri\" -cert client.crt"
-(echo "hello from the device"; sleep 1) | with_engine timeout 30 openssl s_client -engine pkcs11 \
-    -keyform engine -key "$key_uri" -cert client.crt -CAfile ca.crt \
+step "openssl s_client ${key_args[*]} -cert client.crt (through $via)"
+(echo "hello from the device"; sleep 1) | with_token timeout 30 openssl s_client "${key_args[@]}" \
+    -cert client.crt -CAfile ca.crt \
     -connect "127.0.0.1:$port" -servername localhost -verify_return_error -brief \
     > client.log 2>&1 || { cat client.log; echo "mtls-demo: s_client failed" >&2; exit 1; }
 sleep 0.5

@@ -51,3 +51,32 @@ if ! .venv/bin/python -m pip install -q -e '.[test,dev]' --config-settings edita
     pip_quiet install -q -e '.[test,dev]'
 fi
 echo "setup: module at $(.venv/bin/atecc module-path)"
+
+# Python hosts the module cannot run in (another X.Y; the same X.Y without our dependencies),
+# each with python-pkcs11: the tests check that they get an error and one line pointing at the
+# broker, and that python-pkcs11 on the other version works through the broker. Skipped when no
+# Python of another version is installed (pyenv's are looked for).
+host_venv() {  # NAME PYTHON
+    [ -x ".venv-hosts/$1/bin/python" ] && .venv-hosts/$1/bin/python -c "import pkcs11" 2>/dev/null \
+        && return 0
+    echo "setup: creating .venv-hosts/$1 ($("$2" --version)) with python-pkcs11"
+    rm -rf ".venv-hosts/$1"
+    "$2" -m venv ".venv-hosts/$1"
+    if ! ".venv-hosts/$1/bin/python" -m pip install -q python-pkcs11 > "$log" 2>&1; then
+        cat "$log" >&2
+        echo "setup: python-pkcs11 for .venv-hosts/$1 failed (log: $log)" >&2
+        exit 1
+    fi
+}
+mine=$(.venv/bin/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+host_venv "py$mine-bare" "$(.venv/bin/python -c 'import sys; print(sys._base_executable)')"
+pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
+for v in 3.12 3.13 3.11; do
+    [ "$v" = "$mine" ] && continue
+    other=$(ls -d "$pyenv_root"/versions/"$v".*/bin/python"$v" 2>/dev/null | sort -V | tail -1 || true)
+    [ -z "$other" ] && other=$(command -v "python$v" | grep -v /shims/ || true)
+    if [ -n "$other" ]; then
+        host_venv "py$v" "$other"
+        break
+    fi
+done

@@ -60,11 +60,13 @@ def test_quick_benchmark_prints_every_row(tmp_path: Path) -> None:
         rows = [line for line in table if line.startswith(f"| {label}")]
         assert rows, f"row {key!r} missing from the table"
         cells = [c.strip() for c in rows[0].strip("|").split("|")]
-        assert len(cells) == 4, rows[0]
+        assert len(cells) == 6, rows[0]  # metric, SoftHSM2, direct, ratio, broker, ratio
         if key != "tls" or "TLS row skipped" not in text:
             assert cells[1] != "n/a" and cells[2] != "n/a", rows[0]
+            if key in bench_run.BROKER_ROWS:
+                assert cells[4] != "n/a" and cells[5] != "n/a", rows[0]
     for needle in (
-        "chip's own Sign execution time",
+        "chip's own time for a signature",
         "C_Sign latency, realistic timing",
         "overhead our driver and module add",
         "## Targets",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -94,16 +93,6 @@ def public_key_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     return point[1:]
-
-
-def load_root_public_key(path: str | os.PathLike[str]) -> bytes | None:
-    """X||Y of the P-256 key of the PEM certificate at ``path`` (None if absent or not P-256)."""
-    try:
-        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
-    except (OSError, ValueError):
-        return None
-    key = cert.public_key()
-    return public_key_bytes(key) if isinstance(key, ec.EllipticCurvePublicKey) else None
 
 
 def _on_the_hour(when: datetime) -> datetime:

@@ -7,16 +7,20 @@ signs exactly what :func:`build_certificate` produces, so the two cannot drift a
 
 Nothing here signs or trusts anything: a rebuilt certificate is only as good as its signature,
 which the caller verifies against the issuer key it trusts (:func:`verify_signature`).
+
+Rebuilding is on the path of every process's first object listing, so it needs no
+``cryptography`` (its x509 import alone costs more than the rest of the listing): the DER is
+built by hand, the root key is read with :mod:`atecc.der`, and only :func:`verify_signature` and
+:func:`public_key_object` import ``cryptography``, when called.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from typing import Protocol
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from atecc.certs.compressed import (
     COMPRESSED_CERT_SIZE,
@@ -35,6 +39,10 @@ from atecc.certs.templates import (
     signature_bit_string,
 )
 from atecc.constants import PUBLIC_KEY_SIZE, Zone
+from atecc.der import children, oid, read_tlv
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 #: Trust&GO certificate slots (chip §6.4).
 DEVICE_CERT_SLOT = 10
@@ -174,12 +182,57 @@ def tbs_certificate(der: bytes) -> bytes:
 
 def public_key_object(public_key: bytes) -> ec.EllipticCurvePublicKey:
     """A ``cryptography`` key from 64 bytes X||Y (P-256)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + public_key)
+
+
+_EC_PUBLIC_KEY = oid("1.2.840.10045.2.1")
+_P256 = oid("1.2.840.10045.3.1.7")
+
+
+def certificate_public_key(cert: bytes) -> bytes | None:
+    """X||Y of a DER certificate's subject key if it is an uncompressed P-256 point, else None.
+
+    :raises ValueError: not a DER certificate.
+    """
+    _, start, end, _ = read_tlv(cert)
+    _, tbs_start, _ = children(cert, start, end)[0]
+    _, ts, te, _ = read_tlv(cert, tbs_start)
+    tbs = children(cert, ts, te)
+    if tbs and tbs[0][0] == 0xA0:  # [0] EXPLICIT version
+        tbs = tbs[1:]
+    if len(tbs) < 6:
+        raise ValueError("tbsCertificate is too short")
+    _, ks, ke, _ = read_tlv(cert, tbs[5][1])  # subjectPublicKeyInfo
+    algorithm, key = children(cert, ks, ke)[:2]
+    _, as_, ae, _ = read_tlv(cert, algorithm[1])
+    if cert[as_:ae] != _EC_PUBLIC_KEY + _P256 or cert[key[1]] != 0x03:
+        return None
+    _, vs, ve, _ = read_tlv(cert, key[1])
+    point = cert[vs:ve]
+    if len(point) != 2 + PUBLIC_KEY_SIZE or point[:2] != b"\x00\x04":
+        return None
+    return bytes(point[2:])
+
+
+def load_root_public_key(path: str | os.PathLike[str]) -> bytes | None:
+    """X||Y of the P-256 key of the PEM certificate at ``path`` (None if absent, unreadable or
+    not P-256): the key an emulated chip's signer certificate names as its authority."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+        body = text.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END", 1)[0]
+        return certificate_public_key(base64.b64decode("".join(body.split()), validate=True))
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
 
 
 def verify_signature(der: bytes, issuer_public_key: bytes) -> bool:
     """Whether the certificate's ECDSA-SHA256 signature verifies with the issuer's X||Y."""
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     cert = x509.load_der_x509_certificate(der)
     try:
@@ -203,7 +256,12 @@ def read_signer_public_key(device: ChipReader) -> bytes:
     )
 
 
-def read_chain(device: ChipReader, *, root_public_key: bytes | None = None) -> tuple[bytes, bytes]:
+def read_chain(
+    device: ChipReader,
+    *,
+    root_public_key: bytes | None = None,
+    device_public_key: bytes | None = None,
+) -> tuple[bytes, bytes]:
     """Rebuild the device and signer certificates of a Trust&GO chip: ``(device_der, signer_der)``.
 
     Reads slots 10, 11 and 12, the serial number, the slot-0 public key (GenKey mode 0) and, for
@@ -212,6 +270,8 @@ def read_chain(device: ChipReader, *, root_public_key: bytes | None = None) -> t
     :param root_public_key: X||Y of the root that signed the signer certificate; needed for the
         signer's authority key identifier unless the root is Microchip's own (the template's
         default), e.g. the emulator's root CA stored beside its state file.
+    :param device_public_key: X||Y of slot 0 when the caller has just read it (saves a GenKey,
+        which the chip executes as slowly as a signature).
     :raises CertificateError: a slot does not hold a usable compressed certificate.
     :raises atecc.errors.AteccError: the chip could not be read.
     """
@@ -235,7 +295,7 @@ def read_chain(device: ChipReader, *, root_public_key: bytes | None = None) -> t
     device_der = build_certificate(
         tmpl,
         device_compressed,
-        device.get_public_key(DEVICE_KEY_SLOT),
+        device_public_key or device.get_public_key(DEVICE_KEY_SLOT),
         issuer_public_key=signer_public_key,
         device_serial=device.serial_number(),
         eui48=eui48,

@@ -325,20 +325,22 @@ class AteccBackend:
         """
         if self._root_ca is None:
             return None
-        from atecc.certs.factory import load_root_public_key
+        from atecc.certs.rebuild import load_root_public_key  # no cryptography import
 
         return load_root_public_key(self._root_ca)
 
     def layout(self) -> ProductLayout:
         return self._layout
 
-    def certificate_chain(self) -> tuple[bytes, ...]:
+    def certificate_chain(self, device_public_key: bytes | None = None) -> tuple[bytes, ...]:
         from atecc.certs.rebuild import read_chain
 
         dev = self._open()
         root_key = self._root_public_key()
         with chip_errors("rebuild certificate chain"):
-            device_der, signer_der = read_chain(dev, root_public_key=root_key)
+            device_der, signer_der = read_chain(
+                dev, root_public_key=root_key, device_public_key=device_public_key
+            )
         return bytes(device_der), bytes(signer_der)
 
     def close(self) -> None:

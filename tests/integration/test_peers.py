@@ -57,6 +57,33 @@ def test_pkcs11_tool_shows_library_slot_and_token(module_path, token_env, chip_s
     assert re.search(rf"serial num\s*:\s*{chip_serial[2:18]}\s*$", out, re.M | re.I), out
 
 
+def test_login_on_a_token_without_pin_asks_for_no_pin(module_path, token_env):
+    """Without ``user_pin = required`` logging in needs no PIN, and the token says so
+    (CKF_PROTECTED_AUTHENTICATION_PATH): pkcs11-tool and p11tool log in without prompting for a
+    PIN that does not exist (before, both prompted and, without a terminal, failed)."""
+    tool = run(
+        [require("pkcs11-tool"), "--module", module_path, "--login", "-O", "--type", "privkey"],
+        env=token_env,
+        input="",
+    )
+    assert "label:      device" in tool.stdout, tool.stdout + tool.stderr
+    assert "PIN" not in tool.stdout + tool.stderr
+    gnutls = run(
+        [
+            require("p11tool"),
+            "--provider",
+            module_path,
+            "--login",
+            "--list-privkeys",
+            "pkcs11:token=00ABC",
+        ],
+        env=token_env,
+        input="",
+    )
+    assert "object=device;type=private" in gnutls.stdout, gnutls.stdout + gnutls.stderr
+    assert "PIN" not in gnutls.stdout + gnutls.stderr
+
+
 def _public_key(module_path, env, tmp_path, label="device"):
     return serialization.load_pem_public_key(export_public_key(module_path, env, label=label))
 

@@ -116,12 +116,12 @@ def test_a_transient_chip_error_while_loading_does_not_hide_the_certificates(
         real = backend.certificate_chain
         calls = []
 
-        def first_read_faulty():
+        def first_read_faulty(*args):
             if len(calls) < 2:  # the first listing reads twice (load, then the retry)
                 emulated_bus(lib).faults.nack_next(1000)  # the emulated bus stops answering
             calls.append(1)
             try:
-                return real()
+                return real(*args)
             finally:
                 emulated_bus(lib).faults.nacks = 0
 
