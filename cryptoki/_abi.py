@@ -5,11 +5,16 @@ function the token implements), attached by :func:`register` from the library's 
 code. This is the ONLY module that touches ``ffi``/``lib`` or CK pointers, and the ONLY place an
 exception becomes a ``CK_RV``: ``ffi.def_extern(error=CKR_GENERAL_ERROR, onerror=...)`` maps a
 :class:`~cryptoki.errors.Pkcs11Error` to its ``rv``, :class:`~cryptoki.errors.BufferTooSmall` to the
-required length plus ``CKR_BUFFER_TOO_SMALL``, and anything else to ``CKR_GENERAL_ERROR`` with a
-logged traceback. An entry point that raises can never return 0 (``CKR_OK``).
+required length plus ``CKR_BUFFER_TOO_SMALL``, and anything else to ``CKR_GENERAL_ERROR`` with one
+ERROR log line (the traceback only at DEBUG). An entry point that raises can never return 0
+(``CKR_OK``); one of C_Encrypt/Decrypt/Digest/Sign/Verify(+Update/Final) that fails ends the
+session's operation of its kind, whoever raised (``@entry(ends=...)``).
 
 Each ``C_X`` does, in order: NULL-pointer checks that make the call meaningless
-(``CKR_ARGUMENTS_BAD``), decoding into :mod:`cryptoki.types` values, one call on the core object
+(``CKR_ARGUMENTS_BAD``), every count and length from C checked against :mod:`cryptoki.limits`
+before the memory it describes is read (each limit has its own CK_RV), decoding into
+:mod:`cryptoki.types` values (mechanism parameters lazily: :class:`CMechanism` decodes them when
+the core first reads ``param``, after its session and state checks), one call on the core object
 (``cryptoki.library.LIBRARY``, imported lazily on first use so this module builds and loads before
 the core exists), and encoding of the result (blank-padded fixed-width strings, native
 ``unsigned long``, the two-call length convention). Everything else (initialised? handle valid?
@@ -24,6 +29,7 @@ cffi's ``onerror``, only when something raised), no imports, lazily decoded argu
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable
 from logging import getLogger
 from typing import Any
@@ -32,11 +38,26 @@ import cryptoki
 from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKM, CKR
 from cryptoki.errors import (
     ArgumentsBad,
+    AttributeValueInvalid,
     BufferTooSmall,
+    DataLenRange,
+    EncryptedDataLenRange,
     GeneralError,
     MechanismParamInvalid,
+    PinIncorrect,
+    PinLenRange,
     Pkcs11Error,
+    SignatureLenRange,
 )
+from cryptoki.limits import (
+    MAX_ATTRIBUTE_BYTES,
+    MAX_DATA_PER_CALL,
+    MAX_MECHANISM_PARAM_BYTES,
+    MAX_PIN_BYTES,
+    MAX_RANDOM_BYTES,
+    MAX_TEMPLATE_ATTRIBUTES,
+)
+from cryptoki.session import DECRYPT, DIGEST, ENCRYPT, SIGN, VERIFY
 from cryptoki.types import (
     AttributeFailure,
     Ecdh1DeriveParams,
@@ -155,7 +176,13 @@ class _LazyCore:
         except Exception:
             if not _LazyCore._import_failure_logged:
                 _LazyCore._import_failure_logged = True
-                _log.error("cannot import the Cryptoki core (cryptoki.library)", exc_info=True)
+                exc = sys.exc_info()[1]
+                _log.error(
+                    "cannot import the Cryptoki core (cryptoki.library): %s: %s",
+                    type(exc).__name__,
+                    _one_line(exc) if exc is not None else "",
+                )
+                _log.debug("traceback of the import failure", exc_info=True)
             raise GeneralError("the Cryptoki core (cryptoki.library) is not importable") from None
         _core = LIBRARY
         return getattr(LIBRARY, name)
@@ -174,33 +201,61 @@ def _set_core(core: Any | None) -> None:
 # --------------------------------------------------------------------------------------------
 # Entry registration and the one exception -> CK_RV mapping
 
-#: C name -> (function, name of its output-length parameter or None), filled by @entry.
-_ENTRIES: dict[str, tuple[Callable[..., int], str | None]] = {}
+#: C name -> (function, name of its output-length parameter or None, kind of operation the call
+#: ends when it fails or None), filled by @entry.
+_ENTRIES: dict[str, tuple[Callable[..., int], str | None, str | None]] = {}
 
 
-def entry(fn: Callable[..., int] | None = None, *, out: str | None = None) -> Any:
+def entry(
+    fn: Callable[..., int] | None = None, *, out: str | None = None, ends: str | None = None
+) -> Any:
     """Declare ``fn`` as the Python side of the C function of the same name.
 
     No wrapper is added (the happy path stays one Python frame); :func:`register` attaches the
     function with an ``onerror`` handler that maps exceptions. ``out`` names the ``CK_ULONG_PTR``
     parameter that receives the required length when the core raises ``BufferTooSmall``.
+    ``ends`` names the session's operation (``cryptoki.session.SIGN``...) that a failure of this
+    call terminates (PKCS#11 §5.2: any error but CKR_BUFFER_TOO_SMALL), also when the ABI itself
+    refuses the call before the core sees it (a NULL pointer, data over its limit).
     """
 
     def declare(f: Callable[..., int]) -> Callable[..., int]:
         code = f.__code__
-        if out is not None and out not in code.co_varnames[: code.co_argcount]:
+        params = code.co_varnames[: code.co_argcount]
+        if out is not None and out not in params:
             # Checked at import, so a misspelt name can never silently skip writing the length.
             raise TypeError(f"@entry(out={out!r}): {f.__name__} has no such parameter")
-        _ENTRIES[f.__name__] = (f, out)
+        if ends is not None and "hSession" not in params:
+            raise TypeError(f"@entry(ends=...): {f.__name__} has no hSession parameter")
+        _ENTRIES[f.__name__] = (f, out, ends)
         return f
 
     return declare(fn) if fn is not None else declare
 
 
-def _onerror_for(name: str, out: str | None) -> Callable[[type, BaseException, Any], int]:
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message as one bounded log line (a message may hold newlines)."""
+    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _end_operation(name: str, tb: Any, kind: str) -> None:
+    """End the failed call's operation (the session handle is a local of the entry's frame)."""
+    session = tb.tb_frame.f_locals.get("hSession") if tb is not None else None
+    if session is None:
+        return
+    try:
+        _core.end_operation(session, kind)
+    except Exception as exc:  # e.g. the core is not importable: the call fails anyway
+        _log.debug("%s: could not end the %s operation: %s", name, kind, _one_line(exc))
+
+
+def _onerror_for(
+    name: str, out: str | None, ends: str | None
+) -> Callable[[type, BaseException, Any], int]:
     """cffi ``onerror`` for ``name``: its return value becomes the function's CK_RV."""
 
-    def onerror(exc_type: type, exc: BaseException, tb: Any) -> int:
+    def rv_for(exc_type: type, exc: BaseException, tb: Any) -> int:
         if isinstance(exc, BufferTooSmall):
             # The length pointer is a local of the entry point's frame (the first traceback entry).
             if out is not None and tb is not None:
@@ -208,6 +263,8 @@ def _onerror_for(name: str, out: str | None) -> Callable[[type, BaseException, A
                 if ptr:
                     ptr[0] = exc.required
             return _BUFFER_TOO_SMALL
+        if ends is not None:
+            _end_operation(name, tb, ends)
         if isinstance(exc, Pkcs11Error):
             rv = int(exc.rv)
             if rv == _OK:  # a misdeclared error must still fail the call
@@ -218,10 +275,17 @@ def _onerror_for(name: str, out: str | None) -> Callable[[type, BaseException, A
             return rv
         if isinstance(exc, MemoryError):
             return _HOST_MEMORY
-        _log.error(
-            "%s failed with an unexpected %s", name, exc_type.__name__, exc_info=(exc_type, exc, tb)
-        )
+        # One line for the host's log; the traceback only at DEBUG (never on the host's stderr
+        # unless the operator asked for DEBUG).
+        _log.error("%s failed: unexpected %s: %s", name, exc_type.__name__, _one_line(exc))
+        _log.debug("%s: traceback of the %s", name, exc_type.__name__, exc_info=(exc_type, exc, tb))
         return _GENERAL_ERROR
+
+    def onerror(exc_type: type, exc: BaseException, tb: Any) -> int:
+        try:
+            return rv_for(exc_type, exc, tb)
+        except BaseException:  # cffi would print a traceback to the host's stderr
+            return _GENERAL_ERROR
 
     return onerror
 
@@ -256,34 +320,73 @@ def register(ffi: Any, lib: Any) -> None:
     if ffi.sizeof("CK_ULONG") * 8 != _UNAVAILABLE.bit_length():
         raise RuntimeError("CK_UNAVAILABLE_INFORMATION does not match sizeof(CK_ULONG)")
     _check_layouts(ffi)
-    for name, (fn, out) in _ENTRIES.items():
-        ffi.def_extern(name="py_" + name, error=_GENERAL_ERROR, onerror=_onerror_for(name, out))(fn)
+    for name, (fn, out, ends) in _ENTRIES.items():
+        onerror = _onerror_for(name, out, ends)
+        ffi.def_extern(name="py_" + name, error=_GENERAL_ERROR, onerror=onerror)(fn)
 
 
 # --------------------------------------------------------------------------------------------
 # Decoding
 
 
-def _bytes(ptr: Any, length: int) -> bytes:
-    """Input buffer: NULL is allowed only for an empty buffer."""
+def _bytes(ptr: Any, length: int, limit: int, too_long: Callable[[str], Exception]) -> bytes:
+    """Input buffer of ``length`` bytes, refused with ``too_long`` over ``limit`` before anything
+    is read (the length comes from the caller and may be anything). NULL is allowed only for an
+    empty buffer."""
     if not length:
         return b""
     if not ptr:
         raise ArgumentsBad("NULL buffer with a non-zero length")
+    if length > limit:
+        raise too_long(f"{length} bytes; at most {limit}")
     return _buffer(ptr, length)[:]
 
 
-def _opt_bytes(ptr: Any, length: int) -> bytes | None:
-    """Optional input (PINs: NULL means the protected authentication path)."""
-    return _buffer(ptr, length)[:] if ptr else None
+def _saved_state_invalid(message: str) -> Pkcs11Error:
+    return Pkcs11Error(message, rv=CKR.SAVED_STATE_INVALID)
+
+
+def _data(ptr: Any, length: int) -> bytes:
+    """Data of a sign, verify, digest or encrypt call (limits.MAX_DATA_PER_CALL)."""
+    return _bytes(ptr, length, MAX_DATA_PER_CALL, DataLenRange)
+
+
+def _ciphertext(ptr: Any, length: int) -> bytes:
+    """Data of a decrypt call: over the limit it is CKR_ENCRYPTED_DATA_LEN_RANGE."""
+    return _bytes(ptr, length, MAX_DATA_PER_CALL, EncryptedDataLenRange)
+
+
+def _signature(ptr: Any, length: int) -> bytes:
+    """A signature to verify: over the limit it is CKR_SIGNATURE_LEN_RANGE."""
+    return _bytes(ptr, length, MAX_DATA_PER_CALL, SignatureLenRange)
+
+
+def _opt_bytes(
+    ptr: Any, length: int, too_long: Callable[[str], Exception] = PinLenRange
+) -> bytes | None:
+    """Optional input (PINs, user names: NULL means the protected authentication path), at most
+    limits.MAX_PIN_BYTES."""
+    if not ptr:
+        return None
+    if length > MAX_PIN_BYTES:
+        raise too_long(f"{length} bytes; at most {MAX_PIN_BYTES}")
+    return _buffer(ptr, length)[:]
+
+
+def _count(count: int) -> None:
+    """A template's attribute count (limits.MAX_TEMPLATE_ATTRIBUTES): CKR_ARGUMENTS_BAD over it."""
+    if count > MAX_TEMPLATE_ATTRIBUTES:
+        raise ArgumentsBad(f"{count} attributes; at most {MAX_TEMPLATE_ATTRIBUTES}")
 
 
 def _template(ptr: Any, count: int) -> Template:
-    """CK_ATTRIBUTE[count] -> [(type, raw value bytes)] in caller order."""
+    """CK_ATTRIBUTE[count] -> [(type, raw value bytes)] in caller order. Every count and length
+    is checked against its limit before the value it describes is read."""
     if not count:
         return []
     if not ptr:
         raise ArgumentsBad("NULL template with a non-zero count")
+    _count(count)
     out = []
     for i in range(count):
         attr = ptr[i]
@@ -292,17 +395,23 @@ def _template(ptr: Any, count: int) -> Template:
             out.append((attr.type, b""))
         elif not attr.pValue:
             raise ArgumentsBad("template attribute with NULL pValue and a non-zero length")
+        elif n > MAX_ATTRIBUTE_BYTES:
+            raise AttributeValueInvalid(
+                f"attribute 0x{attr.type:X}: {n} bytes; at most {MAX_ATTRIBUTE_BYTES}"
+            )
         else:
             out.append((attr.type, _buffer(attr.pValue, n)[:]))
     return out
 
 
-def _param_bytes(ptr: Any, length: int) -> bytes:
-    """A buffer inside mechanism parameters: a bad pointer is a bad parameter."""
+def _param_bytes(ptr: Any, length: int, limit: int = MAX_MECHANISM_PARAM_BYTES) -> bytes:
+    """A buffer inside mechanism parameters: a bad pointer or length is a bad parameter."""
     if not length:
         return b""
     if not ptr:
         raise MechanismParamInvalid("NULL pointer inside mechanism parameters")
+    if length > limit:
+        raise MechanismParamInvalid(f"a {length}-byte buffer in mechanism parameters")
     return _buffer(ptr, length)[:]
 
 
@@ -318,7 +427,7 @@ def _gcm_params(ptr: Any, length: int) -> GcmParams:
     return GcmParams(
         iv=_param_bytes(p.pIv, p.ulIvLen),
         iv_bits=iv_bits,
-        aad=_param_bytes(p.pAAD, p.ulAADLen),
+        aad=_param_bytes(p.pAAD, p.ulAADLen, MAX_DATA_PER_CALL),  # AAD is data
         tag_bits=p.ulTagBits,
     )
 
@@ -332,8 +441,12 @@ def _ecdh1_params(ptr: Any, length: int) -> Ecdh1DeriveParams:
     return Ecdh1DeriveParams(
         kdf=p.kdf,
         shared_data=_param_bytes(p.pSharedData, p.ulSharedDataLen) if p.pSharedData else None,
-        public_data=_buffer(p.pPublicData, p.ulPublicDataLen)[:],
+        public_data=_param_bytes(p.pPublicData, p.ulPublicDataLen),
     )
+
+
+def _flat_params(ptr: Any, length: int) -> bytes:
+    return _param_bytes(ptr, length)
 
 
 #: Mechanisms whose parameters hold pointers; all others pass their parameter bytes through.
@@ -343,22 +456,79 @@ _PARAM_DECODERS: dict[int, Callable[[Any, int], MechanismParam]] = {
     int(CKM.ECDH1_COFACTOR_DERIVE): _ecdh1_params,
 }
 
+_UNREAD = object()  #: CMechanism._param before the first read
 
-def _mechanism(ptr: Any) -> Mechanism:
-    """CK_MECHANISM -> types.Mechanism (param None, flat bytes, or a decoded struct)."""
+
+class CMechanism:
+    """A CK_MECHANISM whose parameter is decoded when the core first reads ``param``.
+
+    The core checks the session, its operation state, the mechanism and the key before it looks
+    at the parameter (PKCS#11's error precedence), so a bad parameter must not fail the call
+    earlier, in the ABI. Equal to a :class:`cryptoki.types.Mechanism` with the same type and
+    decoded parameter. The ABI calls :meth:`settle` before its C call returns: the caller's
+    memory is only valid until then.
+    """
+
+    __slots__ = ("_error", "_len", "_param", "_ptr", "type")
+
+    def __init__(self, mtype: int, ptr: Any, length: int) -> None:
+        self.type = mtype
+        self._ptr = ptr
+        self._len = length
+        self._param: Any = _UNREAD
+        self._error: Pkcs11Error | None = None
+
+    @property
+    def param(self) -> MechanismParam:
+        """None, flat bytes or a decoded struct (see :class:`cryptoki.types.Mechanism`).
+
+        :raises MechanismParamInvalid: the parameter cannot be decoded.
+        """
+        if self._param is _UNREAD:
+            self.settle()
+        if self._error is not None:
+            raise self._error
+        return self._param
+
+    def settle(self) -> None:
+        """Decode now (idempotent); a failure is kept and raised by every read of ``param``."""
+        if self._param is not _UNREAD:
+            return
+        ptr, length = self._ptr, self._len
+        self._ptr = None
+        self._param = None
+        try:
+            if not ptr:
+                if length:
+                    raise MechanismParamInvalid("NULL pParameter with a non-zero length")
+                return
+            decode = _PARAM_DECODERS.get(self.type, _flat_params)
+            self._param = decode(ptr, length)
+        except MechanismParamInvalid as exc:
+            self._error = exc
+        except Exception as exc:  # whatever the caller's bytes hold, never GENERAL_ERROR
+            self._error = MechanismParamInvalid(f"undecodable parameter ({type(exc).__name__})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CMechanism | Mechanism):
+            return NotImplemented
+        try:
+            return (self.type, self.param) == (other.type, other.param)
+        except Pkcs11Error:
+            return False
+
+    def __hash__(self) -> int:
+        return hash(self.type)
+
+    def __repr__(self) -> str:
+        return f"CMechanism(type=0x{self.type:X})"
+
+
+def _mechanism(ptr: Any) -> CMechanism:
+    """CK_MECHANISM -> a lazily decoded mechanism (only a NULL pointer fails here)."""
     if not ptr:
         raise ArgumentsBad("NULL mechanism")
-    mtype = ptr.mechanism
-    param = ptr.pParameter
-    length = ptr.ulParameterLen
-    if not param:
-        if length:
-            raise MechanismParamInvalid("NULL pParameter with a non-zero length")
-        return Mechanism(mtype)
-    decode = _PARAM_DECODERS.get(mtype)
-    if decode is None:
-        return Mechanism(mtype, _buffer(param, length)[:])
-    return Mechanism(mtype, decode(param, length))
+    return CMechanism(ptr.mechanism, ptr.pParameter, ptr.ulParameterLen)
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,7 +777,9 @@ def C_InitPIN(hSession: int, pPin: Any, ulPinLen: int) -> int:
 @entry
 def C_SetPIN(hSession: int, pOldPin: Any, ulOldLen: int, pNewPin: Any, ulNewLen: int) -> int:
     """C_SetPIN (§5.5.9)."""
-    _core.set_pin(hSession, _opt_bytes(pOldPin, ulOldLen), _opt_bytes(pNewPin, ulNewLen))
+    _core.set_pin(
+        hSession, _opt_bytes(pOldPin, ulOldLen, PinIncorrect), _opt_bytes(pNewPin, ulNewLen)
+    )
     return _OK
 
 
@@ -682,7 +854,10 @@ def C_SetOperationState(
     if not pOperationState:
         return _ARGUMENTS_BAD
     _core.set_operation_state(
-        hSession, _bytes(pOperationState, ulOperationStateLen), hEncryptionKey, hAuthenticationKey
+        hSession,
+        _bytes(pOperationState, ulOperationStateLen, MAX_DATA_PER_CALL, _saved_state_invalid),
+        hEncryptionKey,
+        hAuthenticationKey,
     )
     return _OK
 
@@ -690,7 +865,7 @@ def C_SetOperationState(
 @entry
 def C_Login(hSession: int, userType: int, pPin: Any, ulPinLen: int) -> int:
     """C_Login (§5.6.8). A NULL PIN means the protected authentication path."""
-    _core.login(hSession, userType, _opt_bytes(pPin, ulPinLen))
+    _core.login(hSession, userType, _opt_bytes(pPin, ulPinLen, PinIncorrect))
     return _OK
 
 
@@ -700,7 +875,10 @@ def C_LoginUser(
 ) -> int:
     """C_LoginUser (§5.6.9, v3.0)."""
     _core.login_user(
-        hSession, userType, _opt_bytes(pPin, ulPinLen), _opt_bytes(pUsername, ulUsernameLen)
+        hSession,
+        userType,
+        _opt_bytes(pPin, ulPinLen, PinIncorrect),
+        _opt_bytes(pUsername, ulUsernameLen, ArgumentsBad),
     )
     return _OK
 
@@ -764,6 +942,7 @@ def C_GetAttributeValue(hSession: int, hObject: int, pTemplate: Any, ulCount: in
     """
     if not pTemplate and ulCount:
         return _ARGUMENTS_BAD
+    _count(ulCount)
     types = [pTemplate[i].type for i in range(ulCount)]
     values = _core.get_attribute_value(hSession, hObject, types)
     if len(values) != ulCount:
@@ -834,47 +1013,51 @@ def C_FindObjectsFinal(hSession: int) -> int:
 @entry
 def C_EncryptInit(hSession: int, pMechanism: Any, hKey: int) -> int:
     """C_EncryptInit (§5.8.1)."""
-    _core.encrypt_init(hSession, _mechanism(pMechanism), hKey)
+    mechanism = _mechanism(pMechanism)
+    try:
+        _core.encrypt_init(hSession, mechanism, hKey)
+    finally:
+        mechanism.settle()
     return _OK
 
 
-@entry(out="pulEncryptedDataLen")
+@entry(out="pulEncryptedDataLen", ends=ENCRYPT)
 def C_Encrypt(
     hSession: int, pData: Any, ulDataLen: int, pEncryptedData: Any, pulEncryptedDataLen: Any
 ) -> int:
     """C_Encrypt (§5.8.2)."""
     if not pulEncryptedDataLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulEncryptedDataLen")
     cap = pulEncryptedDataLen[0] if pEncryptedData else None
     return _emit(
-        _core.encrypt(hSession, _bytes(pData, ulDataLen), cap),
+        _core.encrypt(hSession, _data(pData, ulDataLen), cap),
         pEncryptedData,
         pulEncryptedDataLen,
         cap,
     )
 
 
-@entry(out="pulEncryptedPartLen")
+@entry(out="pulEncryptedPartLen", ends=ENCRYPT)
 def C_EncryptUpdate(
     hSession: int, pPart: Any, ulPartLen: int, pEncryptedPart: Any, pulEncryptedPartLen: Any
 ) -> int:
     """C_EncryptUpdate (§5.8.3)."""
     if not pulEncryptedPartLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulEncryptedPartLen")
     cap = pulEncryptedPartLen[0] if pEncryptedPart else None
     return _emit(
-        _core.encrypt_update(hSession, _bytes(pPart, ulPartLen), cap),
+        _core.encrypt_update(hSession, _data(pPart, ulPartLen), cap),
         pEncryptedPart,
         pulEncryptedPartLen,
         cap,
     )
 
 
-@entry(out="pulLastEncryptedPartLen")
+@entry(out="pulLastEncryptedPartLen", ends=ENCRYPT)
 def C_EncryptFinal(hSession: int, pLastEncryptedPart: Any, pulLastEncryptedPartLen: Any) -> int:
     """C_EncryptFinal (§5.8.4)."""
     if not pulLastEncryptedPartLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulLastEncryptedPartLen")
     cap = pulLastEncryptedPartLen[0] if pLastEncryptedPart else None
     return _emit(
         _core.encrypt_final(hSession, cap), pLastEncryptedPart, pulLastEncryptedPartLen, cap
@@ -884,47 +1067,51 @@ def C_EncryptFinal(hSession: int, pLastEncryptedPart: Any, pulLastEncryptedPartL
 @entry
 def C_DecryptInit(hSession: int, pMechanism: Any, hKey: int) -> int:
     """C_DecryptInit (§5.9.1)."""
-    _core.decrypt_init(hSession, _mechanism(pMechanism), hKey)
+    mechanism = _mechanism(pMechanism)
+    try:
+        _core.decrypt_init(hSession, mechanism, hKey)
+    finally:
+        mechanism.settle()
     return _OK
 
 
-@entry(out="pulDataLen")
+@entry(out="pulDataLen", ends=DECRYPT)
 def C_Decrypt(
     hSession: int, pEncryptedData: Any, ulEncryptedDataLen: int, pData: Any, pulDataLen: Any
 ) -> int:
     """C_Decrypt (§5.9.2)."""
     if not pulDataLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulDataLen")
     cap = pulDataLen[0] if pData else None
     return _emit(
-        _core.decrypt(hSession, _bytes(pEncryptedData, ulEncryptedDataLen), cap),
+        _core.decrypt(hSession, _ciphertext(pEncryptedData, ulEncryptedDataLen), cap),
         pData,
         pulDataLen,
         cap,
     )
 
 
-@entry(out="pulPartLen")
+@entry(out="pulPartLen", ends=DECRYPT)
 def C_DecryptUpdate(
     hSession: int, pEncryptedPart: Any, ulEncryptedPartLen: int, pPart: Any, pulPartLen: Any
 ) -> int:
     """C_DecryptUpdate (§5.9.3)."""
     if not pulPartLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulPartLen")
     cap = pulPartLen[0] if pPart else None
     return _emit(
-        _core.decrypt_update(hSession, _bytes(pEncryptedPart, ulEncryptedPartLen), cap),
+        _core.decrypt_update(hSession, _ciphertext(pEncryptedPart, ulEncryptedPartLen), cap),
         pPart,
         pulPartLen,
         cap,
     )
 
 
-@entry(out="pulLastPartLen")
+@entry(out="pulLastPartLen", ends=DECRYPT)
 def C_DecryptFinal(hSession: int, pLastPart: Any, pulLastPartLen: Any) -> int:
     """C_DecryptFinal (§5.9.4)."""
     if not pulLastPartLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulLastPartLen")
     cap = pulLastPartLen[0] if pLastPart else None
     return _emit(_core.decrypt_final(hSession, cap), pLastPart, pulLastPartLen, cap)
 
@@ -936,23 +1123,27 @@ def C_DecryptFinal(hSession: int, pLastPart: Any, pulLastPartLen: Any) -> int:
 @entry
 def C_DigestInit(hSession: int, pMechanism: Any) -> int:
     """C_DigestInit (§5.10.1)."""
-    _core.digest_init(hSession, _mechanism(pMechanism))
+    mechanism = _mechanism(pMechanism)
+    try:
+        _core.digest_init(hSession, mechanism)
+    finally:
+        mechanism.settle()
     return _OK
 
 
-@entry(out="pulDigestLen")
+@entry(out="pulDigestLen", ends=DIGEST)
 def C_Digest(hSession: int, pData: Any, ulDataLen: int, pDigest: Any, pulDigestLen: Any) -> int:
     """C_Digest (§5.10.2)."""
     if not pulDigestLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulDigestLen")
     cap = pulDigestLen[0] if pDigest else None
-    return _emit(_core.digest(hSession, _bytes(pData, ulDataLen), cap), pDigest, pulDigestLen, cap)
+    return _emit(_core.digest(hSession, _data(pData, ulDataLen), cap), pDigest, pulDigestLen, cap)
 
 
-@entry
+@entry(ends=DIGEST)
 def C_DigestUpdate(hSession: int, pPart: Any, ulPartLen: int) -> int:
     """C_DigestUpdate (§5.10.3)."""
-    _core.digest_update(hSession, _bytes(pPart, ulPartLen))
+    _core.digest_update(hSession, _data(pPart, ulPartLen))
     return _OK
 
 
@@ -963,11 +1154,11 @@ def C_DigestKey(hSession: int, hKey: int) -> int:
     return _OK
 
 
-@entry(out="pulDigestLen")
+@entry(out="pulDigestLen", ends=DIGEST)
 def C_DigestFinal(hSession: int, pDigest: Any, pulDigestLen: Any) -> int:
     """C_DigestFinal (§5.10.5)."""
     if not pulDigestLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulDigestLen")
     cap = pulDigestLen[0] if pDigest else None
     return _emit(_core.digest_final(hSession, cap), pDigest, pulDigestLen, cap)
 
@@ -979,33 +1170,37 @@ def C_DigestFinal(hSession: int, pDigest: Any, pulDigestLen: Any) -> int:
 @entry
 def C_SignInit(hSession: int, pMechanism: Any, hKey: int) -> int:
     """C_SignInit (§5.11.1)."""
-    _core.sign_init(hSession, _mechanism(pMechanism), hKey)
+    mechanism = _mechanism(pMechanism)
+    try:
+        _core.sign_init(hSession, mechanism, hKey)
+    finally:
+        mechanism.settle()
     return _OK
 
 
-@entry(out="pulSignatureLen")
+@entry(out="pulSignatureLen", ends=SIGN)
 def C_Sign(hSession: int, pData: Any, ulDataLen: int, pSignature: Any, pulSignatureLen: Any) -> int:
     """C_Sign (§5.11.2). A NULL pSignature is a length query and keeps the operation active."""
     if not pulSignatureLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulSignatureLen")
     cap = pulSignatureLen[0] if pSignature else None
     return _emit(
-        _core.sign(hSession, _bytes(pData, ulDataLen), cap), pSignature, pulSignatureLen, cap
+        _core.sign(hSession, _data(pData, ulDataLen), cap), pSignature, pulSignatureLen, cap
     )
 
 
-@entry
+@entry(ends=SIGN)
 def C_SignUpdate(hSession: int, pPart: Any, ulPartLen: int) -> int:
     """C_SignUpdate (§5.11.3)."""
-    _core.sign_update(hSession, _bytes(pPart, ulPartLen))
+    _core.sign_update(hSession, _data(pPart, ulPartLen))
     return _OK
 
 
-@entry(out="pulSignatureLen")
+@entry(out="pulSignatureLen", ends=SIGN)
 def C_SignFinal(hSession: int, pSignature: Any, pulSignatureLen: Any) -> int:
     """C_SignFinal (§5.11.4)."""
     if not pulSignatureLen:
-        return _ARGUMENTS_BAD
+        raise ArgumentsBad("NULL pulSignatureLen")
     cap = pulSignatureLen[0] if pSignature else None
     return _emit(_core.sign_final(hSession, cap), pSignature, pulSignatureLen, cap)
 
@@ -1013,30 +1208,34 @@ def C_SignFinal(hSession: int, pSignature: Any, pulSignatureLen: Any) -> int:
 @entry
 def C_VerifyInit(hSession: int, pMechanism: Any, hKey: int) -> int:
     """C_VerifyInit (§5.12.1)."""
-    _core.verify_init(hSession, _mechanism(pMechanism), hKey)
+    mechanism = _mechanism(pMechanism)
+    try:
+        _core.verify_init(hSession, mechanism, hKey)
+    finally:
+        mechanism.settle()
     return _OK
 
 
-@entry
+@entry(ends=VERIFY)
 def C_Verify(
     hSession: int, pData: Any, ulDataLen: int, pSignature: Any, ulSignatureLen: int
 ) -> int:
     """C_Verify (§5.12.2)."""
-    _core.verify(hSession, _bytes(pData, ulDataLen), _bytes(pSignature, ulSignatureLen))
+    _core.verify(hSession, _data(pData, ulDataLen), _signature(pSignature, ulSignatureLen))
     return _OK
 
 
-@entry
+@entry(ends=VERIFY)
 def C_VerifyUpdate(hSession: int, pPart: Any, ulPartLen: int) -> int:
     """C_VerifyUpdate (§5.12.3)."""
-    _core.verify_update(hSession, _bytes(pPart, ulPartLen))
+    _core.verify_update(hSession, _data(pPart, ulPartLen))
     return _OK
 
 
-@entry
+@entry(ends=VERIFY)
 def C_VerifyFinal(hSession: int, pSignature: Any, ulSignatureLen: int) -> int:
     """C_VerifyFinal (§5.12.4)."""
-    _core.verify_final(hSession, _bytes(pSignature, ulSignatureLen))
+    _core.verify_final(hSession, _signature(pSignature, ulSignatureLen))
     return _OK
 
 
@@ -1049,7 +1248,11 @@ def C_GenerateKey(hSession: int, pMechanism: Any, pTemplate: Any, ulCount: int, 
     """C_GenerateKey (§5.14.1)."""
     if not phKey:
         return _ARGUMENTS_BAD
-    phKey[0] = _core.generate_key(hSession, _mechanism(pMechanism), _template(pTemplate, ulCount))
+    mechanism = _mechanism(pMechanism)
+    try:
+        phKey[0] = _core.generate_key(hSession, mechanism, _template(pTemplate, ulCount))
+    finally:
+        mechanism.settle()
     return _OK
 
 
@@ -1067,12 +1270,16 @@ def C_GenerateKeyPair(
     """C_GenerateKeyPair (§5.14.2)."""
     if not phPublicKey or not phPrivateKey:
         return _ARGUMENTS_BAD
-    public, private = _core.generate_key_pair(
-        hSession,
-        _mechanism(pMechanism),
-        _template(pPublicKeyTemplate, ulPublicKeyAttributeCount),
-        _template(pPrivateKeyTemplate, ulPrivateKeyAttributeCount),
-    )
+    mechanism = _mechanism(pMechanism)
+    try:
+        public, private = _core.generate_key_pair(
+            hSession,
+            mechanism,
+            _template(pPublicKeyTemplate, ulPublicKeyAttributeCount),
+            _template(pPrivateKeyTemplate, ulPrivateKeyAttributeCount),
+        )
+    finally:
+        mechanism.settle()
     phPublicKey[0] = public
     phPrivateKey[0] = private
     return _OK
@@ -1085,9 +1292,13 @@ def C_DeriveKey(
     """C_DeriveKey (§5.14.5)."""
     if not phKey:
         return _ARGUMENTS_BAD
-    phKey[0] = _core.derive_key(
-        hSession, _mechanism(pMechanism), hBaseKey, _template(pTemplate, ulAttributeCount)
-    )
+    mechanism = _mechanism(pMechanism)
+    try:
+        phKey[0] = _core.derive_key(
+            hSession, mechanism, hBaseKey, _template(pTemplate, ulAttributeCount)
+        )
+    finally:
+        mechanism.settle()
     return _OK
 
 
@@ -1098,7 +1309,7 @@ def C_DeriveKey(
 @entry
 def C_SeedRandom(hSession: int, pSeed: Any, ulSeedLen: int) -> int:
     """C_SeedRandom (§5.15.1)."""
-    _core.seed_random(hSession, _bytes(pSeed, ulSeedLen))
+    _core.seed_random(hSession, _bytes(pSeed, ulSeedLen, MAX_RANDOM_BYTES, DataLenRange))
     return _OK
 
 
@@ -1107,6 +1318,8 @@ def C_GenerateRandom(hSession: int, pRandomData: Any, ulRandomLen: int) -> int:
     """C_GenerateRandom (§5.15.2): exactly ulRandomLen bytes, or an error."""
     if not pRandomData and ulRandomLen:
         return _ARGUMENTS_BAD
+    if ulRandomLen > MAX_RANDOM_BYTES:
+        raise DataLenRange(f"{ulRandomLen} random bytes; at most {MAX_RANDOM_BYTES}")
     data = _core.generate_random(hSession, ulRandomLen)
     if len(data) != ulRandomLen:
         raise GeneralError(f"core returned {len(data)} random bytes for {ulRandomLen}")

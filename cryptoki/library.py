@@ -738,6 +738,20 @@ class Library:
             return b""
         return token.random(length)
 
+    # -- the ABI's failures (PKCS#11 §5.2) --------------------------------------------------
+    def end_operation(self, session: int, kind: str) -> None:
+        """End the session's active operation of ``kind`` (``cryptoki.session.SIGN``...), if
+        any: the ABI calls this when a C_Sign, C_Digest... fails before reaching the core (a
+        NULL pointer, data over its limit), since every error but CKR_BUFFER_TOO_SMALL
+        terminates the operation. Silent when not initialised or the handle is invalid: the
+        call's own error is what the caller gets."""
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            sess = self._sessions.get(session)
+        if sess is not None:
+            sess.end(kind)
+
 
 #: The one instance ``cryptoki._abi`` calls.
 LIBRARY = Library()

@@ -49,3 +49,10 @@ MAX_METADATA_BYTES = 32 * MIB
 #: Secret keys made by C_DeriveKey keep at least this many bytes (CKA_VALUE_LEN), so that a key
 #: cannot be guessed byte by byte through C_DigestKey or a MAC.
 MIN_SECRET_KEY_BYTES = 16
+#: Bytes of a mechanism parameter and of each buffer it points to (IV, public data, shared
+#: data; GCM's additional data counts as data: MAX_DATA_PER_CALL); over it:
+#: CKR_MECHANISM_PARAM_INVALID.
+MAX_MECHANISM_PARAM_BYTES = 4 * KIB
+#: Bytes of a PIN or user name (C_Login, C_LoginUser, C_InitToken, C_InitPIN, C_SetPIN); over
+#: it: CKR_PIN_INCORRECT for C_Login/C_LoginUser, CKR_PIN_LEN_RANGE for the others.
+MAX_PIN_BYTES = 255

@@ -13,6 +13,11 @@ root logger (the host application owns that).
     /tmp/p11.log:INFO   append to a file at INFO
 
 A file that cannot be opened falls back to stderr, with one warning saying why.
+
+Every record above DEBUG is one line: a traceback attached to it is left out (the type and
+message of its exception are appended instead), and newlines in the message are escaped, so an
+unexpected exception shows on the host's stderr as one ERROR line. Tracebacks are written only
+for DEBUG records, which callers log next to the ERROR line.
 """
 
 from __future__ import annotations
@@ -39,6 +44,34 @@ class _FlushingFileHandler(logging.FileHandler):
     def emit(self, record: logging.LogRecord) -> None:
         super().emit(record)
         self.flush()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a Python host, or a test,
+    may replace it after the handler was made), as logging's own last-resort handler does."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+class _Formatter(logging.Formatter):
+    """One line per record above DEBUG (no traceback, newlines escaped); DEBUG in full."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno <= logging.DEBUG:
+            return super().format(record)
+        exc = record.exc_info[1] if record.exc_info else None
+        short = logging.makeLogRecord(record.__dict__)
+        short.exc_info = short.exc_text = short.stack_info = None
+        text = super().format(short)
+        if exc is not None:
+            text += f" ({type(exc).__name__}: {exc})"
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _parse(spec: str) -> tuple[str, int]:
@@ -72,7 +105,7 @@ def configure(force: bool = False) -> logging.Logger:
             _handler = None
         # The log target is a path: a setuid/setgid host never takes it from its caller.
         target, level = _parse(secure_getenv(ENV_VAR) or "stderr")
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = _StderrHandler()
         problem = None
         if target.lower() != "stderr":
             try:
@@ -80,7 +113,7 @@ def configure(force: bool = False) -> logging.Logger:
             except OSError as exc:
                 problem = f"cannot open log file {target!r} ({exc.strerror}); logging to stderr"
         handler.setFormatter(
-            logging.Formatter("%(asctime)s atecc-pkcs11[%(process)d] %(levelname)s %(message)s")
+            _Formatter("%(asctime)s atecc-pkcs11[%(process)d] %(levelname)s %(message)s")
         )
         _handler = handler
         logger.addHandler(handler)

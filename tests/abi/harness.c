@@ -11,6 +11,11 @@
  *         harness MODULE env      load + initialise, print the embedded interpreter's facts
  *         harness MODULE fork     fork children while another thread is inside the module
  *         harness MODULE threads  8 threads race to be the first caller of C_Initialize
+ *         harness MODULE limits G lengths over the module's limits (G = lengths), a huge
+ *                                 ulValueLen before an exact buffer (get-attribute), the end
+ *                                 of an operation after an error (termination), state checks
+ *                                 before parameter decoding (parameters)
+ *         harness MODULE raise    an unexpected Python exception inside an entry point
  * Output goes to stdout, one "FAIL ..." line per failed check, then a summary line.
  */
 #include <dlfcn.h>
@@ -573,11 +578,216 @@ static int mode_threads(const char *path)
     return failures ? 1 : 0;
 }
 
+/* ---- lengths from C are checked before anything is read (limits.py) ---- */
+#define HUGE_LEN ((CK_ULONG)0xFFFFFFFFUL)
+#define BIG_COUNT ((CK_ULONG)1 << 40)
+
+static CK_OBJECT_HANDLE find_one(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls)
+{
+    CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof cls};
+    CK_OBJECT_HANDLE h = 0;
+    CK_ULONG n = 0;
+    if (fl->C_FindObjectsInit(s, &t, 1) != CKR_OK)
+        return 0;
+    fl->C_FindObjects(s, &h, 1, &n);
+    fl->C_FindObjectsFinal(s);
+    return n ? h : 0;
+}
+
+static void check_length_limits(CK_SESSION_HANDLE s)
+{
+    CK_BBOOL yes = CK_TRUE;
+    CK_OBJECT_CLASS data_class = CKO_DATA;
+    CK_BYTE one[1] = {0}, buf[64];
+    CK_ULONG n;
+    CK_OBJECT_HANDLE obj = 0;
+    CK_ATTRIBUTE bool_huge[2] = {{CKA_CLASS, &data_class, sizeof data_class},
+                                 {CKA_TOKEN, &yes, HUGE_LEN}};
+    CK_ATTRIBUTE ulong_huge[1] = {{CKA_CLASS, &data_class, HUGE_LEN}};
+    CK_ATTRIBUTE label_over[1] = {{CKA_LABEL, one, 32 * 1024 + 1}};
+    CK_ATTRIBUTE unit[1] = {{CKA_CLASS, &data_class, sizeof data_class}};
+    CK_MECHANISM sha = {CKM_SHA256, NULL, 0};
+    CK_MECHANISM ecdsa_huge_param = {CKM_ECDSA, one, BIG_COUNT};
+
+    expect("C_CreateObject CK_BBOOL with ulValueLen 0xFFFFFFFF",
+           fl->C_CreateObject(s, bool_huge, 2, &obj), CKR_ATTRIBUTE_VALUE_INVALID);
+    expect("C_CreateObject CK_ULONG with ulValueLen 0xFFFFFFFF",
+           fl->C_CreateObject(s, ulong_huge, 1, &obj), CKR_ATTRIBUTE_VALUE_INVALID);
+    expect("C_CreateObject attribute one byte over MAX_ATTRIBUTE_BYTES",
+           fl->C_CreateObject(s, label_over, 1, &obj), CKR_ATTRIBUTE_VALUE_INVALID);
+    expect("C_CreateObject ulCount 2^40", fl->C_CreateObject(s, unit, BIG_COUNT, &obj),
+           CKR_ARGUMENTS_BAD);
+    expect("C_FindObjectsInit ulCount 2^40", fl->C_FindObjectsInit(s, unit, BIG_COUNT),
+           CKR_ARGUMENTS_BAD);
+    expect("C_GetAttributeValue ulCount 2^40",
+           fl->C_GetAttributeValue(s, 1, unit, BIG_COUNT), CKR_ARGUMENTS_BAD);
+    expect("C_SetAttributeValue ulValueLen 0xFFFFFFFF",
+           fl->C_SetAttributeValue(s, 1, bool_huge + 1, 1), CKR_ATTRIBUTE_VALUE_INVALID);
+    expect("C_Login ulPinLen 0xFFFFFFFF", fl->C_Login(s, CKU_USER, one, HUGE_LEN),
+           CKR_PIN_INCORRECT);
+    expect("C_SignInit ulParameterLen 2^40", fl->C_SignInit(s, &ecdsa_huge_param, 1),
+           CKR_MECHANISM_PARAM_INVALID);
+
+    alarm(20);          /* today a 2^63-byte request asks the chip 32 bytes at a time, forever */
+    expect("C_GenerateRandom 2^63 bytes", fl->C_GenerateRandom(s, buf, (CK_ULONG)1 << 63),
+           CKR_DATA_LEN_RANGE);
+    expect("C_GenerateRandom MAX_RANDOM_BYTES + 1",
+           fl->C_GenerateRandom(s, buf, 64 * 1024 + 1), CKR_DATA_LEN_RANGE);
+    alarm(0);
+
+    expect("C_DigestInit", fl->C_DigestInit(s, &sha), CKR_OK);
+    expect("C_DigestUpdate ulPartLen 0xFFFFFFFF", fl->C_DigestUpdate(s, one, HUGE_LEN),
+           CKR_DATA_LEN_RANGE);
+    expect("the failed C_DigestUpdate ended the digest", fl->C_DigestUpdate(s, one, 1),
+           CKR_OPERATION_NOT_INITIALIZED);
+    expect("C_DigestInit again", fl->C_DigestInit(s, &sha), CKR_OK);
+    n = sizeof buf;
+    expect("C_Digest ulDataLen 2^40", fl->C_Digest(s, one, BIG_COUNT, buf, &n),
+           CKR_DATA_LEN_RANGE);
+    n = sizeof buf;
+    expect("the failed C_Digest ended the digest", fl->C_Digest(s, one, 1, buf, &n),
+           CKR_OPERATION_NOT_INITIALIZED);
+}
+
+/* C_GetAttributeValue: a huge ulValueLen in front of a buffer exactly as large as the value. */
+static void check_get_attribute_huge_capacity(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
+    CK_BYTE *exact;
+    CK_ULONG need, i;
+    CK_ATTRIBUTE a = {CKA_EC_POINT, NULL, 0};
+    int intact = 1;
+    expect("C_GetAttributeValue CKA_EC_POINT length", fl->C_GetAttributeValue(s, key, &a, 1),
+           CKR_OK);
+    need = a.ulValueLen;
+    if (need == CK_UNAVAILABLE_INFORMATION || need > 4096)
+        return;
+    exact = malloc(need + 64);
+    memset(exact, 0xA5, need + 64);
+    a.pValue = exact;
+    a.ulValueLen = HUGE_LEN;
+    expect("C_GetAttributeValue with ulValueLen 0xFFFFFFFF",
+           fl->C_GetAttributeValue(s, key, &a, 1), CKR_OK);
+    expect_true("ulValueLen is the value's length", a.ulValueLen == need);
+    for (i = need; i < need + 64; i++)
+        intact &= exact[i] == 0xA5;
+    expect_true("nothing written past the value", intact);
+    free(exact);
+}
+
+/* Every error but CKR_BUFFER_TOO_SMALL ends C_Sign's operation, also one the ABI raises. */
+static void check_termination(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
+    CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+    CK_BYTE hash[32] = {1}, sig[64];
+    CK_ULONG n = 0;
+
+    expect("C_SignInit", fl->C_SignInit(s, &ecdsa, key), CKR_OK);
+    expect("C_Sign length query", fl->C_Sign(s, hash, sizeof hash, NULL, &n), CKR_OK);
+    n = 1;
+    expect("C_Sign short buffer", fl->C_Sign(s, hash, sizeof hash, sig, &n),
+           CKR_BUFFER_TOO_SMALL);
+    expect("C_Sign(pulSignatureLen NULL)", fl->C_Sign(s, hash, sizeof hash, sig, NULL),
+           CKR_ARGUMENTS_BAD);
+    n = sizeof sig;
+    expect("the failed C_Sign ended the operation", fl->C_Sign(s, hash, sizeof hash, sig, &n),
+           CKR_OPERATION_NOT_INITIALIZED);
+
+    expect("C_SignInit again", fl->C_SignInit(s, &ecdsa, key), CKR_OK);
+    n = sizeof sig;
+    expect("C_Sign(pData NULL, 32)", fl->C_Sign(s, NULL, 32, sig, &n), CKR_ARGUMENTS_BAD);
+    expect("C_SignInit after the ended operation", fl->C_SignInit(s, &ecdsa, key), CKR_OK);
+    n = sizeof sig;
+    expect("C_Sign", fl->C_Sign(s, hash, sizeof hash, sig, &n), CKR_OK);
+}
+
+/* The core's order: session, operation state, mechanism, key, then the parameter. */
+static void check_parameter_after_state(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
+    CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+    CK_BYTE junk[8] = {0};
+    CK_MECHANISM gcm_bad = {CKM_AES_GCM, junk, 3};          /* no CK_GCM_PARAMS is 3 bytes */
+    CK_MECHANISM null_param = {CKM_AES_CBC, NULL, 16};
+    CK_MECHANISM huge_param = {CKM_ECDSA, junk, BIG_COUNT};
+    CK_MECHANISM hmac_huge = {CKM_SHA256_HMAC_GENERAL, junk, BIG_COUNT};
+    CK_BYTE sig[64];
+    CK_ULONG n = sizeof sig;
+
+    expect("bad CK_GCM_PARAMS, bad session", fl->C_EncryptInit(BAD_SESSION, &gcm_bad, key),
+           CKR_SESSION_HANDLE_INVALID);
+    expect("NULL pParameter with a length, bad session",
+           fl->C_DecryptInit(BAD_SESSION, &null_param, key), CKR_SESSION_HANDLE_INVALID);
+    expect("2^40-byte parameter, bad session", fl->C_SignInit(BAD_SESSION, &huge_param, key),
+           CKR_SESSION_HANDLE_INVALID);
+    expect("C_SignInit", fl->C_SignInit(s, &ecdsa, key), CKR_OK);
+    expect("2^40-byte parameter, operation active", fl->C_SignInit(s, &huge_param, key),
+           CKR_OPERATION_ACTIVE);
+    expect("2^40-byte HMAC parameter, bad key", fl->C_VerifyInit(s, &hmac_huge, BAD_OBJECT),
+           CKR_KEY_HANDLE_INVALID);
+    expect("C_Sign", fl->C_Sign(s, junk, 8, sig, &n), CKR_OK);
+}
+
+static int mode_limits(const char *path, const char *group)
+{
+    CK_SESSION_HANDLE s = 0;
+    CK_OBJECT_HANDLE priv, pub;
+    load(path);
+    expect("C_Initialize", fl->C_Initialize(NULL), CKR_OK);
+    expect("C_OpenSession", fl->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                              &s), CKR_OK);
+    priv = find_one(s, CKO_PRIVATE_KEY);
+    pub = find_one(s, CKO_PUBLIC_KEY);
+    expect_true("the token has a private and a public key", priv && pub);
+    if (strcmp(group, "lengths") == 0)
+        check_length_limits(s);
+    else if (!priv || !pub)
+        ;
+    else if (strcmp(group, "get-attribute") == 0)
+        check_get_attribute_huge_capacity(s, pub);
+    else if (strcmp(group, "termination") == 0)
+        check_termination(s, priv);
+    else if (strcmp(group, "parameters") == 0)
+        check_parameter_after_state(s, priv);
+    else
+        expect_true("known group of limits checks", 0);
+    expect("C_Finalize", fl->C_Finalize(NULL), CKR_OK);
+    printf("%s %d checks, %d failed\n", failures ? "FAILED" : "PASSED", checks, failures);
+    return failures ? 1 : 0;
+}
+
+/* ---- an unexpected exception inside an entry point: CKR_GENERAL_ERROR, no traceback ---- */
+static int mode_raise(const char *path)
+{
+    CK_INFO info;
+    int (*run)(const char *);
+    int (*ensure)(void);
+    void (*release)(int);
+    load(path);
+    expect("C_Initialize", fl->C_Initialize(NULL), CKR_OK);
+    run = (int (*)(const char *))dlsym(RTLD_DEFAULT, "PyRun_SimpleString");
+    ensure = (int (*)(void))dlsym(RTLD_DEFAULT, "PyGILState_Ensure");
+    release = (void (*)(int))dlsym(RTLD_DEFAULT, "PyGILState_Release");
+    expect_true("libpython symbols are global", run && ensure && release);
+    if (run && ensure && release) {
+        int g = ensure();
+        /* Fault injection: the core's C_GetInfo raises what no code path should. */
+        run("import cryptoki.library as l\n"
+            "def broken():\n"
+            "    raise ZeroDivisionError('injected\\nsecond line')\n"
+            "l.LIBRARY.get_info = broken\n");
+        release(g);
+    }
+    expect("C_GetInfo raising ZeroDivisionError", fl->C_GetInfo(&info), CKR_GENERAL_ERROR);
+    expect("C_Finalize", fl->C_Finalize(NULL), CKR_OK);
+    printf("%s %d checks, %d failed\n", failures ? "FAILED" : "PASSED", checks, failures);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODULE checks|env|fork [rounds]|threads\n", argv[0]);
+        fprintf(stderr, "usage: %s MODULE checks|env|fork [rounds]|threads|limits GROUP|raise\n",
+                argv[0]);
         return 2;
     }
     if (strcmp(argv[2], "checks") == 0)
@@ -588,6 +798,10 @@ int main(int argc, char **argv)
         return mode_fork(argv[1], argc > 3 ? atoi(argv[3]) : 20);
     if (strcmp(argv[2], "threads") == 0)
         return mode_threads(argv[1]);
+    if (strcmp(argv[2], "limits") == 0)
+        return mode_limits(argv[1], argc > 3 ? argv[3] : "");
+    if (strcmp(argv[2], "raise") == 0)
+        return mode_raise(argv[1]);
     fprintf(stderr, "unknown mode %s\n", argv[2]);
     return 2;
 }

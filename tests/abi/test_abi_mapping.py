@@ -19,7 +19,7 @@ from typing import Any
 import cffi
 import pytest
 
-from cryptoki import _abi
+from cryptoki import _abi, limits
 from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKA, CKM, CKR
 from cryptoki.errors import BufferTooSmall, Pkcs11Error, SessionHandleInvalid
 from cryptoki.types import (
@@ -107,17 +107,24 @@ def test_pkcs11_error_becomes_its_rv(ffi: cffi.FFI, fl: Any, core: ScriptedCore)
     assert fl.C_GetSessionInfo(7, ffi.new("CK_SESSION_INFO *")) == CKR.SESSION_HANDLE_INVALID
 
 
-def test_unexpected_exception_is_general_error_and_logged(
+def test_unexpected_exception_is_one_error_line_and_a_debug_traceback(
     ffi: cffi.FFI, fl: Any, core: ScriptedCore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    core.script["logout"] = RuntimeError("boom")
+    core.script["logout"] = RuntimeError("boom\nforged line")
     logger = logging.getLogger("cryptoki")  # the core may stop propagation to the root logger
     logger.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG, logger="cryptoki")
     try:
         assert fl.C_Logout(3) == CKR.GENERAL_ERROR
     finally:
         logger.removeHandler(caplog.handler)
-    assert any("C_Logout" in r.getMessage() and r.exc_info for r in caplog.records)
+    records = list({id(r): r for r in caplog.records}.values())  # seen once or twice
+    errors = [r for r in records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in errors] == [
+        "C_Logout failed: unexpected RuntimeError: boom\\nforged line"
+    ]
+    assert not errors[0].exc_info  # no traceback above DEBUG
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in records)
 
 
 def test_bad_core_answer_is_general_error(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
@@ -279,6 +286,11 @@ def test_template_decoding(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
 # ---- mechanisms ---------------------------------------------------------------------------
 
 
+def _reads_param(session: int, mechanism: Any, key: int) -> None:
+    """A core's C_SignInit that reads the parameter (after its state, mechanism, key checks)."""
+    mechanism.param  # noqa: B018
+
+
 def _sign_init(ffi: cffi.FFI, fl: Any, mtype: int, param: Any, length: int) -> int:
     mech = ffi.new("CK_MECHANISM *")
     mech.mechanism, mech.pParameter, mech.ulParameterLen = mtype, param, length
@@ -286,6 +298,7 @@ def _sign_init(ffi: cffi.FFI, fl: Any, mtype: int, param: Any, length: int) -> i
 
 
 def test_mechanism_without_and_with_flat_params(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
+    core.script["sign_init"] = _reads_param
     assert _sign_init(ffi, fl, CKM.ECDSA, ffi.NULL, 0) == CKR.OK
     assert core.last("sign_init") == (1, Mechanism(CKM.ECDSA, None), 2)
     iv = ffi.new("CK_BYTE[]", b"0123456789abcdef")
@@ -296,6 +309,7 @@ def test_mechanism_without_and_with_flat_params(ffi: cffi.FFI, fl: Any, core: Sc
 
 
 def test_gcm_params_both_layouts(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
+    core.script["sign_init"] = _reads_param
     iv = ffi.new("CK_BYTE[]", b"I" * 12)
     aad = ffi.new("CK_BYTE[]", b"A" * 5)
     gcm = ffi.new(
@@ -316,7 +330,7 @@ def test_gcm_params_both_layouts(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> 
 
 
 def test_ecdh1_params(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
-    core.script["derive_key"] = 77
+    core.script["derive_key"] = lambda session, mechanism, key, template: (mechanism.param, 77)[1]
     point = ffi.new("CK_BYTE[]", b"\x04" + b"P" * 64)
     params = ffi.new(
         "CK_ECDH1_DERIVE_PARAMS *",
@@ -399,3 +413,175 @@ def test_pins_are_passed_through_and_null_means_none(
     assert core.last("login") == (1, 1, b"123456")
     assert fl.C_Login(1, 1, ffi.NULL, 0) == CKR.OK
     assert core.last("login") == (1, 1, None)
+
+
+# ---- limits on lengths from C (cryptoki/limits.py) ------------------------------------------
+
+
+def _data_calls(ffi: cffi.FFI, fl: Any) -> list[tuple[str, str, Any]]:
+    """(C name, operation kind, call(data pointer, length) -> rv) for every data-taking call."""
+    out = ffi.new("CK_BYTE[64]")
+    n = ffi.new("CK_ULONG *", 64)
+    sig = ffi.new("CK_BYTE[64]")
+    return [
+        ("C_Encrypt", "encrypt", lambda p, k: fl.C_Encrypt(1, p, k, out, n)),
+        ("C_EncryptUpdate", "encrypt", lambda p, k: fl.C_EncryptUpdate(1, p, k, out, n)),
+        ("C_Decrypt", "decrypt", lambda p, k: fl.C_Decrypt(1, p, k, out, n)),
+        ("C_DecryptUpdate", "decrypt", lambda p, k: fl.C_DecryptUpdate(1, p, k, out, n)),
+        ("C_Digest", "digest", lambda p, k: fl.C_Digest(1, p, k, out, n)),
+        ("C_DigestUpdate", "digest", lambda p, k: fl.C_DigestUpdate(1, p, k)),
+        ("C_Sign", "sign", lambda p, k: fl.C_Sign(1, p, k, out, n)),
+        ("C_SignUpdate", "sign", lambda p, k: fl.C_SignUpdate(1, p, k)),
+        ("C_Verify", "verify", lambda p, k: fl.C_Verify(1, p, k, sig, 64)),
+        ("C_VerifyUpdate", "verify", lambda p, k: fl.C_VerifyUpdate(1, p, k)),
+    ]
+
+
+def test_data_over_max_data_per_call_gets_its_len_range_code_and_ends_the_operation(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
+    core.script.update(encrypt=b"", encrypt_update=b"", decrypt=b"", decrypt_update=b"")
+    core.script.update(digest=b"", sign=b"")
+    big = ffi.new("CK_BYTE[]", limits.MAX_DATA_PER_CALL + 1)
+    for name, kind, call in _data_calls(ffi, fl):
+        want = CKR.ENCRYPTED_DATA_LEN_RANGE if kind == "decrypt" else CKR.DATA_LEN_RANGE
+        core.calls.clear()
+        assert call(big, limits.MAX_DATA_PER_CALL + 1) == want, name
+        assert core.calls == [("end_operation", (1, kind))], name  # the core never saw the data
+        assert call(big, limits.MAX_DATA_PER_CALL) == CKR.OK, name  # the limit itself is fine
+
+
+def test_signature_over_the_limit_is_signature_len_range(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
+    data = ffi.new("CK_BYTE[4]")
+    big = ffi.new("CK_BYTE[]", limits.MAX_DATA_PER_CALL + 1)
+    assert fl.C_Verify(1, data, 4, big, limits.MAX_DATA_PER_CALL + 1) == CKR.SIGNATURE_LEN_RANGE
+    assert fl.C_VerifyFinal(1, big, limits.MAX_DATA_PER_CALL + 1) == CKR.SIGNATURE_LEN_RANGE
+    assert [c for c in core.calls if c[0] != "end_operation"] == []
+
+
+def test_abi_refusals_end_the_operation_but_buffer_too_small_does_not(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
+    """Every C_Encrypt/Decrypt/Digest/Sign/Verify(+Update/Final) refused by the ABI itself
+    (NULL pointers) ends the session's operation of that kind (PKCS#11 §5.2)."""
+    buf = ffi.new("CK_BYTE[8]")
+    n = ffi.new("CK_ULONG *", 8)
+    null = ffi.NULL
+    refused = [
+        ("encrypt", lambda: fl.C_Encrypt(3, buf, 8, buf, null)),
+        ("encrypt", lambda: fl.C_EncryptUpdate(3, null, 8, buf, n)),
+        ("encrypt", lambda: fl.C_EncryptFinal(3, buf, null)),
+        ("decrypt", lambda: fl.C_Decrypt(3, null, 8, buf, n)),
+        ("decrypt", lambda: fl.C_DecryptUpdate(3, buf, 8, buf, null)),
+        ("decrypt", lambda: fl.C_DecryptFinal(3, buf, null)),
+        ("digest", lambda: fl.C_Digest(3, buf, 8, buf, null)),
+        ("digest", lambda: fl.C_DigestUpdate(3, null, 8)),
+        ("digest", lambda: fl.C_DigestFinal(3, buf, null)),
+        ("sign", lambda: fl.C_Sign(3, null, 8, buf, n)),
+        ("sign", lambda: fl.C_SignUpdate(3, null, 8)),
+        ("sign", lambda: fl.C_SignFinal(3, buf, null)),
+        ("verify", lambda: fl.C_Verify(3, buf, 8, null, 8)),
+        ("verify", lambda: fl.C_VerifyUpdate(3, null, 8)),
+        ("verify", lambda: fl.C_VerifyFinal(3, null, 8)),
+    ]
+    for kind, call in refused:
+        core.calls.clear()
+        assert call() == CKR.ARGUMENTS_BAD
+        assert core.calls == [("end_operation", (3, kind))]
+
+    core.script["sign"] = BufferTooSmall(64)
+    core.calls.clear()
+    assert fl.C_Sign(3, buf, 8, buf, n) == CKR.BUFFER_TOO_SMALL
+    assert [c[0] for c in core.calls] == ["sign"]  # the operation stays active
+
+    core.script["end_operation"] = RuntimeError("core gone")  # the call's own error still wins
+    assert fl.C_SignUpdate(3, null, 8) == CKR.ARGUMENTS_BAD
+
+
+def test_template_limits(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
+    core.script["create_object"] = 5
+    handle = ffi.new("CK_OBJECT_HANDLE *")
+    value = ffi.new("CK_BYTE[]", limits.MAX_ATTRIBUTE_BYTES + 1)
+    template = ffi.new("CK_ATTRIBUTE[]", limits.MAX_TEMPLATE_ATTRIBUTES + 1)
+    for attr in template:
+        attr.type, attr.pValue, attr.ulValueLen = CKA.LABEL, value, 1
+    count = limits.MAX_TEMPLATE_ATTRIBUTES
+    assert fl.C_CreateObject(1, template, count, handle) == CKR.OK
+    assert fl.C_CreateObject(1, template, count + 1, handle) == CKR.ARGUMENTS_BAD
+    assert fl.C_FindObjectsInit(1, template, count + 1) == CKR.ARGUMENTS_BAD
+    assert fl.C_GetAttributeValue(1, 2, template, count + 1) == CKR.ARGUMENTS_BAD
+    template[3].ulValueLen = limits.MAX_ATTRIBUTE_BYTES
+    assert fl.C_CreateObject(1, template, 4, handle) == CKR.OK
+    template[3].ulValueLen = limits.MAX_ATTRIBUTE_BYTES + 1
+    for call in (
+        lambda: fl.C_CreateObject(1, template, 4, handle),
+        lambda: fl.C_CopyObject(1, 2, template, 4, handle),
+        lambda: fl.C_SetAttributeValue(1, 2, template, 4),
+        lambda: fl.C_FindObjectsInit(1, template, 4),
+    ):
+        core.calls.clear()
+        assert call() == CKR.ATTRIBUTE_VALUE_INVALID
+        assert core.calls == []
+
+
+def test_random_and_pin_limits(ffi: cffi.FFI, fl: Any, core: ScriptedCore) -> None:
+    buf = ffi.new("CK_BYTE[16]")
+    assert fl.C_GenerateRandom(1, buf, limits.MAX_RANDOM_BYTES + 1) == CKR.DATA_LEN_RANGE
+    assert fl.C_GenerateRandom(1, buf, 2**63) == CKR.DATA_LEN_RANGE
+    assert core.calls == []
+    pin = ffi.new("CK_UTF8CHAR[]", limits.MAX_PIN_BYTES + 1)
+    over = limits.MAX_PIN_BYTES + 1
+    assert fl.C_Login(1, 1, pin, over) == CKR.PIN_INCORRECT
+    assert fl.C_InitPIN(1, pin, over) == CKR.PIN_LEN_RANGE
+    assert fl.C_SetPIN(1, pin, 4, pin, over) == CKR.PIN_LEN_RANGE
+    assert fl.C_SetPIN(1, pin, over, pin, 4) == CKR.PIN_INCORRECT
+    assert core.calls == []
+    assert fl.C_Login(1, 1, pin, limits.MAX_PIN_BYTES) == CKR.OK
+
+
+# ---- mechanism parameters are decoded when the core reads them ------------------------------
+
+
+def test_parameter_is_decoded_only_when_the_core_reads_it(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
+    """The core checks session, state, mechanism and key first; an unread bad parameter cannot
+    fail the call, a read one fails it with MECHANISM_PARAM_INVALID."""
+    junk = ffi.new("CK_BYTE[8]")
+    assert _sign_init(ffi, fl, CKM.AES_GCM, junk, 3) == CKR.OK  # the core never looked
+    core.script["sign_init"] = SessionHandleInvalid()
+    assert _sign_init(ffi, fl, CKM.AES_GCM, junk, 2**40) == CKR.SESSION_HANDLE_INVALID
+    core.script["sign_init"] = _reads_param
+    assert _sign_init(ffi, fl, CKM.AES_GCM, junk, 3) == CKR.MECHANISM_PARAM_INVALID
+    assert _sign_init(ffi, fl, CKM.AES_CBC, junk, 2**40) == CKR.MECHANISM_PARAM_INVALID
+    assert _sign_init(ffi, fl, CKM.AES_CBC, junk, limits.MAX_MECHANISM_PARAM_BYTES + 1) == (
+        CKR.MECHANISM_PARAM_INVALID
+    )
+
+
+def test_parameter_decoder_failure_is_param_invalid_never_general_error(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(ptr: Any, length: int) -> Any:
+        raise OverflowError("a field no decoder expected")
+
+    monkeypatch.setitem(_abi._PARAM_DECODERS, int(CKM.AES_GCM), broken)
+    core.script["sign_init"] = _reads_param
+    junk = ffi.new("CK_BYTE[8]")
+    assert _sign_init(ffi, fl, CKM.AES_GCM, junk, 8) == CKR.MECHANISM_PARAM_INVALID
+
+
+def test_parameter_read_after_the_call_returned_never_touches_caller_memory(
+    ffi: cffi.FFI, fl: Any, core: ScriptedCore
+) -> None:
+    """The caller's parameter memory is valid only during the call: the ABI settles the
+    parameter before returning, so an operation that kept the mechanism reads a copy."""
+    iv = ffi.new("CK_BYTE[]", b"0123456789abcdef")
+    assert _sign_init(ffi, fl, CKM.AES_CBC, iv, 16) == CKR.OK
+    kept = core.last("sign_init")[1]
+    iv[0:16] = b"X" * 16
+    del iv
+    assert kept.param == b"0123456789abcdef"
+    assert kept == Mechanism(CKM.AES_CBC, b"0123456789abcdef")

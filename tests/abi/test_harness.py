@@ -67,3 +67,65 @@ def test_concurrent_first_calls(harness: Path, module_path: Path, filestore: Pat
     """8 threads race to make the first call (the interpreter starts once): 1 OK, 7 ALREADY."""
     proc = run([harness, module_path, "threads"], env=host_env(filestore), timeout=120)
     assert proc.returncode == 0, describe(proc)
+
+
+def _limits(harness: Path, module_path: Path, filestore: Path, group: str) -> None:
+    proc = run([harness, module_path, "limits", group], env=host_env(filestore), timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    assert "PASSED" in proc.stdout, describe(proc)
+
+
+def test_lengths_over_the_limits_are_refused_before_anything_is_read(
+    harness: Path, module_path: Path, filestore: Path
+) -> None:
+    """A CK_BBOOL or CK_ULONG attribute with ulValueLen 0xFFFFFFFF (it segfaulted the host),
+    template counts of 2^40, a huge PIN or mechanism parameter, a 2^63-byte C_GenerateRandom (it
+    hung), data over limits.MAX_DATA_PER_CALL: each gets its specific CK_RV at once."""
+    _limits(harness, module_path, filestore, "lengths")
+
+
+def test_get_attribute_value_never_writes_past_the_value_whatever_ulvaluelen_says(
+    harness: Path, module_path: Path, filestore: Path
+) -> None:
+    _limits(harness, module_path, filestore, "get-attribute")
+
+
+def test_sign_refused_by_the_abi_ends_the_operation(
+    harness: Path, module_path: Path, filestore: Path
+) -> None:
+    """C_Sign with a NULL pulSignatureLen or NULL data (CKR_ARGUMENTS_BAD) terminates the
+    operation (every error but CKR_BUFFER_TOO_SMALL does); it used to stay active."""
+    _limits(harness, module_path, filestore, "termination")
+
+
+def test_mechanism_parameters_are_judged_after_session_and_operation_state(
+    harness: Path, module_path: Path, filestore: Path
+) -> None:
+    """A bad or 2^40-byte parameter with an invalid session, an active operation or an invalid
+    key gets SESSION_HANDLE_INVALID, OPERATION_ACTIVE, KEY_HANDLE_INVALID (it got
+    MECHANISM_PARAM_INVALID or HOST_MEMORY)."""
+    _limits(harness, module_path, filestore, "parameters")
+
+
+def test_unexpected_exception_prints_no_traceback_on_the_hosts_stderr(
+    harness: Path, module_path: Path, filestore: Path, tmp_path: Path
+) -> None:
+    """An exception no code path should raise (injected into the core of a C host) gives
+    CKR_GENERAL_ERROR, one ERROR line on stderr (function, type, message) and no traceback;
+    the traceback goes to the module's log at DEBUG."""
+    proc = run([harness, module_path, "raise"], env=host_env(filestore), timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
+    lines = [line for line in proc.stderr.splitlines() if "ZeroDivisionError" in line]
+    assert len(lines) == 1, describe(proc)
+    assert (
+        "ERROR C_GetInfo failed: unexpected ZeroDivisionError: injected\\nsecond line" in (lines[0])
+    )
+
+    log = tmp_path / "module.log"
+    env = host_env(filestore, ATECC_PKCS11_LOG=f"{log}:DEBUG")
+    proc = run([harness, module_path, "raise"], env=env, timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
+    text = log.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in text and "ZeroDivisionError" in text

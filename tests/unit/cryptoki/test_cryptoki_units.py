@@ -182,6 +182,26 @@ def test_log_targets(tmp_path, monkeypatch, capsys):
         cryptoki_log.configure(force=True)
 
 
+def test_log_records_above_debug_are_one_line_without_traceback(tmp_path, monkeypatch):
+    target = tmp_path / "x.log"
+    monkeypatch.setenv("ATECC_PKCS11_LOG", f"{target}:DEBUG")
+    cryptoki_log.configure(force=True)
+    log = cryptoki_log.get_logger("t")
+    try:
+        try:
+            raise KeyError("k")
+        except KeyError:
+            log.error("failed\nforged 'accepted' line", exc_info=True)
+            log.debug("the traceback", exc_info=True)
+    finally:
+        monkeypatch.delenv("ATECC_PKCS11_LOG")
+        cryptoki_log.configure(force=True)
+    lines = target.read_text().splitlines()
+    assert lines[0].endswith("ERROR failed\\nforged 'accepted' line (KeyError: 'k')")
+    assert "DEBUG the traceback" in lines[1] and lines[2] == "Traceback (most recent call last):"
+    assert sum("Traceback" in line for line in lines) == 1
+
+
 # -- process level --------------------------------------------------------------------------
 
 
