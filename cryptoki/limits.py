@@ -37,6 +37,9 @@ CHIP_CHUNK_BYTES = 4 * KIB
 #: longer ones on the host (same result: no key is involved), since the chip takes a command per
 #: 64-byte block.
 CHIP_DIGEST_BYTES = 4 * KIB
+#: Random bytes asked from the chip in one transaction (32 Random commands, at most about 0.7 s
+#: of chip time on hardware) before other processes get their turn.
+RANDOM_CHUNK_BYTES = 1 * KIB
 #: Bytes of one C_GenerateRandom call; over it: CKR_DATA_LEN_RANGE.
 MAX_RANDOM_BYTES = 64 * KIB
 #: Size of a slot file (``<N>.conf``); a larger one is skipped with a logged reason (the

@@ -474,9 +474,14 @@ class Token:
             return self.backend.aes_enabled()
 
     def random(self, length: int) -> bytes:
-        with self.lock:
-            self.identity  # noqa: B018
-            return self.backend.random(length)
+        """``length`` bytes from the chip's RNG, asked for in pieces (one transaction each, of
+        ``limits.RANDOM_CHUNK_BYTES``), so a long request does not keep others from the chip."""
+        self.identity  # noqa: B018
+        out = []
+        for start in range(0, length, limits.RANDOM_CHUNK_BYTES):
+            with self.lock:
+                out.append(self.backend.random(min(limits.RANDOM_CHUNK_BYTES, length - start)))
+        return b"".join(out)
 
     def close(self) -> None:
         """C_Finalize: drop session keys' records and release the device."""

@@ -93,3 +93,19 @@ def test_token_objects_past_the_limit_are_refused(lib, rw_session, monkeypatch):
     lib.create_object(rw_session, template)
     with pytest.raises(errors.DeviceMemory):
         lib.create_object(rw_session, template)
+
+
+def test_a_long_random_request_goes_to_the_chip_in_pieces(lib, session, monkeypatch):
+    """C_GenerateRandom of 64 KiB held the chip for 2,048 Random commands in one go (about 47 s
+    on a real chip, nobody else served): it now asks in pieces of limits.RANDOM_CHUNK_BYTES."""
+    backend = lib._slots[0].token.backend
+    real = backend.random
+    asked: list[int] = []
+
+    def counting(length: int) -> bytes:
+        asked.append(length)
+        return real(length)
+
+    monkeypatch.setattr(backend, "random", counting)
+    assert len(lib.generate_random(session, 3000)) == 3000
+    assert asked == [1024, 1024, 952]
