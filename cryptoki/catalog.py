@@ -83,6 +83,12 @@ class Catalog:
         self._loaded = False
         self._store_fp = None
 
+    def current_label(self) -> str:
+        """CK_TOKEN_INFO.label, after a cheap check of the metadata file (no chip reads: token
+        info must not cost the first listing's chip round trips)."""
+        self._refresh()
+        return self.label
+
     def current(self, *, certificates: bool = False) -> None:
         """Objects loaded and in line with the metadata file (and, for listings, a retry of
         certificates a chip error kept back)."""

@@ -178,10 +178,10 @@ class Token:
     def info(self, session_count: int, rw_session_count: int) -> TokenInfo:
         ident = self.identity
         with self.lock:
-            self.catalog.current()  # the label C_InitToken may have set
+            label = self.catalog.current_label()  # C_InitToken may have set one
         min_pin, max_pin = self.login.pin_lengths()
         return TokenInfo(
-            label=self.catalog.label,
+            label=label,
             manufacturer_id=MANUFACTURER,
             model=model_name(ident.revision),
             serial_number=serial_field(ident.serial),

@@ -340,3 +340,25 @@ def test_random_chip_error_is_reported(lib, session, tngtls_filestore):
     token.backend = Broken()
     with pytest.raises(errors.DeviceError):
         lib.generate_random(session, 8)
+
+
+def test_token_info_reads_nothing_but_identity_from_the_chip(tngtls_filestore, monkeypatch):
+    """C_GetTokenInfo (what `pkcs11-tool -L` asks) must not load the objects: reading the device
+    key and rebuilding the certificates cost every short-lived host the first listing's chip
+    round trips (and, on the emulator, the import of cryptography)."""
+    lib = Library()
+    lib.initialize(None)
+    try:
+        token = lib._slots[0].token
+        calls = []
+        for name in ("public_key", "certificate_chain", "slot_caps"):
+            real = getattr(token.backend, name)
+            monkeypatch.setattr(
+                token.backend,
+                name,
+                lambda *a, _n=name, _r=real, **k: calls.append(_n) or _r(*a, **k),
+            )
+        assert lib.get_token_info(0).label == "00ABC"
+        assert calls == []
+    finally:
+        lib.finalize()
