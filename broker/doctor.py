@@ -10,7 +10,6 @@ Must not: change anything.
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,20 +18,13 @@ from atecc.doctor import FAIL, OK, Finding
 
 
 def _configured_sockets(dirs: Iterable[Path], default: Path) -> list[tuple[str, Path]]:
-    found = []
-    for directory in dirs:
-        try:
-            files = sorted(directory.glob("*.module"))
-        except OSError:
-            continue
-        for path in files:
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            match = re.search(r"^\s*remote\s*:\s*unix:path=(\S+)", text, re.M)
-            if match:
-                found.append((f"{path} names it", Path(match.group(1))))
+    from cryptoki.doctor import p11_kit_module_settings
+
+    found = [
+        (f"{path} names it", Path(remote.removeprefix("unix:path=")))
+        for path, remote in p11_kit_module_settings(dirs, "remote")
+        if remote.startswith("unix:path=")
+    ]
     if not found and default.exists():
         found.append(("the service's socket", default))
     return found

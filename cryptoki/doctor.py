@@ -230,9 +230,11 @@ def p11_kit_dirs() -> list[Path]:
     return dirs + list(P11_KIT_SYSTEM_DIRS)
 
 
-def check_p11_kit(module: str, dirs: Iterable[Path]) -> Finding:
-    """This module registered with p11-kit, and no registration of it pointing elsewhere."""
-    ours, stale = [], []
+def p11_kit_module_settings(dirs: Iterable[Path], key: str) -> list[tuple[Path, str]]:
+    """(module file, value) for every p11-kit module file in ``dirs`` that sets ``key``
+    (``module``, ``remote``...); unreadable directories and files are skipped."""
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*:\s*(\S+)", re.M)
+    found = []
     for directory in dirs:
         try:
             files = sorted(directory.glob("*.module"))
@@ -243,14 +245,22 @@ def check_p11_kit(module: str, dirs: Iterable[Path]) -> Finding:
                 text = path.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            match = re.search(r"^\s*module\s*:\s*(\S+)", text, re.M)
-            if not match or "libatecc_pkcs11" not in match.group(1):
-                continue
-            target = match.group(1)
-            if Path(target).resolve() == Path(module).resolve():
-                ours.append(path)
-            elif not Path(target).exists():
-                stale.append((path, target))
+            match = pattern.search(text)
+            if match:
+                found.append((path, match.group(1)))
+    return found
+
+
+def check_p11_kit(module: str, dirs: Iterable[Path]) -> Finding:
+    """This module registered with p11-kit, and no registration of it pointing elsewhere."""
+    ours, stale = [], []
+    for path, target in p11_kit_module_settings(dirs, "module"):
+        if "libatecc_pkcs11" not in target:
+            continue
+        if Path(target).resolve() == Path(module).resolve():
+            ours.append(path)
+        elif not Path(target).exists():
+            stale.append((path, target))
     if stale:
         path, target = stale[0]
         return Finding(

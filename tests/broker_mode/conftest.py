@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import require, run  # noqa: F401 (used by the tests)
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CLIENT_CANDIDATES = (
@@ -31,32 +33,6 @@ CLIENT_CANDIDATES = (
     "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
     "/usr/lib64/pkcs11/p11-kit-client.so",
 )
-
-
-def run(cmd, *, env=None, timeout=60, check=True, input=None, **kw):
-    """Run a command; on failure show its output in the assertion."""
-    proc = subprocess.run(
-        [str(c) for c in cmd],
-        env=env,
-        timeout=timeout,
-        capture_output=True,
-        text=True,
-        input=input,
-        **kw,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
-            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed (scripts/setup.sh installs it)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -21,15 +21,17 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def run(cmd, *, env=None, timeout=60, check=True, input=None):
-    """Run a command, return CompletedProcess; on failure show its output in the assertion."""
+def run(cmd, *, env=None, timeout=60, check=True, input=None, **kw):
+    """Run a command, return CompletedProcess; on failure show its output in the assertion.
+    (Shared with the broker-mode tests.)"""
     proc = subprocess.run(
-        cmd,
+        [str(c) for c in cmd],
         env=env,
         timeout=timeout,
         capture_output=True,
         input=input,
         text=not isinstance(input, bytes),
+        **kw,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
