@@ -1,7 +1,7 @@
 """Decoding of the ATECC608's 128-byte configuration zone (chip §3.1, §3.4, §3.5).
 
 Owns: :class:`ConfigZone` (identity, address, lock state, per-slot SlotConfig/KeyConfig decoded
-into small frozen dataclasses named after the datasheet bits) and the readable slot table that
+into small frozen records named after the datasheet bits) and the readable slot table that
 ``atecc config`` prints.
 
 Must not: talk to a chip (``Device.config_zone()`` reads the bytes and hands them here) or decide
@@ -10,8 +10,6 @@ is locked (chip §3.6), which is when it matters.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from atecc.constants import (
     CFG_AES_ENABLE,
@@ -31,13 +29,14 @@ from atecc.constants import (
     SLOT_COUNT,
     KeyType,
 )
+from atecc.record import record
 
 
 def _le16(data: bytes, offset: int) -> int:
     return data[offset] | data[offset + 1] << 8
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SlotConfig:
     """SlotConfig bits of one slot (chip §3.4)."""
 
@@ -102,7 +101,7 @@ class SlotConfig:
         return "always"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeyConfig:
     """KeyConfig bits of one slot, 608 layout (chip §3.5)."""
 
@@ -144,7 +143,7 @@ class KeyConfig:
         return names.get(self.key_type, f"reserved({self.key_type})")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ChipOptions:
     """ChipOptions, config bytes 90-91 (chip §3.1)."""
 
@@ -171,7 +170,7 @@ class ChipOptions:
         )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SlotRow:
     """One line of :meth:`ConfigZone.describe_slots`."""
 

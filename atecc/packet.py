@@ -8,14 +8,13 @@ being on both ends of the wire; known-answer tests pin it to the spec's packets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from atecc import crc
 from atecc.constants import MAX_GROUP_COUNT, MIN_GROUP_COUNT, STATUS_GROUP_COUNT, Status
 from atecc.errors import ResponseCrcError, ResponseFormatError, status_error
+from atecc.record import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Command:
     """One chip command, before encoding."""
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from logging import getLogger
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atecc.environment import secure_getenv
 from atecc.fileio import FileRefusedError, read_limited
+from atecc.record import field, record
 
 if TYPE_CHECKING:
     from atecc.device import Device
@@ -50,7 +50,7 @@ class SlotFileError(ValueError):
     """A slot file is malformed; the message is ``<file>:<line>: <what>``."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class I2CInterface:
     """A chip on Linux I2C bus ``bus`` at 7-bit address ``address7``."""
 
@@ -59,7 +59,7 @@ class I2CInterface:
     baud: int | None = None  #: kept for completeness; Linux sets the bus speed, not us
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EmulatorInterface:
     """An emulated chip persisted in ``state_path``."""
 
@@ -70,7 +70,7 @@ class EmulatorInterface:
 Interface = I2CInterface | EmulatorInterface
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SlotObject:
     """One ``object = <kind>,<label>,<slot>`` line."""
 
@@ -80,7 +80,7 @@ class SlotObject:
     line: int
 
 
-@dataclass
+@record
 class SlotFile:
     """A parsed slot file. ``slot_number`` comes from the file name ``<N>.conf``."""
 

@@ -8,11 +8,12 @@ methods that hand out private key material; there is none to hand out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from atecc.record import record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class ChipIdentity:
     """What C_GetTokenInfo needs from the chip, read once per C_Initialize."""
 
@@ -20,7 +21,7 @@ class ChipIdentity:
     revision: bytes  #: 4 bytes from Info(Revision)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SlotCaps:
     """What a chip slot's KeyConfig/SlotConfig allow, decoded from the config zone."""
 
@@ -36,7 +37,7 @@ class SlotCaps:
     size: int = 36  #: slot size in bytes (36, 416 or 72)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CertificateSpec:
     """A certificate the chip product defines, as the token shows it."""
 
@@ -48,7 +49,7 @@ class CertificateSpec:
     key_slot: int | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProductLayout:
     """What a chip product (e.g. Trust&GO) fixes at the factory, as the token needs it.
 

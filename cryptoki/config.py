@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from logging import getLogger
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atecc.record import record
 from cryptoki import limits
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ USER_PIN_VALUES = ("required", "none")
 _SLOT_FILE_RE = re.compile(r"^(\d+)\.conf$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TokenConfig:
     """Everything a slot file says about one token: the parsed file plus what this layer adds."""
 

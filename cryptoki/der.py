@@ -9,9 +9,8 @@ Must not: verify anything (that is the mechanisms' job) or accept curves other t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from atecc.der import children, read_tlv
+from atecc.record import record
 from cryptoki.constants import P256_EC_PARAMS
 
 #: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) ... } header
@@ -101,7 +100,7 @@ def on_curve(xy: bytes) -> bool:
     return (y * y - (x * x * x - 3 * x + _B)) % _P == 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CertFields:
     """The parts of an X.509 certificate PKCS#11 exposes as attributes, as DER TLVs."""
 

@@ -21,11 +21,11 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from atecc.cliutil import CliError, UsageError
+from atecc.record import record
 from cryptoki import errors, pin
 from cryptoki.constants import CKA, CKF, CKM, CKO, CKU
 from cryptoki.types import Mechanism
@@ -42,7 +42,7 @@ def _ulong(value: int) -> bytes:
     return struct.pack("@L", value)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ChipKey:
     """A private key of the token, found through a logged-in session."""
 

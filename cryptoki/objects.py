@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
+from atecc.record import field, record
 from cryptoki import attributes, der, mechanisms, schema
 from cryptoki.constants import (
     CK_UNAVAILABLE_INFORMATION,
@@ -71,7 +71,7 @@ class Half(enum.Enum):
     PUBLIC = "pub"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StoreKey:
     """The stable name of a token object across processes: the key of its metadata overrides
     and what a refresh matches on. ``str()`` is the metadata file's spelling (``gen:2:ab..:priv``,
@@ -95,7 +95,7 @@ class StoreKey:
         return der.sha1(str(self).encode())[:16].hex()
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Pkcs11Object:
     """An object as the core sees it: typed attribute values, plus where it lives on the chip.
 
@@ -219,7 +219,7 @@ def _uid(store_key: StoreKey | None) -> str:
 # Builders: each fills the values the token decides; the schema supplies the rest.
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeySpec:
     """What the token knows about one chip-resident EC key pair before it becomes objects."""
 

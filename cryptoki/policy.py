@@ -12,9 +12,9 @@ token does).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from atecc.record import record
 from cryptoki import der, errors, mechanisms, schema
 from cryptoki.constants import CKA, CKK, CKO
 from cryptoki.types import Template
@@ -59,7 +59,7 @@ AES_KEY_MECHANISMS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeyPairRequest:
     """What the caller asked for, after validation and policy; the token fills in the rest."""
 
@@ -135,7 +135,7 @@ def key_pair_request(
     )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SecretKeyRequest:
     """An AES key to put into a chip key block (C_GenerateKey or C_CreateObject)."""
 

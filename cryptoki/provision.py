@@ -20,9 +20,9 @@ import hashlib
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from atecc.record import record
 from cryptoki.constants import CKA, CKC, CKO
 
 _TRUE, _FALSE = b"\x01", b"\x00"
@@ -41,7 +41,7 @@ def _ulong(value: int) -> bytes:
     return struct.pack("@L", value)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StoredCertificate:
     slot_id: int
     label: str

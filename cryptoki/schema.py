@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from atecc.record import record
 from cryptoki import attributes, errors
 from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKA, CKC, CKK, CKO
 from cryptoki.types import Template
@@ -59,7 +59,7 @@ class _NoDefault:
 NO_DEFAULT: Any = _NoDefault()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Attr:
     """One attribute of one class on this token.
 

@@ -54,12 +54,12 @@ import errno
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from logging import getLogger
 from pathlib import Path
 from typing import Any
 
 from atecc.fileio import FileLock, FileRefusedError, atomic_write, read_limited
+from atecc.record import field, record
 from cryptoki import errors, limits
 from cryptoki.attributes import KIND, Kind
 
@@ -104,7 +104,7 @@ def _slot(value: int) -> int:
     return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeyRecord:
     """One generated key pair living in a chip slot."""
 
@@ -232,7 +232,7 @@ def attrs_from_json(doc: Any) -> dict[int, Any]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SecretRecord:
     """One AES key held in 16 bytes (``key_block``) of a chip slot."""
 
@@ -280,7 +280,7 @@ class SecretRecord:
         return self.session_pid is None or pid_alive(self.session_pid)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ObjectRecord:
     """A token object created with C_CreateObject (no secret material), by unique ID."""
 
@@ -295,7 +295,7 @@ class ObjectRecord:
         return cls(uid=_get(doc, "uid", str), attrs=attrs_from_json(_get(doc, "attrs", dict)))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CopyRecord:
     """A token object made by C_CopyObject of a chip key: it names the original's stable key
     and keeps its own attributes (the key itself stays where the original's is)."""
@@ -316,7 +316,7 @@ class CopyRecord:
         )
 
 
-@dataclass
+@record
 class Metadata:
     """Everything in one metadata file (see the module docstring)."""
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from logging import getLogger
 from typing import TYPE_CHECKING, Any
 
+from atecc.record import replace
 from cryptoki import errors, limits, objects
 from cryptoki.backend import ChipIdentity, TokenBackend
 from cryptoki.catalog import Catalog

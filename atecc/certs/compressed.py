@@ -21,8 +21,9 @@ date but as a number of years after the issue date (0 = never expires).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime
+
+from atecc.record import record
 
 COMPRESSED_CERT_SIZE = 72
 SIGNATURE_SIZE = 64
@@ -133,7 +134,7 @@ def expire_generalized_time(issue: datetime, expire_years: int) -> str:
     return f"{year:04d}{issue.month:02d}{issue.day:02d}{issue.hour:02d}0000Z"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CompressedCert:
     """One decoded 72-byte compressed certificate.
 

@@ -14,7 +14,6 @@ byte-for-byte what was signed. The private keys of the root and the signer are d
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -39,6 +38,7 @@ from atecc.certs.templates import (
     TEMPLATES,
     CertTemplate,
 )
+from atecc.record import record
 
 ROOT_ORGANIZATION = "Emulated Trust&GO Root"
 ROOT_COMMON_NAME = "ATECC608 Emulator Root CA (EMULATED, not Microchip)"
@@ -65,7 +65,7 @@ ROOT_NAME_AS_TEMPLATE = x509.Name(
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FactoryCerts:
     """What the factory leaves on (and beside) one emulated chip.
 

@@ -22,7 +22,6 @@ Templates:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from atecc.certs.compressed import SnSource
@@ -40,6 +39,7 @@ from atecc.der import (
     tlv_long,
     utf8,
 )
+from atecc.record import field, record
 
 # --- X.509 vocabulary ----------------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ def key_id(public_key: bytes) -> bytes:
 # --- Template description ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Field:
     """A dynamic field: ``length`` bytes at ``offset`` in the template."""
 
@@ -181,7 +181,7 @@ class Field:
         return self.offset + self.length
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CertTemplate:
     """One certificate template and where its dynamic fields are.
 

@@ -10,7 +10,6 @@ misreading of the datasheet cannot hide by being shared by both ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from atecc.constants import (
@@ -25,6 +24,7 @@ from atecc.constants import (
     KeyType,
     Status,
 )
+from atecc.record import record
 
 if TYPE_CHECKING:
     from atecc.emulator.chip import Chip
@@ -65,7 +65,7 @@ def xor(a: bytes, b: bytes) -> bytes:
     return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Volatile:
     """SRAM contents; a fresh instance is what sleep, watchdog expiry and power-up leave behind."""
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from atecc.constants import CONFIG_ZONE_SIZE, OTP_ZONE_SIZE, SLOT_COUNT, slot_size
 from atecc.emulator import counters as counter_encoding
 from atecc.fileio import FileLock, atomic_write, read_limited
+from atecc.record import field, record
 
 FORMAT_VERSION = 1
 
@@ -31,7 +31,7 @@ class StateFileError(OSError):
     """The state file is missing, unreadable or not a chip state of a version we understand."""
 
 
-@dataclass
+@record
 class ChipState:
     """Non-volatile contents of one chip.
 
@@ -204,7 +204,7 @@ class _TransactionCM:
         self._file._finish(self._txn, exc_type is not None)
 
 
-@dataclass
+@record
 class Transaction:
     """What :meth:`StateFile.transaction` yields: the state and a flag to request a save."""
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from atecc.record import field, record
 from cryptoki import errors, session
 from cryptoki.constants import CKA, CKF, CKK, CKM, CKO
 from cryptoki.types import Mechanism, MechanismInfo
@@ -71,7 +71,7 @@ class Where(enum.Enum):
     POINT = "a public point"  #: the host uses the public point (ECDSA verify)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeyRule:
     """The key a mechanism takes for one function."""
 
@@ -96,7 +96,7 @@ class KeyRule:
 Factory = Callable[[Mechanism, "MechanismEntry", Use, "Pkcs11Object", Any], Any]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MechanismEntry:
     """One advertised mechanism.
 

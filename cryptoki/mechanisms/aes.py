@@ -14,9 +14,9 @@ operation exactly where it was (the chip work is then done again by the real cal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Protocol
 
+from atecc.record import record, replace
 from cryptoki import errors
 from cryptoki.constants import CKM
 from cryptoki.types import GcmParams, Mechanism, Output
@@ -41,7 +41,7 @@ def _pad16(data: bytes) -> bytes:
     return data + bytes(-len(data) % BLOCK)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _State:
     buf: bytes = b""  #: input not processed yet (less than a block, or held back)
     chain: bytes = b""  #: CBC: previous ciphertext block (the IV at first)
