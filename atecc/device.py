@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from logging import getLogger
 from typing import TYPE_CHECKING, TypeVar
 
 from atecc import commands as cmd
@@ -54,10 +53,11 @@ from atecc.errors import (
     VerifyMiscompare,
     WatchdogAboutToExpire,
 )
+from atecc.lazylog import get_logger
 from atecc.packet import Command
 from atecc.transport import Transport
 
-log = getLogger(__name__)
+log = get_logger(__name__)
 
 if TYPE_CHECKING:
     import hashlib

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import os
 import re
-from logging import getLogger
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atecc.environment import secure_getenv
 from atecc.fileio import FileRefusedError, read_limited
+from atecc.lazylog import get_logger
 from atecc.record import field, record
 
 if TYPE_CHECKING:
     from atecc.device import Device
 
-log = getLogger(__name__)
+log = get_logger(__name__)
 
 #: Env var naming the slot-file directory (our name; cryptoauthlib has only the conf file).
 FILESTORE_ENV = "ATECC_PKCS11_FILESTORE"
@@ -182,8 +182,6 @@ DEVICES = tuple(part + product for part in DEVICE_PARTS for product in DEVICE_PR
 
 def check_device(value: str, where: str) -> str:
     """The ``device`` value, upper-cased, or a SlotFileError naming the nearest known one."""
-    import difflib
-
     device = value.strip().upper()
     if device in DEVICES:
         if device.endswith(("-TFLXTLS", "-TNGLORA")):
@@ -196,6 +194,8 @@ def check_device(value: str, where: str) -> str:
         return device
     if device.startswith(("ATECC508", "ATECC108", "ATSHA", "TA100")):
         raise SlotFileError(f"{where}: {value} is not supported by this module (ATECC608 only)")
+    import difflib  # only for the error message: every C_Initialize passes through here
+
     near = difflib.get_close_matches(device, DEVICES, n=1)
     hint = f"; did you mean {near[0]}?" if near else ""
     raise SlotFileError(

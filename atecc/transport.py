@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import threading
 import time
@@ -49,9 +48,10 @@ from atecc.errors import (
     TransportError,
 )
 from atecc.fileio import FileLock
+from atecc.lazylog import DEBUG, get_logger
 from atecc.packet import Command, parse_response
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: errno values an adapter uses for "no ACK" (chip §1.10): busy, asleep, idle or absent chip.
 NACK_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO, errno.EIO})
@@ -324,7 +324,7 @@ class I2CTransport:
         # One poll exactly at the worst case at the known divider: a chip that takes all of
         # it is read then (one at a slower, unknown divider just NACKs it, and polling goes on).
         group = self._poll_group(deadline, _reply_hint(packet), sent + expected)
-        if log.isEnabledFor(logging.DEBUG):  # ``atecc -v``: one line per command
+        if log.isEnabledFor(DEBUG):  # ``atecc -v``: one line per command
             name = Opcode(opcode).name if opcode in Opcode._value2member_map_ else hex(opcode)
             log.debug("%s: %d-byte reply", name, len(group))
         for _ in range(self.retries):

@@ -31,10 +31,10 @@ from __future__ import annotations
 import struct
 import sys
 from collections.abc import Callable
-from logging import getLogger
 from typing import Any
 
 import cryptoki
+from atecc.lazylog import get_logger
 from cryptoki.constants import CK_UNAVAILABLE_INFORMATION, CKM, CKR
 from cryptoki.errors import (
     ArgumentsBad,
@@ -68,7 +68,7 @@ from cryptoki.types import (
     Template,
 )
 
-_log = getLogger("cryptoki")
+_log = get_logger("cryptoki")
 
 # Plain ints: the comparisons and returns below run on every call.
 _OK = int(CKR.OK)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from logging import getLogger
 from typing import TYPE_CHECKING, Any
 
 from atecc.der import element_length
+from atecc.lazylog import get_logger
 from cryptoki import der, errors, objects
 from cryptoki.backend import ProductLayout, TokenBackend
 from cryptoki.config import TokenConfig
@@ -30,7 +30,7 @@ from cryptoki.store import CopyRecord, KeyRecord, MetadataStore, ObjectRecord, S
 if TYPE_CHECKING:
     from atecc.slotfile import SlotObject
 
-log = getLogger("cryptoki.catalog")
+log = get_logger("cryptoki.catalog")
 
 
 class Catalog:

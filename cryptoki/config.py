@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import os
 import re
-from logging import getLogger
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atecc.lazylog import get_logger
 from atecc.record import record
 from cryptoki import limits
 
 if TYPE_CHECKING:
     from atecc.slotfile import SlotFile, SlotObject
 
-log = getLogger("cryptoki.config")
+log = get_logger("cryptoki.config")
 
 #: ``user_pin`` values: ``required`` turns on CKF_LOGIN_REQUIRED with a user PIN.
 USER_PIN_VALUES = ("required", "none")

@@ -11,9 +11,9 @@ imported AES key passes through to the chip once), or decide access.
 from __future__ import annotations
 
 import os
-from logging import getLogger
 from typing import TYPE_CHECKING
 
+from atecc.lazylog import get_logger
 from cryptoki import der, errors
 from cryptoki.backend import ProductLayout, TokenBackend
 from cryptoki.config import TokenConfig
@@ -23,7 +23,7 @@ from cryptoki.store import KeyRecord, Metadata, MetadataStore, SecretRecord
 if TYPE_CHECKING:
     from cryptoki.policy import KeyPairRequest, SecretKeyRequest
 
-log = getLogger("cryptoki.key_slots")
+log = get_logger("cryptoki.key_slots")
 
 SLOT_COUNT = 16
 

@@ -30,13 +30,13 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from logging import getLogger
 from pathlib import Path
 
+from atecc.lazylog import get_logger
 from cryptoki import access, attributes, config, errors, limits, mechanisms, objects, schema
 from cryptoki.backend import TokenBackend
 from cryptoki.constants import CKA, CKF, CKO, CKU
-from cryptoki.log import configure as configure_logging
+from cryptoki.log_start import start as start_logging
 from cryptoki.mechanisms import digest
 from cryptoki.objects import Origin, Pkcs11Object
 from cryptoki.session import (
@@ -65,7 +65,7 @@ from cryptoki.types import (
     Version,
 )
 
-log = getLogger("cryptoki.library")
+log = get_logger("cryptoki.library")
 
 CRYPTOKI_VERSION = Version(3, 0)
 LIBRARY_VERSION = Version(0, 1)
@@ -167,7 +167,7 @@ class Library:
                 log.debug("fresh C_Initialize in forked child %d", pid)
             self._sessions = {}
             self._slots = {}
-            configure_logging()
+            start_logging()
             # Configuration is read here, once; tokens only touch their chip on first use.
             directory = None if self._filestore is None else Path(self._filestore)
             configs = config.load(directory)

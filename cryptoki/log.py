@@ -1,6 +1,7 @@
 """Logging for the Cryptoki core: one logger named ``cryptoki``, configured once per process.
 
-Owns: reading ``ATECC_PKCS11_LOG`` and attaching exactly one handler to the ``cryptoki`` logger.
+Owns: reading ``ATECC_PKCS11_LOG`` and attaching exactly one handler to the ``cryptoki`` logger
+(when: :mod:`cryptoki.log_start`).
 Must not: write to stdout (a PKCS#11 module lives inside someone else's program, whose stdout may
 be a protocol stream), log PINs or key bytes (callers pass lengths, never values), or touch the
 root logger (the host application owns that).
@@ -29,9 +30,9 @@ import threading
 from collections.abc import Iterator
 
 from atecc.environment import secure_getenv
+from cryptoki.log_start import ENV_VAR
 
 LOGGER_NAME = "cryptoki"
-ENV_VAR = "ATECC_PKCS11_LOG"
 
 _configured = False
 _handler: logging.Handler | None = None  #: the one handler this module attached

@@ -23,13 +23,13 @@ log in with NULL instead of prompting. With a PIN configured the flag is clear: 
 from __future__ import annotations
 
 from collections.abc import Callable
-from logging import getLogger
 
+from atecc.lazylog import get_logger
 from cryptoki import errors, pin
 from cryptoki.constants import CKF, CKU
 from cryptoki.store import Metadata, MetadataStore
 
-log = getLogger("cryptoki.login")
+log = get_logger("cryptoki.login")
 
 MIN_ANY_PIN_LEN = 0  #: without a configured PIN any PIN (even empty) logs in
 MAX_ANY_PIN_LEN = 255

@@ -54,16 +54,16 @@ import errno
 import json
 import os
 from collections.abc import Callable
-from logging import getLogger
 from pathlib import Path
 from typing import Any
 
 from atecc.fileio import FileLock, FileRefusedError, atomic_write, read_limited
+from atecc.lazylog import get_logger
 from atecc.record import field, record
 from cryptoki import errors, limits
 from cryptoki.attributes import KIND, Kind
 
-log = getLogger("cryptoki.store")
+log = get_logger("cryptoki.store")
 
 FORMAT = "atecc-pkcs11-token"
 VERSION = 3

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from logging import getLogger
 from typing import TYPE_CHECKING, Any
 
+from atecc.lazylog import get_logger
 from atecc.record import replace
 from cryptoki import errors, limits, objects
 from cryptoki.backend import ChipIdentity, TokenBackend
@@ -45,7 +45,7 @@ from cryptoki.types import TokenInfo, Version
 if TYPE_CHECKING:  # annotations only: policy is imported by the key-creating paths, not at start
     from cryptoki.policy import KeyPairRequest, SecretKeyRequest
 
-log = getLogger("cryptoki.token")
+log = get_logger("cryptoki.token")
 
 MANUFACTURER = "Microchip Technology Inc"
 MAX_SESSIONS = 1024  #: enforced per token; a real, finite limit reported in CK_TOKEN_INFO

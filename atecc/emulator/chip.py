@@ -37,7 +37,6 @@ Modelling choices (spec tags in brackets):
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from collections.abc import Callable
 
@@ -70,8 +69,9 @@ from atecc.emulator._core import Cfg, CmdError, Exec, Volatile
 from atecc.emulator.clock import Clock
 from atecc.emulator.faults import Faults
 from atecc.emulator.state import StateFile
+from atecc.lazylog import get_logger
 
-log = logging.getLogger("atecc.emulator")
+log = get_logger("atecc.emulator")
 
 #: Long watchdog (ChipMode bit 2): ≈10 s on the 508A, ≈13 s per cryptoauthlib for the 608 [U].
 WATCHDOG_LONG_S = 13.0

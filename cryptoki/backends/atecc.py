@@ -14,10 +14,10 @@ on first use, never in C_Initialize.
 from __future__ import annotations
 
 import contextlib
-from logging import getLogger
 from typing import Any
 
 from atecc import errors as ae
+from atecc.lazylog import get_logger
 from cryptoki import errors
 from cryptoki.backend import (
     GENERIC_LAYOUT,
@@ -28,7 +28,7 @@ from cryptoki.backend import (
 )
 from cryptoki.constants import CertificateCategory
 
-log = getLogger("cryptoki.backend")
+log = get_logger("cryptoki.backend")
 
 #: Driver error → PKCS#11 error. Lookup walks the exception's MRO, so a subclass added to the
 #: driver later falls back to its parent's entry; tests/unit/cryptoki/test_cryptoki_backend.py

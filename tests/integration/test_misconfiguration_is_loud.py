@@ -57,6 +57,10 @@ def test_a_misconfigured_slot_file_is_an_error_and_an_absent_token_with_the_reas
     lineno = len(conf.read_text().splitlines())
     out, err = listing(module_path, filestore)
     assert f"{conf}:{lineno}: {said}" in err  # default log level, file and line
+    # Through the module's own handler (attached when the first warning loads logging), not
+    # Python's bare last-resort one.
+    line = next(t for t in err.splitlines() if f"{conf}:{lineno}: {said}" in t)
+    assert "atecc-pkcs11[" in line and "] ERROR " in line, err
     assert "Slot 0 (0x0): 0.conf:" in out and "token state:   uninitialized" not in out, out
     assert "token label" not in out  # no token is shown for it
     assert "Traceback" not in err

@@ -1,0 +1,77 @@
+"""atecc.lazylog: logging is imported only for a record worth emitting, and then the hooks run
+first, so the record reaches the handler they attach. Each case runs in a fresh interpreter:
+the test process itself has logging loaded, which makes every LazyLogger delegate at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def fresh(code: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return proc.stdout + proc.stderr
+
+
+def test_records_below_warning_do_not_import_logging() -> None:
+    out = fresh(
+        """
+        import sys
+        from atecc.lazylog import get_logger, on_load
+        on_load(lambda: print("hook ran"))
+        log = get_logger("cryptoki.test")
+        log.debug("quiet %d", 1)
+        log.info("quiet")
+        print(log.isEnabledFor(10), log.handlers, "logging" in sys.modules)
+        """
+    )
+    assert out.strip() == "False [] False"
+
+
+def test_a_warning_loads_logging_after_the_hooks_and_reaches_their_handler() -> None:
+    out = fresh(
+        """
+        import sys
+        from atecc.lazylog import get_logger, on_load
+        def hook():
+            import logging
+            h = logging.StreamHandler(sys.stdout)
+            h.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s %(funcName)s"))
+            logging.getLogger("cryptoki").addHandler(h)
+            print("hook ran")
+        on_load(hook)
+        on_load(hook)  # once only
+        log = get_logger("cryptoki.test")
+        def caller():
+            log.warning("chip %s is absent", "0.conf")
+        caller()
+        log.debug("still dropped: the logger's level is WARNING")
+        log.error("second")
+        """
+    )
+    assert out.splitlines() == [
+        "hook ran",
+        "cryptoki.test WARNING chip 0.conf is absent caller",
+        "cryptoki.test ERROR second <module>",
+    ]
+
+
+def test_a_host_that_uses_logging_gets_every_level_it_asks_for() -> None:
+    out = fresh(
+        """
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, level=10, format="%(levelname)s %(message)s")
+        from atecc.lazylog import get_logger
+        log = get_logger("atecc.test")
+        log.debug("wanted")
+        print(log.isEnabledFor(10))
+        """
+    )
+    assert out.splitlines() == ["DEBUG wanted", "True"]
