@@ -76,3 +76,20 @@ def test_quick_benchmark_prints_every_row(tmp_path: Path) -> None:
         assert needle in text
     png = (tmp_path / "ratios.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+def test_startup_breakdown_prints_every_step(tmp_path: Path) -> None:
+    import startup  # bench/startup.py
+
+    out = tmp_path / "startup.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "startup.py"), "--runs", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert out.read_text() == proc.stdout
+    for label, _ in startup.STEPS:
+        assert f"| {label} | " in proc.stdout
