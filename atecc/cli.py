@@ -6,8 +6,9 @@ subcommands, ``module-path``, and :func:`main`'s error contract: a failure is on
 or I/O failure, never a traceback (``-v`` adds it, for bug reports) and never an internal class
 name (:func:`atecc.cliutil.failure`). The driver's own commands live in
 :mod:`atecc.cmd_chip` (``info``, ``config``, ``random``, ``certs``, ``pubkey``, ``verify``,
-``raw``), :mod:`atecc.cmd_emulator` (``emulator init|run|list|reset|delete``) and
-:mod:`atecc.doctor` (``doctor``); each command's ``--help`` has a description and an example.
+``raw``), :mod:`atecc.cmd_emulator` (``emulator init|run|list|reset|delete``),
+:mod:`atecc.doctor` (``doctor``) and :mod:`atecc.completion` (``completion bash``); each
+command's ``--help`` has a description and an example.
 
 Other layers add their subcommands (the fleet's ``ca``, ``csr``, ``provision``...; the PKCS#11
 layer's ``sign`` and ``openssl-config``) without this module naming them: each declares an entry
@@ -81,7 +82,7 @@ def _version() -> str:
 
 
 def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
-    from atecc import cmd_chip, cmd_emulator, doctor
+    from atecc import cmd_chip, cmd_emulator, completion, doctor
 
     parser = _Parser(
         prog=PROG,
@@ -101,6 +102,7 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
     cmd_emulator.add_subcommands(commands)
     cmd_chip.add_subcommands(commands)
     doctor.add_subcommands(commands)
+    completion.add_subcommands(commands)
     add_command(
         commands,
         "module-path",
@@ -129,8 +131,11 @@ OWN_COMMANDS = frozenset(
         "raw",
         "doctor",
         "module-path",
+        "completion",
     }
 )
+#: Commands of this layer that still need every layer's subcommands (they describe them all).
+_NEEDS_ALL_COMMANDS = frozenset({"completion"})
 #: Options of the top-level parser that take a value (to find the command word in argv).
 _VALUE_OPTIONS = frozenset({"--filestore", "--slot"})
 
@@ -158,7 +163,7 @@ def _wants_plugins(argv: Sequence[str]) -> bool:
         elif arg in ("-h", "--help"):
             return True
         elif not arg.startswith("-"):
-            return arg not in OWN_COMMANDS
+            return arg not in OWN_COMMANDS or arg in _NEEDS_ALL_COMMANDS
     return True  # no command: the help lists every command
 
 

@@ -27,8 +27,9 @@ from atecc.packet import decode_command
 pytestmark = pytest.mark.usefixtures("no_atecc_env")
 
 ATECC = Path(sys.executable).parent / "atecc"
-#: Subcommands that print no data of their own (they run something else or serve forever).
-NO_DATA = {"emulator run", "serve", "broker"}
+#: Subcommands that print no data of their own (they run something else or serve forever, or
+#: print a shell script).
+NO_DATA = {"emulator run", "serve", "broker", "completion"}
 
 
 def one_error(err: str) -> str:
