@@ -1,7 +1,9 @@
 """Logging for the Cryptoki core: one logger named ``cryptoki``, configured once per process.
 
 Owns: reading ``ATECC_PKCS11_LOG`` and attaching exactly one handler to the ``cryptoki`` logger
-(when: :mod:`cryptoki.log_start`).
+(when: :mod:`cryptoki.log_start`), and to the driver's ``atecc`` logger unless the host has
+configured logging itself (in a C host the driver's warnings would otherwise reach the host's
+stderr bare, through Python's last-resort handler, whatever ``ATECC_PKCS11_LOG`` says).
 Must not: write to stdout (a PKCS#11 module lives inside someone else's program, whose stdout may
 be a protocol stream), log PINs or key bytes (callers pass lengths, never values), or touch the
 root logger (the host application owns that).
@@ -34,8 +36,12 @@ from cryptoki.log_start import ENV_VAR
 
 LOGGER_NAME = "cryptoki"
 
+#: The driver's logger (``atecc.slotfile``, ``atecc.device``...): its records are the module's too.
+DRIVER_LOGGER_NAME = "atecc"
+
 _configured = False
 _handler: logging.Handler | None = None  #: the one handler this module attached
+_driver_attached = False  #: whether _handler also serves the driver's logger
 _config_lock = threading.Lock()
 
 
@@ -95,13 +101,17 @@ def configure(force: bool = False) -> logging.Logger:
     :param force: re-read the environment and replace our handler (tests use this).
     :returns: the ``cryptoki`` logger.
     """
-    global _configured, _handler
+    global _configured, _handler, _driver_attached
     logger = logging.getLogger(LOGGER_NAME)
+    driver = logging.getLogger(DRIVER_LOGGER_NAME)
     with _config_lock:
         if _configured and not force:
             return logger
         if _handler is not None:  # only ever remove our own handler, never the host's
             logger.removeHandler(_handler)
+            if _driver_attached:
+                driver.removeHandler(_handler)
+                _driver_attached = False
             _handler.close()
             _handler = None
         # The log target is a path: a setuid/setgid host never takes it from its caller.
@@ -122,6 +132,14 @@ def configure(force: bool = False) -> logging.Logger:
         # Records stop here: a host that configured the root logger would otherwise print them
         # twice, and one that did not would get Python's last-resort handler.
         logger.propagate = False
+        # The driver's records (a slot file's repeated key, a chip that does not answer) go the
+        # same way, unless the host configured logging itself (the `atecc` CLI, a Python program
+        # with handlers): then they are the host's, as any library's records are.
+        if not driver.handlers and not logging.getLogger().handlers:
+            driver.addHandler(handler)
+            driver.setLevel(level)
+            driver.propagate = False
+            _driver_attached = True
         _configured = True
     if problem:
         logger.warning("%s", problem)

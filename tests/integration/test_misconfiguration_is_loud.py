@@ -61,9 +61,25 @@ def test_a_misconfigured_slot_file_is_an_error_and_an_absent_token_with_the_reas
     # Python's bare last-resort one.
     line = next(t for t in err.splitlines() if f"{conf}:{lineno}: {said}" in t)
     assert "atecc-pkcs11[" in line and "] ERROR " in line, err
+    # The driver's own warnings (e.g. "device repeated") take the same way, not Python's bare
+    # last-resort handler.
+    assert all("atecc-pkcs11[" in t for t in err.splitlines()), err
     assert "Slot 0 (0x0): 0.conf:" in out and "token state:   uninitialized" not in out, out
     assert "token label" not in out  # no token is shown for it
     assert "Traceback" not in err
+
+
+def test_the_drivers_warnings_follow_atecc_pkcs11_log_to_its_file(module_path, filestore, tmp_path):
+    conf = filestore / "0.conf"
+    conf.write_text(conf.read_text() + "device = ATECC608-TNGTLS\n")  # repeated: a warning
+    log_file = tmp_path / "p11.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATECC_")}
+    env.update(ATECC_PKCS11_FILESTORE=str(filestore), ATECC_PKCS11_LOG=str(log_file))
+    proc = run([require("pkcs11-tool"), "--module", module_path, "-L"], env=env)
+    assert "token label" in proc.stdout  # a repeated key is a warning, the token is there
+    assert proc.stderr == ""  # the host's stderr is left alone, as the operator asked
+    logged = log_file.read_text()
+    assert "] WARNING " in logged and "device repeated" in logged, logged
 
 
 def test_the_slot_description_carries_the_reason(filestore):
