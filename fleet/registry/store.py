@@ -76,6 +76,8 @@ def _schema(dialect: Dialect) -> list[str]:
         " reason TEXT)",
         "CREATE INDEX IF NOT EXISTS fleet_devices_device_id ON fleet_devices (device_id)",
         "CREATE INDEX IF NOT EXISTS fleet_devices_key_id ON fleet_devices (key_id)",
+        # `ca list` pages in issue order: without it every page sorts the whole table.
+        "CREATE INDEX IF NOT EXISTS fleet_devices_issued ON fleet_devices (issued, serial)",
         "CREATE INDEX IF NOT EXISTS fleet_devices_revoked ON fleet_devices (serial)"
         " WHERE status = 'revoked'",
     ]
