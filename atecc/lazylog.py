@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 
 _hooks: list[Callable[[], object]] = []
-_hooks_lock = threading.Lock()
+#: Held while hooks run, so a record of another thread waits for the handler they attach.
+_hooks_lock = threading.RLock()
 _loaded = False  #: a LazyLogger has handed a record to ``logging`` (or fetched its logger)
 
 
@@ -45,12 +46,13 @@ def on_load(hook: Callable[[], object]) -> None:
 
 
 def _run_hooks() -> None:
-    while True:
-        with _hooks_lock:
-            if not _hooks:
-                return
+    with _hooks_lock:
+        while _hooks:
             hook = _hooks.pop(0)
-        hook()
+            try:
+                hook()
+            except Exception:  # logging never fails its caller; the record still goes out
+                pass
 
 
 def _load(name: str) -> logging.Logger:
