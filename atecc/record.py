@@ -81,6 +81,8 @@ def _collect(cls: type) -> tuple[Field, ...]:
         if _is_class_var(annotation):
             continue
         value = cls.__dict__.get(name, _MISSING)
+        if type(value).__hash__ is None:  # mutable (list, dict, bytearray...): shared by all
+            raise ValueError(f"{cls.__name__}.{name}: mutable default, use field(default_factory)")
         f = value if isinstance(value, Field) else Field(value, None, True, True)
         f.name = name
         found.pop(name, None)  # a redefinition moves to the end, as in dataclasses

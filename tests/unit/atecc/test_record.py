@@ -173,6 +173,15 @@ def test_replace(kit: tuple[Any, Any, Any]) -> None:
         replace(p, z=1)
 
 
+def test_a_mutable_default_is_refused(kit: tuple[Any, Any, Any]) -> None:
+    decorate, _, _ = kit
+    with pytest.raises(ValueError):
+
+        @decorate
+        class Shared:
+            items: list[int] = []  # noqa: RUF012 (the point of the test)
+
+
 def test_default_order_is_checked(kit: tuple[Any, Any, Any]) -> None:
     decorate, _, _ = kit
     with pytest.raises(TypeError):
