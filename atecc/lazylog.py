@@ -18,6 +18,7 @@ hooks. Must not: format or filter records itself, or hold a logger of its own co
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -32,6 +33,15 @@ _hooks: list[Callable[[], object]] = []
 #: Held while hooks run, so a record of another thread waits for the handler they attach.
 _hooks_lock = threading.RLock()
 _loaded = False  #: a LazyLogger has handed a record to ``logging`` (or fetched its logger)
+
+
+def _after_fork_in_child() -> None:
+    # A parent thread running the hooks at fork() would leave the lock held forever here.
+    global _hooks_lock
+    _hooks_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def on_load(hook: Callable[[], object]) -> None:

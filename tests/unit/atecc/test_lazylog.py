@@ -91,3 +91,31 @@ def test_a_failing_hook_does_not_fail_the_caller() -> None:
     )
     # stdout and stderr (logging's last resort) are joined by fresh(): compare as a set
     assert set(out.splitlines()) == {"still said", "caller goes on"}
+
+
+def test_a_child_forked_while_hooks_run_can_still_log() -> None:
+    out = fresh(
+        """
+        import os, threading
+        from atecc import lazylog
+        from atecc.lazylog import get_logger, on_load
+        started, release = threading.Event(), threading.Event()
+        def slow_hook():
+            started.set()
+            release.wait(10)
+        on_load(slow_hook)
+        t = threading.Thread(target=get_logger("cryptoki.a").warning, args=("parent",))
+        t.start()
+        started.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the lock is held by the parent's thread at fork time
+            on_load(lambda: None)
+            get_logger("cryptoki.b").warning("child")
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        t.join()
+        print("child exit", status)
+        """
+    )
+    assert "child exit 0" in out and "child" in out
