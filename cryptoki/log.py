@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,15 @@ _configured = False
 _handler: logging.Handler | None = None  #: the one handler this module attached
 _driver_attached = False  #: whether _handler also serves the driver's logger
 _config_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A parent thread inside configure() at fork() would leave the lock held forever here.
+    global _config_lock
+    _config_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _FlushingFileHandler(logging.FileHandler):

@@ -1,9 +1,11 @@
 """atecc.lazylog: logging is imported only for a record worth emitting, and then the hooks run
-first, so the record reaches the handler they attach. Each case runs in a fresh interpreter:
+first, so the record reaches the handler they attach; with cryptoki.log (the hook the core
+registers), both stay usable in a child forked at any moment. Each case runs in a fresh interpreter:
 the test process itself has logging loaded, which makes every LazyLogger delegate at once."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -119,3 +121,27 @@ def test_a_child_forked_while_hooks_run_can_still_log() -> None:
         """
     )
     assert "child exit 0" in out and "child" in out
+
+
+def test_a_child_forked_while_the_core_configures_logging_can_configure_it(tmp_path) -> None:
+    fifo = tmp_path / "blocks"
+    os.mkfifo(fifo)
+    out = fresh(
+        f"""
+        import os, threading, time
+        os.environ["ATECC_PKCS11_LOG"] = "{fifo}"
+        from cryptoki import log
+        t = threading.Thread(target=log.configure, daemon=True)
+        t.start()  # opening a FIFO with no reader blocks inside configure(), under its lock
+        time.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            os.environ["ATECC_PKCS11_LOG"] = "stderr"
+            log.configure(force=True).warning("child configured")
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", status, flush=True)
+        os._exit(0)  # the parent's thread stays blocked on the FIFO
+        """
+    )
+    assert "child exit 0" in out and "child configured" in out
