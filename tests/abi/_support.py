@@ -38,6 +38,21 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
 
 
+def compile_c_host(source: Path, out: Path, *flags: str) -> Path:
+    """``source`` built with gcc against p11-kit's pkcs11.h (an independent copy of the ABI), as
+    ``out``; skips the test where gcc or the header is missing, fails it on a compile error."""
+    import shutil
+
+    gcc = shutil.which("gcc")
+    if gcc is None or not (P11KIT_INCLUDE / "p11-kit" / "pkcs11.h").exists():
+        pytest.skip("gcc or p11-kit's pkcs11.h (libp11-kit-dev) is not installed")
+    cmd = [gcc, "-std=gnu11", "-Wall", "-Werror", "-O1", f"-I{P11KIT_INCLUDE}", *flags]
+    proc = run([*cmd, str(source), "-o", str(out), "-ldl", "-lpthread"])
+    if proc.returncode != 0:
+        pytest.fail(f"compiling {source.name} failed:\n{describe(proc)}")
+    return out
+
+
 def core_importable() -> bool:
     """True when the Cryptoki core and the emulator exist (they are written in parallel)."""
     try:

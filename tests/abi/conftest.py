@@ -8,7 +8,6 @@ compiling ``harness.c`` against p11-kit's ``pkcs11.h``, and marking every test u
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from ._support import (
     BUILD_SOURCES,
     HERE,
     LIBRARY,
-    P11KIT_INCLUDE,
     REPO,
+    compile_c_host,
     describe,
     make_filestore,
     require_core,
@@ -51,28 +50,7 @@ def module_path() -> Path:
 @pytest.fixture(scope="session")
 def harness(module_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``harness.c`` compiled against p11-kit's pkcs11.h."""
-    gcc = shutil.which("gcc")
-    if gcc is None or not (P11KIT_INCLUDE / "p11-kit" / "pkcs11.h").exists():
-        pytest.skip("gcc or p11-kit's pkcs11.h (libp11-kit-dev) is not installed")
-    out = tmp_path_factory.mktemp("harness") / "harness"
-    proc = run(
-        [
-            gcc,
-            "-std=gnu11",
-            "-Wall",
-            "-Werror",
-            "-O1",
-            f"-I{P11KIT_INCLUDE}",
-            HERE / "harness.c",
-            "-o",
-            out,
-            "-ldl",
-            "-lpthread",
-        ]
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"compiling harness.c failed:\n{describe(proc)}")
-    return out
+    return compile_c_host(HERE / "harness.c", tmp_path_factory.mktemp("harness") / "harness")
 
 
 @pytest.fixture

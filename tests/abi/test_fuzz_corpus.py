@@ -8,41 +8,19 @@ a hang) and without a traceback on the host's stderr.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from ._support import P11KIT_INCLUDE, REPO, describe, host_env, run
+from ._support import REPO, compile_c_host, describe, host_env, run
 
 FUZZ = REPO / "fuzz"
 
 
 @pytest.fixture(scope="module")
 def replay(module_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None or not (P11KIT_INCLUDE / "p11-kit" / "pkcs11.h").exists():
-        pytest.skip("gcc or p11-kit's pkcs11.h (libp11-kit-dev) is not installed")
     out = tmp_path_factory.mktemp("fuzz") / "abi_fuzz_replay"
-    proc = run(
-        [
-            gcc,
-            "-std=gnu11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-O1",
-            "-DREPLAY",
-            f"-I{P11KIT_INCLUDE}",
-            FUZZ / "abi_fuzz.c",
-            "-o",
-            out,
-            "-ldl",
-        ]
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"compiling fuzz/abi_fuzz.c failed:\n{describe(proc)}")
-    return out
+    return compile_c_host(FUZZ / "abi_fuzz.c", out, "-Wextra", "-DREPLAY")
 
 
 def test_fuzz_corpus_replays_without_a_finding_or_traceback(
