@@ -44,6 +44,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from fleet.ca import CertificateAuthority, init_ca  # noqa: E402
 from fleet.registry import DeviceRecord, format_serial  # noqa: E402
+from fleet.registry.store import COLUMNS, device_row  # noqa: E402
 from fleet.server.authority import Authority  # noqa: E402
 
 BATCH = 50_000
@@ -82,23 +83,10 @@ def bulk_load(
         records = _synthetic(n, template, revoked=revoked)
         if registry.dialect.name == "postgresql":
             with registry.transaction(), registry._conn.cursor() as cur:
-                columns = "serial, device_id, key_id, certificate, issued, expires, status"
-                columns += ", revoked_at, reason"
-                with cur.copy(f"COPY fleet_devices ({columns}) FROM STDIN") as copy:
+                copy_sql = f"COPY fleet_devices ({COLUMNS}) FROM STDIN"
+                with cur.copy(copy_sql) as copy:
                     for r in records:
-                        copy.write_row(
-                            (
-                                r.serial,
-                                r.device_id,
-                                r.key_id,
-                                r.certificate,
-                                r.issued,
-                                r.expires,
-                                r.status,
-                                r.revoked_at,
-                                r.reason,
-                            )
-                        )
+                        copy.write_row(device_row(r))
         else:
             with registry.transaction() as txn:
                 txn.insert_many(records)

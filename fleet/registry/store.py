@@ -40,7 +40,8 @@ from fleet import FleetError
 from fleet.registry.records import ACTIVE, REVOKED, DeviceRecord, format_serial, format_time
 
 SCHEMA_VERSION = 2
-_COLUMNS = "serial, device_id, key_id, certificate, issued, expires, status, revoked_at, reason"
+#: The columns of fleet_devices, in the order of :func:`device_row`.
+COLUMNS = "serial, device_id, key_id, certificate, issued, expires, status, revoked_at, reason"
 #: Longest device ID (the CN; RFC 5280's ub-common-name is 64 characters, UTF-8 up to 4 bytes).
 MAX_DEVICE_ID = 256
 
@@ -109,7 +110,7 @@ class Transaction:
 
     def get(self, serial: int) -> DeviceRecord | None:
         rows = self._rows(
-            f"SELECT {_COLUMNS} FROM fleet_devices WHERE serial = ?", (format_serial(serial),)
+            f"SELECT {COLUMNS} FROM fleet_devices WHERE serial = ?", (format_serial(serial),)
         )
         return _record(rows[0]) if rows else None
 
@@ -119,7 +120,7 @@ class Transaction:
         return [
             _record(r)
             for r in self._rows(
-                f"SELECT {_COLUMNS} FROM fleet_devices WHERE key_id = ? ORDER BY serial{lock}",
+                f"SELECT {COLUMNS} FROM fleet_devices WHERE key_id = ? ORDER BY serial{lock}",
                 (key_id,),
             )
         ]
@@ -131,7 +132,7 @@ class Transaction:
         else:
             where, param = "device_id = ?", str(device_id)
         rows = self._rows(
-            f"SELECT {_COLUMNS} FROM fleet_devices WHERE {where} ORDER BY serial{lock}", (param,)
+            f"SELECT {COLUMNS} FROM fleet_devices WHERE {where} ORDER BY serial{lock}", (param,)
         )
         return [_record(r) for r in rows]
 
@@ -144,14 +145,14 @@ class Transaction:
         if not record.device_id or len(record.device_id) > MAX_DEVICE_ID:
             raise FleetError(f"a device ID must have 1..{MAX_DEVICE_ID} characters")
         self._registry._execute(
-            f"INSERT INTO fleet_devices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _values(record),
+            f"INSERT INTO fleet_devices ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            device_row(record),
         )
 
     def insert_many(self, records: Iterable[DeviceRecord]) -> None:
         self._registry._execute_many(
-            f"INSERT INTO fleet_devices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (_values(r) for r in records),
+            f"INSERT INTO fleet_devices ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_row(r) for r in records),
         )
 
     def mark_revoked(self, serial: str, revoked_at: str, reason: str) -> None:
@@ -187,7 +188,8 @@ class Transaction:
             yield str(serial), str(revoked_at), reason
 
 
-def _values(r: DeviceRecord) -> tuple[Any, ...]:
+def device_row(r: DeviceRecord) -> tuple[Any, ...]:
+    """``r``'s values in the order of :data:`COLUMNS` (also for bulk loads, e.g. COPY)."""
     return (
         r.serial,
         r.device_id,
@@ -348,7 +350,7 @@ class Registry:
     def get(self, serial: int) -> DeviceRecord | None:
         """The record of one serial number (an indexed look-up)."""
         rows = self._read(
-            f"SELECT {_COLUMNS} FROM fleet_devices WHERE serial = ?", (format_serial(serial),)
+            f"SELECT {COLUMNS} FROM fleet_devices WHERE serial = ?", (format_serial(serial),)
         )
         return _record(rows[0]) if rows else None
 
@@ -360,7 +362,7 @@ class Registry:
             raise ValueError("give exactly one of device_id or key_id")
         column, value = ("device_id", device_id) if device_id is not None else ("key_id", key_id)
         rows = self._read(
-            f"SELECT {_COLUMNS} FROM fleet_devices WHERE {column} = ? ORDER BY issued, serial",
+            f"SELECT {COLUMNS} FROM fleet_devices WHERE {column} = ? ORDER BY issued, serial",
             (value,),
         )
         return [_record(r) for r in rows]
@@ -374,7 +376,7 @@ class Registry:
             where, params = " WHERE status = ?", (status,)
         page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
         rows = self._read(
-            f"SELECT {_COLUMNS} FROM fleet_devices{where} ORDER BY issued, serial{page}", params
+            f"SELECT {COLUMNS} FROM fleet_devices{where} ORDER BY issued, serial{page}", params
         )
         return [_record(r) for r in rows]
 
