@@ -18,7 +18,6 @@ keep or log it, or touch the chip other than through the token.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from atecc.cliutil import CliError, UsageError
 from atecc.record import record
 from cryptoki import errors, pin
+from cryptoki.attributes import encode_ulong
 from cryptoki.constants import CKA, CKF, CKM, CKO, CKU
 from cryptoki.types import Mechanism
 
@@ -36,10 +36,6 @@ _UNLOCK_HINT = (
     'the SO sets a new one: pkcs11-tool --module "$(atecc module-path)" --login '
     "--login-type so --so-pin <SO PIN> --init-pin --new-pin <PIN>"
 )
-
-
-def _ulong(value: int) -> bytes:
-    return struct.pack("@L", value)
 
 
 @record(frozen=True)
@@ -72,7 +68,7 @@ class TokenSession:
     def private_keys(self) -> list[ChipKey]:
         """Every private key the session sees (after login: CKA_PRIVATE ones too)."""
         lib, session = self.lib, self.session
-        lib.find_objects_init(session, [(CKA.CLASS, _ulong(CKO.PRIVATE_KEY))])
+        lib.find_objects_init(session, [(CKA.CLASS, encode_ulong(CKO.PRIVATE_KEY))])
         handles = lib.find_objects(session, 256)
         lib.find_objects_final(session)
         found = []

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 from collections.abc import Callable
 from typing import Any
 
 from atecc.record import record
+from cryptoki.attributes import encode_ulong
 from cryptoki.constants import CKA, CKC, CKO
 
 _TRUE, _FALSE = b"\x01", b"\x00"
@@ -35,10 +35,6 @@ def _no_pin() -> bytes:
     from atecc.cliutil import UsageError
 
     raise UsageError("the token needs the user PIN: give --pin-file FILE or set ATECC_PIN")
-
-
-def _ulong(value: int) -> bytes:
-    return struct.pack("@L", value)
 
 
 @record(frozen=True)
@@ -84,7 +80,8 @@ def store_certificate(
 
     with token_session(filestore, slot_id, pin_source) as tok:
         lib, session = tok.lib, tok.session
-        lib.find_objects_init(session, [(CKA.CLASS, _ulong(CKO.PRIVATE_KEY)), (CKA.ID, key_id)])
+        template = [(CKA.CLASS, encode_ulong(CKO.PRIVATE_KEY)), (CKA.ID, key_id)]
+        lib.find_objects_init(session, template)
         keys = lib.find_objects(session, 2)
         lib.find_objects_final(session)
         if not keys:
@@ -108,8 +105,8 @@ def store_certificate(
         lib.create_object(
             session,
             [
-                (CKA.CLASS, _ulong(CKO.CERTIFICATE)),
-                (CKA.CERTIFICATE_TYPE, _ulong(CKC.X_509)),
+                (CKA.CLASS, encode_ulong(CKO.CERTIFICATE)),
+                (CKA.CERTIFICATE_TYPE, encode_ulong(CKC.X_509)),
                 (CKA.TOKEN, _TRUE),
                 (CKA.PRIVATE, _FALSE),
                 (CKA.LABEL, label.encode()),
@@ -122,7 +119,7 @@ def store_certificate(
 
 def stored_certificates(lib: Any, session: int, key_id: bytes) -> list[tuple[int, bytes, str]]:
     """``(handle, DER, label)`` of the destroyable certificates filed under ``key_id``."""
-    lib.find_objects_init(session, [(CKA.CLASS, _ulong(CKO.CERTIFICATE)), (CKA.ID, key_id)])
+    lib.find_objects_init(session, [(CKA.CLASS, encode_ulong(CKO.CERTIFICATE)), (CKA.ID, key_id)])
     handles = lib.find_objects(session, 64)
     lib.find_objects_final(session)
     found = []
